@@ -1,3 +1,31 @@
-"""cka-sim: exact, fast Centred Kernel Alignment (CKA) and HSIC for NumPy and PyTorch."""
+"""cka-sim: exact, fast Centred Kernel Alignment (CKA) and HSIC for NumPy and PyTorch.
+
+>>> import numpy as np
+>>> from cka_sim import linear_cka
+>>> x = np.random.default_rng(0).standard_normal((100, 10))
+>>> round(linear_cka(x, 2 * x), 6)
+1.0
+
+The core needs only NumPy and SciPy; torch and matplotlib are optional extras and are never
+imported by ``import cka_sim``. See ``docs/estimators.md`` for formulas and numerics.
+"""
+
+from .cka import cka, kernel_cka, linear_cka
+from .exceptions import CKAUndefinedWarning
+from .hsic import hsic
+from .kernels import center_gram, gram_linear, gram_polynomial, gram_rbf
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "CKAUndefinedWarning",
+    "__version__",
+    "center_gram",
+    "cka",
+    "gram_linear",
+    "gram_polynomial",
+    "gram_rbf",
+    "hsic",
+    "kernel_cka",
+    "linear_cka",
+]
