@@ -70,7 +70,9 @@ def as_matrix(value: Any, name: str, *, min_rows: int = 2) -> Array:
     n = int(x.shape[0])
     p = int(np.prod(x.shape[1:])) if x.ndim > 1 else 0
     if n == 0 or p == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); it needs examples and features")
+        raise ValueError(
+            f"{name} is empty (shape {tuple(x.shape)}); it needs examples and features"
+        )
     xp = namespace(x)
     x = xp.reshape(x, (n, p))
     dtype = compute_dtype(x, xp)

@@ -46,9 +46,7 @@ def cka(gram_x: Any, gram_y: Any, *, debiased: bool = False) -> Any:
     return as_output(_cka_of_grams(k, l, xp, debiased=debiased, names=("gram_x", "gram_y")))
 
 
-def _cka_of_grams(
-    k: Array, l: Array, xp: Any, *, debiased: bool, names: tuple[str, str]
-) -> Array:
+def _cka_of_grams(k: Array, l: Array, xp: Any, *, debiased: bool, names: tuple[str, str]) -> Array:
     """CKA of validated float64 Grams."""
     kc = centered(k, xp, unbiased=debiased)
     lc = centered(l, xp, unbiased=debiased)
@@ -238,7 +236,9 @@ def kernel_cka(
         sigmas = sigma if isinstance(sigma, tuple) else (sigma, sigma)
         if len(sigmas) != 2:
             raise ValueError(f"sigma must be a number or a pair of numbers; got {sigma!r}")
-        grams = [gram_rbf(a, threshold=threshold, sigma=s) for a, s in zip((xm, ym), sigmas)]
+        grams = [
+            gram_rbf(a, threshold=threshold, sigma=s) for a, s in zip((xm, ym), sigmas, strict=True)
+        ]
     elif kernel == "linear":
         grams = [gram_linear(a) for a in (xm, ym)]
     elif kernel == "polynomial":
