@@ -14,10 +14,12 @@ from .cka import cka, kernel_cka, linear_cka
 from .exceptions import CKAUndefinedWarning
 from .hsic import hsic
 from .kernels import center_gram, gram_linear, gram_polynomial, gram_rbf
+from .result import CKAResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CKAResult",
     "CKAUndefinedWarning",
     "__version__",
     "center_gram",
