@@ -1,0 +1,399 @@
+"""The paper's convolutional VAE (Burgess et al. 2018; Locatello et al. 2019; Bonheme & Grześ 2023).
+
+Every layer that CKA compares is a real submodule with a stable name, so
+``cka_sim.torch.record_activations(model, LAYER_NAMES)`` captures any of them by name. In the
+paper's order:
+
+=====================  =====================================  ==================  ==================
+name                   module                                 output at 64 px     output at 32 px
+=====================  =====================================  ==================  ==================
+``input``              identity                               c x 64 x 64         c x 32 x 32
+``encoder.conv1``      Conv 32, k4 s2 p1, ReLU                32 x 32 x 32        32 x 16 x 16
+``encoder.conv2``      Conv 32, k4 s2 p1, ReLU                32 x 16 x 16        32 x 8 x 8
+``encoder.conv3``      Conv 64, k4 s2 p1, ReLU                64 x 8 x 8          64 x 4 x 4
+``encoder.conv4``      Conv 64, k4 s2 p1, ReLU                64 x 4 x 4          64 x 2 x 2
+``encoder.dense``      Dense 256, ReLU (flat input)           256                 256
+``encoder.mu``         Dense d (posterior mean)               d                   d
+``encoder.logvar``     Dense d (posterior log-variance)       d                   d
+``z``                  reparameterisation (sample or mean)    d                   d
+``decoder.dense1``     Dense 256, ReLU                        256                 256
+``decoder.dense2``     Dense 4·4·64 = 1024 (2·2·64 = 256),    1024                256
+                       ReLU
+``decoder.deconv1``    ConvT 64, k4 s2 p1, ReLU               64 x 8 x 8          64 x 4 x 4
+``decoder.deconv2``    ConvT 32, k4 s2 p1, ReLU               32 x 16 x 16        32 x 8 x 8
+``decoder.deconv3``    ConvT 32, k4 s2 p1, ReLU               32 x 32 x 32        32 x 16 x 16
+``decoder.deconv4``    ConvT c, k4 s2 p1 (Bernoulli logits)   c x 64 x 64         c x 32 x 32
+``output``             sigmoid (Bernoulli mean, an image)     c x 64 x 64         c x 32 x 32
+=====================  =====================================  ==================  ==================
+
+At 32 px the network is the same four stride-2 convolutions, so the last feature map is
+2 x 2 x 64 = 256 values instead of 4 x 4 x 64 = 1024 and ``decoder.dense2`` has 256 units. The
+hooked output of every ``conv``/``deconv``/``dense`` module is its post-activation value.
+
+References
+----------
+C. P. Burgess et al., "Understanding disentangling in β-VAE", 2018.
+F. Locatello et al., "Challenging common assumptions in the unsupervised learning of
+disentangled representations", ICML 2019 (``disentanglement_lib`` conv architecture).
+L. Bonheme and M. Grześ, "How good are variational autoencoders at transfer learning?", 2023.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "DECODER_LAYERS",
+    "ENCODER_LAYERS",
+    "LATENT_LAYERS",
+    "LAYER_NAMES",
+    "SUPPORTED_SIZES",
+    "ConvVAE",
+    "DatasetMismatchError",
+    "Decoder",
+    "Encoder",
+    "ModelConfig",
+    "Reparameterize",
+    "VAEOutput",
+    "check_images_fit",
+    "make_model",
+]
+
+SUPPORTED_SIZES = (32, 64)
+
+ENCODER_LAYERS: tuple[str, ...] = (
+    "input",
+    "encoder.conv1",
+    "encoder.conv2",
+    "encoder.conv3",
+    "encoder.conv4",
+    "encoder.dense",
+    "encoder.mu",
+    "encoder.logvar",
+)
+"""Encoder-side layers, in forward order (``input`` included, as in the paper's figures)."""
+
+LATENT_LAYERS: tuple[str, ...] = ("z",)
+"""The latent code that drives the decoder (a sample, or the mean with ``decode_from="mean"``)."""
+
+DECODER_LAYERS: tuple[str, ...] = (
+    "decoder.dense1",
+    "decoder.dense2",
+    "decoder.deconv1",
+    "decoder.deconv2",
+    "decoder.deconv3",
+    "decoder.deconv4",
+    "output",
+)
+"""Decoder-side layers, in forward order (``output`` = sigmoid of ``decoder.deconv4``)."""
+
+LAYER_NAMES: tuple[str, ...] = ENCODER_LAYERS + LATENT_LAYERS + DECODER_LAYERS
+"""All compared layers in the paper's order: module names for ``record_activations``."""
+
+DecodeFrom = Literal["sample", "mean"]
+
+
+class _ReLUConv2d(nn.Conv2d):
+    """``Conv2d`` followed by ReLU, so a forward hook on it sees the activation."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(super().forward(x))
+
+
+class _ReLUConvTranspose2d(nn.ConvTranspose2d):
+    """``ConvTranspose2d`` followed by ReLU, so a forward hook on it sees the activation."""
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        return F.relu(super().forward(x))
+
+
+class _ReLULinear(nn.Linear):
+    """``Linear`` followed by ReLU, so a forward hook on it sees the activation."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(super().forward(x))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a :class:`ConvVAE`; two models with equal configs share parameter shapes.
+
+    Parameters
+    ----------
+    channels : int
+        Image channels ``c`` (1 for greyscale, 3 for colour).
+    size : int
+        Image side in pixels, 32 or 64.
+    latent_dim : int
+        Latent size ``d`` (the paper uses 10).
+    """
+
+    channels: int = 1
+    size: int = 64
+    latent_dim: int = 10
+
+    def __post_init__(self) -> None:
+        if self.size not in SUPPORTED_SIZES:
+            raise ValueError(
+                f"ConvVAE supports image sizes {SUPPORTED_SIZES}, got size={self.size}: "
+                "load the dataset with size=32 or size=64"
+            )
+        if self.channels < 1 or self.latent_dim < 1:
+            raise ValueError(
+                f"channels and latent_dim must be positive, got channels={self.channels}, "
+                f"latent_dim={self.latent_dim}"
+            )
+
+    @property
+    def feature_side(self) -> int:
+        """Side of the last encoder feature map: ``size / 16`` (4 at 64 px, 2 at 32 px)."""
+        return self.size // 16
+
+    @property
+    def flat_features(self) -> int:
+        """Length of the flattened last feature map: ``64 · (size/16)²`` (1024 or 256)."""
+        return 64 * self.feature_side**2
+
+    def to_dict(self) -> dict[str, int]:
+        """Plain dict for checkpoints and JSON."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """Short human-readable form used in error messages."""
+        return (
+            f"ConvVAE(channels={self.channels}, size={self.size}, latent_dim={self.latent_dim})"
+        )
+
+
+class VAEOutput(NamedTuple):
+    """What :meth:`ConvVAE.forward` returns.
+
+    Attributes
+    ----------
+    logits : Tensor
+        Bernoulli logits of the reconstruction, ``(n, c, size, size)``.
+    mu, logvar : Tensor
+        Posterior mean and log-variance, ``(n, d)``.
+    z : Tensor
+        The latent code the decoder was driven with, ``(n, d)``.
+    recon : Tensor
+        ``sigmoid(logits)``: the Bernoulli mean, an image in ``[0, 1]``.
+    """
+
+    logits: Tensor
+    mu: Tensor
+    logvar: Tensor
+    z: Tensor
+    recon: Tensor
+
+
+class Encoder(nn.Module):
+    """Four stride-2 convolutions, a dense layer, and the posterior heads ``mu``/``logvar``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        c = config.channels
+        self.conv1 = _ReLUConv2d(c, 32, kernel_size=4, stride=2, padding=1)
+        self.conv2 = _ReLUConv2d(32, 32, kernel_size=4, stride=2, padding=1)
+        self.conv3 = _ReLUConv2d(32, 64, kernel_size=4, stride=2, padding=1)
+        self.conv4 = _ReLUConv2d(64, 64, kernel_size=4, stride=2, padding=1)
+        self.dense = _ReLULinear(config.flat_features, 256)
+        self.mu = nn.Linear(256, config.latent_dim)
+        self.logvar = nn.Linear(256, config.latent_dim)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Return the posterior ``(mu, logvar)`` of images ``x`` of shape ``(n, c, s, s)``."""
+        h = self.conv4(self.conv3(self.conv2(self.conv1(x))))
+        h = self.dense(h.flatten(1))
+        return self.mu(h), self.logvar(h)
+
+
+class Decoder(nn.Module):
+    """Mirror of the encoder: two dense layers, then four transposed convolutions (logits)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.side = config.feature_side
+        self.dense1 = _ReLULinear(config.latent_dim, 256)
+        self.dense2 = _ReLULinear(256, config.flat_features)
+        self.deconv1 = _ReLUConvTranspose2d(64, 64, kernel_size=4, stride=2, padding=1)
+        self.deconv2 = _ReLUConvTranspose2d(64, 32, kernel_size=4, stride=2, padding=1)
+        self.deconv3 = _ReLUConvTranspose2d(32, 32, kernel_size=4, stride=2, padding=1)
+        self.deconv4 = nn.ConvTranspose2d(32, config.channels, kernel_size=4, stride=2, padding=1)
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Return Bernoulli logits ``(n, c, s, s)`` for latent codes ``z`` of shape ``(n, d)``."""
+        h = self.dense2(self.dense1(z)).view(-1, 64, self.side, self.side)
+        return self.deconv4(self.deconv3(self.deconv2(self.deconv1(h))))
+
+
+class Reparameterize(nn.Module):
+    """The latent code ``z``: a reparameterised sample or the posterior mean.
+
+    ``z = mu + exp(logvar / 2) · ε`` with ``ε ~ N(0, I)`` (Kingma & Welling 2014), or ``z = mu``.
+    A module of its own so that ``record_activations(model, ["z"])`` captures the code that
+    actually drove the decoder.
+    """
+
+    def forward(
+        self,
+        mu: Tensor,
+        logvar: Tensor,
+        mode: DecodeFrom = "sample",
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        if mode == "mean":
+            return mu
+        if mode != "sample":
+            raise ValueError(f"decode_from must be 'sample' or 'mean', got {mode!r}")
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+
+class ConvVAE(nn.Module):
+    """The paper's convolutional VAE for ``size`` x ``size`` images with ``channels`` channels.
+
+    Parameters
+    ----------
+    channels : int
+        Image channels.
+    size : int
+        32 or 64.
+    latent_dim : int
+        Latent size ``d``; default 10 as in the paper.
+    decode_from : {"sample", "mean"}
+        Default latent code for :meth:`forward`: a reparameterised sample (what the paper used,
+        also for its CKA) or the posterior mean (deterministic). Training always samples.
+
+    Notes
+    -----
+    Modules are named as in :data:`LAYER_NAMES`; ``model.layer_names()`` returns them in order.
+    Calling ``forward(x, generator=g)`` with a seeded ``torch.Generator`` makes sampled codes
+    reproducible without touching the global RNG.
+    """
+
+    def __init__(
+        self,
+        channels: int = 1,
+        size: int = 64,
+        latent_dim: int = 10,
+        *,
+        decode_from: DecodeFrom = "sample",
+    ) -> None:
+        super().__init__()
+        if decode_from not in ("sample", "mean"):
+            raise ValueError(f"decode_from must be 'sample' or 'mean', got {decode_from!r}")
+        self.config = ModelConfig(channels=channels, size=size, latent_dim=latent_dim)
+        self.decode_from: DecodeFrom = decode_from
+        self.input = nn.Identity()
+        self.encoder = Encoder(self.config)
+        self.z = Reparameterize()
+        self.decoder = Decoder(self.config)
+        self.output = nn.Sigmoid()
+
+    @classmethod
+    def from_config(cls, config: ModelConfig | dict[str, Any], **kwargs: Any) -> ConvVAE:
+        """Build a model from a :class:`ModelConfig` or its dict form."""
+        if isinstance(config, dict):
+            config = ModelConfig(**config)
+        return cls(config.channels, config.size, config.latent_dim, **kwargs)
+
+    @staticmethod
+    def layer_names() -> tuple[str, ...]:
+        """Names of the compared layers in the paper's order (see :data:`LAYER_NAMES`)."""
+        return LAYER_NAMES
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior ``(mu, logvar)`` of images ``x`` (floats in ``[0, 1]``)."""
+        return self.encoder(self.input(x))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Bernoulli logits of the images generated from codes ``z``."""
+        return self.decoder(z)
+
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        decode_from: DecodeFrom | None = None,
+        generator: torch.Generator | None = None,
+    ) -> VAEOutput:
+        """Encode, draw ``z`` and decode.
+
+        Parameters
+        ----------
+        x : Tensor
+            Images ``(n, c, size, size)``, floats in ``[0, 1]``.
+        decode_from : {"sample", "mean"}, optional
+            Overrides the model's ``decode_from`` for this call.
+        generator : torch.Generator, optional
+            Source of the reparameterisation noise (default: the global torch RNG).
+        """
+        self._check_input(x)
+        mu, logvar = self.encode(x)
+        z = self.z(mu, logvar, decode_from or self.decode_from, generator)
+        logits = self.decode(z)
+        return VAEOutput(logits, mu, logvar, z, self.output(logits))
+
+    def _check_input(self, x: Tensor) -> None:
+        cfg = self.config
+        if x.dim() != 4 or tuple(x.shape[1:]) != (cfg.channels, cfg.size, cfg.size):
+            raise ValueError(
+                f"{cfg.describe()} expects images of shape (n, {cfg.channels}, {cfg.size}, "
+                f"{cfg.size}), got {tuple(x.shape)}"
+            )
+
+
+class DatasetMismatchError(ValueError):
+    """A dataset's images do not fit a model (channel count or size differs)."""
+
+
+def check_images_fit(config: ModelConfig, channels: int, size: int, *, dataset: str = "") -> None:
+    """Raise :class:`DatasetMismatchError` unless ``channels`` x ``size`` images fit ``config``.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        The model's architecture.
+    channels, size : int
+        The dataset's image channels and side length (``ImageDataset.channels``/``.size``).
+    dataset : str
+        Dataset name for the message.
+    """
+    name = f"dataset {dataset!r}" if dataset else "the dataset"
+    if channels != config.channels:
+        raise DatasetMismatchError(
+            f"{name} has {channels}-channel images but the model {config.describe()} takes "
+            f"{config.channels}-channel images: transfer only between datasets with the same "
+            "number of channels, or train a new model"
+        )
+    if size != config.size:
+        raise DatasetMismatchError(
+            f"{name} has {size} px images but the model {config.describe()} takes "
+            f"{config.size} px images: load the dataset with size={config.size}"
+        )
+
+
+def make_model(
+    channels: int = 1,
+    size: int = 64,
+    latent_dim: int = 10,
+    *,
+    seed: int | None = None,
+    decode_from: DecodeFrom = "sample",
+) -> ConvVAE:
+    """Build a :class:`ConvVAE` with PyTorch's default initialisation, seeded if ``seed`` is given.
+
+    The seed is used in a forked RNG scope, so the global torch RNG is left as it was. Two calls
+    with the same arguments return models with identical parameters.
+    """
+    if seed is None:
+        return ConvVAE(channels, size, latent_dim, decode_from=decode_from)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ConvVAE(channels, size, latent_dim, decode_from=decode_from)
