@@ -495,14 +495,15 @@ def _run(
         optimizer.step()
 
         done = step + 1
-        for key, value in terms.items():
-            log_sums[key] = log_sums.get(key, 0.0) + float(value.detach())
-        log_count += 1
-        if not math.isfinite(float(terms["loss"])):
+        values = {key: float(value.detach()) for key, value in terms.items()}
+        if not math.isfinite(values["loss"]):
             raise FloatingPointError(
-                f"loss became {float(terms['loss'])} at step {done} of {out}: lower the learning "
+                f"loss became {values['loss']} at step {done} of {out}: lower the learning "
                 "rate or the objective's weights"
             )
+        for key, value in values.items():
+            log_sums[key] = log_sums.get(key, 0.0) + value
+        log_count += 1
         if done % config.log_every == 0 or done == config.steps:
             now = time.perf_counter()
             row = _mean_terms(log_sums, log_count)
