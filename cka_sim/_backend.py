@@ -91,6 +91,11 @@ def median(values: Array, xp: Any) -> Array:
     return (lower + upper) / 2
 
 
+def to_scalar(value: Array) -> float:
+    """A Python float of a 0-dim array, detached from any autograd graph (synchronises CUDA)."""
+    return float(value.detach()) if is_torch(value) else float(value)
+
+
 def as_output(value: Array) -> Any:
     """Return a Python float for NumPy results and the 0-dim tensor itself for torch."""
     if is_torch(value):

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import is_array_api_obj
 
-from ._backend import Array, compute_dtype, is_torch, namespace
+from ._backend import Array, compute_dtype, is_torch, namespace, to_scalar
 from .exceptions import CKAUndefinedWarning
 
 
@@ -55,11 +55,15 @@ def check_finite(x: Array, name: str, xp: Any) -> None:
         raise ValueError(f"{name} contains NaN or infinity; remove or impute those values first")
 
 
-def as_matrix(value: Any, name: str, *, min_rows: int = 2) -> Array:
+def as_matrix(
+    value: Any, name: str, *, min_rows: int = 2, check_values: bool = True
+) -> Array:
     """Validate activations and return them as a floating (n, p) matrix.
 
     Rows are examples; trailing dimensions are flattened. Half precision is upcast to float32,
-    integers and booleans to float64.
+    integers and booleans to float64. ``check_values=False`` skips the NaN/infinity scan (the
+    streaming accumulators use it for torch tensors, where the scan would synchronise the device
+    on every batch, and check their accumulated state instead).
     """
     x = as_array(value, name)
     if x.ndim < 2:
@@ -83,12 +87,18 @@ def as_matrix(value: Any, name: str, *, min_rows: int = 2) -> Array:
             f"{name} has {n} example(s); this estimator needs at least {min_rows} (rows are "
             "examples)"
         )
-    check_finite(x, name, xp)
+    if check_values:
+        check_finite(x, name, xp)
     return x
 
 
 def check_pair(
-    x: Any, y: Any, *, names: tuple[str, str] = ("x", "y"), min_rows: int = 2
+    x: Any,
+    y: Any,
+    *,
+    names: tuple[str, str] = ("x", "y"),
+    min_rows: int = 2,
+    check_values: bool = True,
 ) -> tuple[Array, Array, Any]:
     """Validate two activation matrices with the same examples; return them and their namespace."""
     xa = as_array(x, names[0])
@@ -99,8 +109,8 @@ def check_pair(
             f"{names[0]} and {names[1]} must have the same number of rows (examples); got "
             f"{xa.shape[0]} and {ya.shape[0]}"
         )
-    xm = as_matrix(xa, names[0], min_rows=min_rows)
-    ym = as_matrix(ya, names[1], min_rows=min_rows)
+    xm = as_matrix(xa, names[0], min_rows=min_rows, check_values=check_values)
+    ym = as_matrix(ya, names[1], min_rows=min_rows, check_values=check_values)
     return xm, ym, namespace(xm, ym)
 
 
@@ -115,8 +125,8 @@ def check_gram(value: Any, name: str, *, min_size: int = 2) -> Array:
     xp = namespace(k)
     k = xp.astype(k, xp.float64)
     check_finite(k, name, xp)
-    asym = float(xp.max(xp.abs(k - xp.matrix_transpose(k))))
-    scale = float(xp.max(xp.abs(k)))
+    asym = to_scalar(xp.max(xp.abs(k - xp.matrix_transpose(k))))
+    scale = to_scalar(xp.max(xp.abs(k)))
     if asym > 1e-5 * scale:
         raise ValueError(
             f"{name} is not symmetric (max |K - K.T| = {asym:.3g}); a Gram matrix k(x_i, x_j) must "

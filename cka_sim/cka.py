@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._backend import Array, as_output, center_columns, frobenius_sq, to_float64
+from ._backend import Array, as_output, center_columns, frobenius_sq, to_float64, to_scalar
 from ._validation import check_gram_pair, check_pair, warn_undefined
 from .kernels import centered, gram_linear, gram_polynomial, gram_rbf
 
@@ -53,7 +53,7 @@ def _cka_of_grams(k: Array, l: Array, xp: Any, *, debiased: bool, names: tuple[s
     n = k.shape[0]
     tolerance = 64 * n * np.finfo(np.float64).eps
     for name, raw, cent in ((names[0], k, kc), (names[1], l, lc)):
-        if float(xp.max(xp.abs(cent))) <= tolerance * float(xp.max(xp.abs(raw))):
+        if to_scalar(xp.max(xp.abs(cent))) <= tolerance * to_scalar(xp.max(xp.abs(raw))):
             warn_undefined(name, "its centred Gram matrix is zero (all features constant)", 4)
             return xp.sum(kc * lc) * float("nan")
     return _ratio(xp.sum(kc * lc), xp.sum(kc * kc), xp.sum(lc * lc), n, names, debiased)
@@ -64,10 +64,10 @@ def _ratio(
 ) -> Array:
     """HSIC(x, y) / sqrt(HSIC(x, x) HSIC(y, y)), NaN with a warning where undefined."""
     for name, value in ((names[0], h_xx), (names[1], h_yy)):
-        if debiased and float(value) <= 0.0:
+        if debiased and to_scalar(value) <= 0.0:
             warn_undefined(
                 name,
-                f"its debiased self-HSIC estimate is not positive ({float(value):.3g}, n={n}); "
+                f"its debiased self-HSIC estimate is not positive ({to_scalar(value):.3g}, n={n}); "
                 "use more examples or debiased=False",
                 4,
             )
@@ -176,11 +176,24 @@ def _linear_cka_features(xc: Array, yc: Array, xp: Any, *, debiased: bool) -> Ar
         r_x = xp.sum(xc * xc, axis=1, dtype=xp.float64)
         r_y = xp.sum(yc * yc, axis=1, dtype=xp.float64)
         s_x, s_y = xp.sum(r_x), xp.sum(r_y)
-        a, b = n / (n - 2), 1.0 / ((n - 1) * (n - 2))
-        h_xy = h_xy - a * xp.sum(r_x * r_y) + b * s_x * s_y
-        h_xx = h_xx - a * xp.sum(r_x * r_x) + b * s_x * s_x
-        h_yy = h_yy - a * xp.sum(r_y * r_y) + b * s_y * s_y
+        h_xy = debiased_feature_hsic(h_xy, xp.sum(r_x * r_y), s_x, s_y, n)
+        h_xx = debiased_feature_hsic(h_xx, xp.sum(r_x * r_x), s_x, s_x, n)
+        h_yy = debiased_feature_hsic(h_yy, xp.sum(r_y * r_y), s_y, s_y, n)
     return _ratio(h_xy, h_xx, h_yy, n, ("x", "y"), debiased)
+
+
+def debiased_feature_hsic(h: Array, rr: Array, s_x: Array, s_y: Array, n: int) -> Array:
+    r"""Debiased linear HSIC in feature form, up to the factor :math:`1/(n(n-3))`.
+
+    ``h`` is :math:`\lVert \bar Y^\top \bar X\rVert_F^2`, ``rr`` is :math:`r_X^\top r_Y` with
+    :math:`r` the squared row norms of the centred activations, ``s_x``, ``s_y`` their sums:
+
+    .. math:: h - \frac{n}{n-2} r_X^\top r_Y + \frac{s_X s_Y}{(n-1)(n-2)}
+
+    This equals :math:`\langle U(K), U(L)\rangle` of the U-centred linear Grams exactly, so it can
+    be mixed with Gram-form terms in one ratio. Works elementwise on arrays of terms.
+    """
+    return h - (n / (n - 2)) * rr + s_x * s_y / ((n - 1) * (n - 2))
 
 
 def kernel_cka(

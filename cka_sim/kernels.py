@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import Array, center_columns, median, namespace, to_float64
+from ._backend import Array, center_columns, median, namespace, to_float64, to_scalar
 from ._validation import as_matrix, check_gram, check_positive
 
 
@@ -85,7 +85,7 @@ def gram_rbf(x: Any, *, threshold: float = 1.0, sigma: float | None = None) -> A
     dist = squared_distances(xm, xp)
     if sigma is None:
         sigma_sq = threshold**2 * median(dist, xp)
-        if float(sigma_sq) == 0.0:
+        if to_scalar(sigma_sq) == 0.0:
             raise ValueError(
                 "the median squared distance between rows of x is zero (more than half of the "
                 "pairs are identical), so the median bandwidth is zero; pass sigma= explicitly"
@@ -149,16 +149,20 @@ def center_gram(gram: Any, *, unbiased: bool = False) -> Array:
 
 
 def centered(k: Array, xp: Any, *, unbiased: bool) -> Array:
-    """Centre a validated float64 Gram matrix (see :func:`center_gram`)."""
-    n = k.shape[0]
+    """Centre a validated float64 Gram matrix (see :func:`center_gram`).
+
+    Also centres a stack of symmetric Grams of shape (..., n, n), each on its own.
+    """
+    n = k.shape[-1]
     if not unbiased:
-        means = xp.mean(k, axis=0)
-        return k - means[None, :] - means[:, None] + xp.mean(means)
+        means = xp.mean(k, axis=-2)
+        grand = xp.mean(means, axis=-1)[..., None, None]
+        return k - means[..., None, :] - means[..., :, None] + grand
     off_diagonal = 1.0 - xp.eye(n, dtype=k.dtype, device=_device(k))
     k = k * off_diagonal
-    means = xp.sum(k, axis=0) / (n - 2)
-    means = means - xp.sum(means) / (2 * (n - 1))
-    return (k - means[None, :] - means[:, None]) * off_diagonal
+    means = xp.sum(k, axis=-2) / (n - 2)
+    means = means - xp.sum(means, axis=-1)[..., None] / (2 * (n - 1))
+    return (k - means[..., None, :] - means[..., :, None]) * off_diagonal
 
 
 def _device(x: Array) -> Any:

@@ -1,0 +1,84 @@
+"""Bad inputs get a ValueError or TypeError whose message names the argument and the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cka_sim import center_gram, cka, gram_rbf, hsic, kernel_cka, linear_cka
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((10, 3))
+Y = rng.standard_normal((10, 4))
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "kwargs", "error", "match"),
+    [
+        (X, Y[:9], {}, ValueError, "same number of rows.*10 and 9"),
+        (X[:1], Y[:1], {}, ValueError, "x has 1 example.*at least 2"),
+        (X[:3], Y[:3], {"debiased": True}, ValueError, "x has 3 example.*at least 4"),
+        (np.where(X > 1, np.nan, X), Y, {}, ValueError, "x contains NaN or infinity"),
+        (X, np.where(Y > 1, np.inf, Y), {}, ValueError, "y contains NaN or infinity"),
+        (np.float64(3.0), Y, {}, ValueError, r"x must have shape \(n_examples"),
+        (X[:, 0], Y, {}, ValueError, r"x must have shape.*reshape\(-1, 1\)"),
+        (np.empty((10, 0)), Y, {}, ValueError, "x is empty"),
+        (np.array([["a", "b"]] * 10), Y, {}, TypeError, "x must hold numbers"),
+        (X + 1j, Y, {}, TypeError, "x must be real"),
+        (X, Y, {"method": "svd"}, ValueError, "method must be"),
+    ],
+)
+def test_linear_cka_bad_inputs(x, y, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        linear_cka(x, y, **kwargs)
+
+
+def test_ragged_lists_are_rejected():
+    with pytest.raises((TypeError, ValueError), match="x"):
+        linear_cka([[1.0, 2.0], [3.0]], [[1.0], [2.0]])
+
+
+@pytest.mark.parametrize(
+    ("k", "l", "match"),
+    [
+        (np.ones((4, 5)), np.ones((4, 4)), r"gram_x must be a square"),
+        (np.eye(4), np.eye(5), "same size"),
+        (np.eye(4), np.triu(np.ones((4, 4))), "gram_y is not symmetric"),
+        (np.eye(4) * np.nan, np.eye(4), "gram_x contains NaN"),
+    ],
+)
+def test_gram_bad_inputs(k, l, match):
+    with pytest.raises(ValueError, match=match):
+        cka(k, l)
+    with pytest.raises(ValueError, match=match):
+        hsic(k, l)
+
+
+def test_unbiased_needs_four_examples():
+    with pytest.raises(ValueError, match="gram_x is 3 x 3; this estimator needs at least 4"):
+        hsic(np.eye(3), np.eye(3), unbiased=True)
+    with pytest.raises(ValueError, match="gram is 3 x 3"):
+        center_gram(np.eye(3), unbiased=True)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_bandwidth_must_be_positive(bad):
+    with pytest.raises(ValueError, match="sigma must be a positive finite number"):
+        gram_rbf(X, sigma=bad)
+    with pytest.raises(ValueError, match="threshold must be a positive finite number"):
+        kernel_cka(X, Y, threshold=bad)
+
+
+def test_zero_median_bandwidth_is_an_error():
+    mostly_duplicates = np.vstack([X[:1] + 1.0, np.repeat(X[:1], 9, axis=0)])
+    with pytest.raises(ValueError, match="median squared distance.*pass sigma="):
+        gram_rbf(mostly_duplicates)
+
+
+def test_unknown_kernel_and_bad_callable():
+    with pytest.raises(ValueError, match="unknown kernel 'cosine'"):
+        kernel_cka(X, Y, kernel="cosine")
+    with pytest.raises(ValueError, match=r"kernel callable returned shape \(10, 3\)"):
+        kernel_cka(X, Y, kernel=lambda a: a)
+    with pytest.raises(ValueError, match="sigma must be a number or a pair"):
+        kernel_cka(X, Y, sigma=(1.0, 2.0, 3.0))
