@@ -152,19 +152,24 @@ def factor_values(indices: np.ndarray) -> np.ndarray:
     )
 
 
-def render_into(out: np.ndarray, indices: np.ndarray, chunk: int = 4096) -> None:
+def render_into(out: np.ndarray, indices: np.ndarray, chunk: int = 8192) -> None:
     """Render flat grid ``indices`` into ``out`` ``(n, 3, S, S)`` uint8, ``chunk`` at a time."""
     maps = weights(out.shape[-1])
     idx = factor_indices(indices)
     combo = (idx[:, 3] * len(SHAPES) + idx[:, 4]) * len(ORIENTATIONS) + idx[:, 5]
+    h, w = maps.shape[-2:]
+    flat = maps.reshape(len(maps), 3, h * w)
     for start in range(0, len(idx), chunk):
         sl = slice(start, start + chunk)
-        colours = np.stack([_RGB[idx[sl, 0]], _RGB[idx[sl, 1]], _RGB[idx[sl, 2]]], axis=1)
-        layers = maps[combo[sl]]
-        n, _, h, w = layers.shape
-        # (n, rgb, layer) @ (n, layer, pixels): a batched 3 x 3 colour mix per image.
-        image = np.matmul(colours.transpose(0, 2, 1) * 255.0, layers.reshape(n, 3, h * w))
-        out[sl] = np.rint(image).clip(0, 255).astype(np.uint8).reshape(n, 3, h, w)
+        # (n, rgb, layer): the colour of each layer, scaled to 0-255.
+        mix = np.stack([_RGB[idx[sl, 0]], _RGB[idx[sl, 1]], _RGB[idx[sl, 2]]], axis=2) * 255.0
+        image = np.empty((len(mix), 3, h * w), dtype=np.float32)
+        # Group the chunk by weight map so each map is used in place, never gathered per image.
+        order = np.argsort(combo[sl], kind="stable")
+        values, first = np.unique(combo[sl][order], return_index=True)
+        for value, members in zip(values, np.split(order, first[1:]), strict=True):
+            image[members] = (mix[members].reshape(-1, 3) @ flat[value]).reshape(-1, 3, h * w)
+        out[sl] = np.rint(image).clip(0, 255).astype(np.uint8).reshape(-1, 3, h, w)
 
 
 def render(indices: np.ndarray, size: int = 64) -> np.ndarray:
