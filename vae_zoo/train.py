@@ -232,10 +232,10 @@ def evaluate(
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     n = len(data) if max_examples is None else min(len(data), max_examples)
-    images = torch.from_numpy(data.images[:n])
     totals: dict[str, float] = {}
     for start in range(0, n, batch_size):
-        x = images[start : start + batch_size].to(device).float().div_(255.0)
+        batch = np.array(data.images[start : min(start + batch_size, n)])  # a writable copy
+        x = torch.from_numpy(batch).to(device).float().div_(255.0)
         out = model(x, decode_from="sample", generator=generator)
         terms = objective(x, out, step=step, dataset_size=dataset_size or len(data))
         for key, value in terms.items():
@@ -478,7 +478,6 @@ def _run(
         })
 
     # -- the training loop ----------------------------------------------------------------------
-    images = torch.from_numpy(data.images)  # uint8, shared with the dataset; batches converted
     eval_steps = config.eval_steps()
     if start == 0 and 0 in eval_steps:
         test_loss(0)
@@ -486,8 +485,8 @@ def _run(
                dynamic_ncols=True)
     tick = time.perf_counter()
     for step in range(start, config.steps):
-        idx = torch.from_numpy(data_rng.integers(0, n, size=config.batch_size))
-        x = images[idx].to(device).float().div_(255.0)
+        idx = data_rng.integers(0, n, size=config.batch_size)
+        x = torch.from_numpy(data.images[idx]).to(device).float().div_(255.0)  # uint8 -> [0, 1]
         out_ = model(x, decode_from="sample", generator=noise)
         terms = objective(x, out_, step=step, dataset_size=n)
         optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,301 @@
+"""Train a zoo of VAEs: a grid of datasets x seeds x objectives, in parallel worker processes.
+
+Each run is an ordinary :func:`vae_zoo.train.train` run directory, laid out as
+``OUT/{dataset}-{size}px/{objective tag}/seed{seed}``. Runs that are already complete are skipped
+and interrupted ones resume from their last checkpoint, so calling :func:`run_zoo` again after a
+crash loses at most ``checkpoint_every`` steps per run. Workers are separate processes (``spawn``)
+each using one torch thread: on a small CPU machine, several single-thread processes train
+faster than one multi-thread process.
+
+Library use (what :mod:`vae_zoo.study` calls)::
+
+    from vae_zoo.train import TrainConfig
+    from vae_zoo.zoo import run_zoo
+    runs = run_zoo(["mnist", "dsprites"], seeds=[0, 1], out_dir="runs/zoo", size=32,
+                   config=TrainConfig(steps=5000), workers=2)
+    for r in runs:
+        print(r.run.dataset, r.run.seed, r.checkpoint)
+
+Command line::
+
+    python -m vae_zoo.zoo --datasets mnist dsprites --seeds 0 1 --steps 5000 --workers 2 \\
+        --out runs/zoo
+
+A script that calls :func:`run_zoo` with ``workers > 1`` must guard its entry point with
+``if __name__ == "__main__":`` (the ``spawn`` start method re-imports it in each worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .datasets.base import ImageDataset
+from .train import TrainConfig, _parse_param, is_complete, train
+
+__all__ = [
+    "DatasetLoader",
+    "ZooError",
+    "ZooResult",
+    "ZooRun",
+    "main",
+    "run_zoo",
+    "zoo_grid",
+]
+
+Loader = Callable[[str, str, int], ImageDataset]
+"""``loader(name, split, size) -> ImageDataset``; must be picklable when ``workers > 1``."""
+
+
+class ZooError(RuntimeError):
+    """One or more zoo runs failed; the message lists each with its error."""
+
+
+@dataclass(frozen=True)
+class ZooRun:
+    """One cell of the grid.
+
+    Parameters
+    ----------
+    dataset : str
+        Dataset name passed to the loader.
+    seed : int
+        Training seed.
+    objective : str
+        Objective name.
+    params : tuple of (str, value) pairs
+        Objective hyper-parameters, sorted by name (hashable form of a dict).
+    """
+
+    dataset: str
+    seed: int
+    objective: str = "beta_vae"
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def tag(self) -> str:
+        """Directory name of the objective: ``beta_vae`` or ``beta_vae-beta=4``."""
+        return "-".join([self.objective, *(f"{k}={v}" for k, v in self.params)])
+
+    def run_dir(self, root: str | Path, size: int) -> Path:
+        """``root/{dataset}-{size}px/{tag}/seed{seed}``."""
+        return Path(root) / f"{self.dataset}-{size}px" / self.tag / f"seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class ZooResult:
+    """A finished zoo run: the cell, its directory and checkpoint, and whether it was skipped."""
+
+    run: ZooRun
+    out_dir: Path
+    checkpoint: Path
+    skipped: bool
+
+
+@dataclass(frozen=True)
+class DatasetLoader:
+    """The default loader: :func:`vae_zoo.datasets.load` with fixed options (picklable).
+
+    Parameters
+    ----------
+    data_dir : str, optional
+        Dataset directory (see :func:`vae_zoo.datasets.load`).
+    max_examples : int, optional
+        Cap on the training split (a deterministic subset), e.g. for quick runs.
+    max_test_examples : int, optional
+        Cap on the test split.
+    """
+
+    data_dir: str | None = None
+    max_examples: int | None = None
+    max_test_examples: int | None = None
+
+    def __call__(self, name: str, split: str, size: int) -> ImageDataset:
+        from .datasets import load
+
+        cap = self.max_examples if split == "train" else self.max_test_examples
+        return load(name, split=split, size=size, data_dir=self.data_dir, max_examples=cap)
+
+
+def zoo_grid(
+    datasets: Iterable[str],
+    seeds: Iterable[int],
+    objectives: Iterable[str | tuple[str, dict[str, Any]]] = ("beta_vae",),
+) -> list[ZooRun]:
+    """The grid in order dataset, objective, seed; an objective is a name or ``(name, params)``."""
+    objs = [(o, {}) if isinstance(o, str) else (o[0], dict(o[1])) for o in objectives]
+    seeds = list(seeds)
+    return [
+        ZooRun(dataset, seed, name, tuple(sorted(params.items())))
+        for dataset in datasets
+        for name, params in objs
+        for seed in seeds
+    ]
+
+
+@dataclass(frozen=True)
+class _Job:
+    run: ZooRun
+    out_dir: Path
+    config: TrainConfig
+    loader: Loader
+    size: int
+    test: bool
+
+
+_DATA_CACHE: dict[tuple[Any, ...], ImageDataset] = {}
+
+
+def _load_cached(loader: Loader, name: str, split: str, size: int) -> ImageDataset:
+    """Load once per worker process: consecutive runs on one dataset share the arrays."""
+    key = (loader, name, split, size)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = loader(name, split, size)
+    return _DATA_CACHE[key]
+
+
+def _train_job(job: _Job) -> tuple[ZooRun, str | None]:
+    """Run one job; return ``(run, None)`` or ``(run, formatted error)`` (never raises)."""
+    try:
+        data = _load_cached(job.loader, job.run.dataset, "train", job.size)
+        test = _load_cached(job.loader, job.run.dataset, "test", job.size) if job.test else None
+        train(data, job.out_dir, job.config, test_data=test, progress=False)
+        return job.run, None
+    except Exception:
+        return job.run, traceback.format_exc()
+
+
+def run_zoo(
+    datasets: Sequence[str],
+    seeds: Sequence[int],
+    objectives: Sequence[str | tuple[str, dict[str, Any]]] = ("beta_vae",),
+    *,
+    out_dir: str | Path,
+    size: int = 32,
+    config: TrainConfig | None = None,
+    workers: int = 2,
+    loader: Loader | None = None,
+    test: bool = True,
+    progress: bool = True,
+) -> list[ZooResult]:
+    """Train every run of the grid that is not complete yet; return all runs' checkpoints.
+
+    Parameters
+    ----------
+    datasets, seeds, objectives
+        The grid (see :func:`zoo_grid`).
+    out_dir : str or Path
+        Root directory of the zoo.
+    size : int
+        Image side, 32 or 64.
+    config : TrainConfig, optional
+        Shared settings (steps, batch size, lr, ...); each run's ``seed``, ``objective`` and
+        ``objective_params`` come from the grid. ``threads`` stays per process (default 1).
+    workers : int
+        Worker processes; ``0`` or ``1`` trains in this process, one run after another.
+    loader : callable, optional
+        ``loader(name, split, size) -> ImageDataset``; default :class:`DatasetLoader`.
+    test : bool
+        Evaluate the test loss on the test split during training.
+    progress : bool
+        Show one progress bar over runs.
+
+    Returns
+    -------
+    list of ZooResult
+        In grid order, skipped (already complete) runs included.
+
+    Raises
+    ------
+    ZooError
+        After all other runs finished, when some runs failed; lists each failure.
+    """
+    base = config or TrainConfig()
+    loader = loader or DatasetLoader()
+    grid = zoo_grid(datasets, seeds, objectives)
+    jobs: list[_Job] = []
+    for run in grid:
+        cfg = dataclasses.replace(
+            base, seed=run.seed, objective=run.objective, objective_params=dict(run.params)
+        )
+        jobs.append(_Job(run, run.run_dir(out_dir, size), cfg, loader, size, test))
+    todo = [job for job in jobs if not is_complete(job.out_dir, job.config.steps)]
+    failures: list[tuple[ZooRun, str]] = []
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="zoo", unit="run",
+               disable=not progress)
+    if workers <= 1:
+        outcomes: Iterable[tuple[ZooRun, str | None]] = (_train_job(job) for job in todo)
+        for run, error in outcomes:
+            if error:
+                failures.append((run, error))
+            bar.update(1)
+    elif todo:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
+            futures = [pool.submit(_train_job, job) for job in todo]
+            for future in as_completed(futures):
+                run, error = future.result()
+                if error:
+                    failures.append((run, error))
+                bar.update(1)
+    bar.close()
+    if failures:
+        lines = [f"- {r.dataset} seed {r.seed} {r.tag}:\n{err}" for r, err in failures]
+        raise ZooError(f"{len(failures)} of {len(todo)} zoo runs failed:\n" + "\n".join(lines))
+    pending = {job.run for job in todo}
+    return [
+        ZooResult(job.run, job.out_dir, job.out_dir / "checkpoint.pt", job.run not in pending)
+        for job in jobs
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m vae_zoo.zoo``; returns the exit status."""
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="python -m vae_zoo.zoo", description=__doc__.split("\n")[0])
+    p.add_argument("--datasets", nargs="+", required=True)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--objective", default=d.objective)
+    p.add_argument("--param", "-p", action="append", type=_parse_param, default=[],
+                   metavar="KEY=VALUE", help="objective hyper-parameter, e.g. -p beta=4")
+    p.add_argument("--size", type=int, default=32, choices=(32, 64))
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument("--eval-every", type=int, default=d.eval_every)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--max-examples", type=int, default=None, help="cap on each training set")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every)
+    try:
+        results = run_zoo(
+            args.datasets, args.seeds, [(args.objective, dict(args.param))], out_dir=args.out,
+            size=args.size, config=config, workers=args.workers,
+            loader=DatasetLoader(args.data_dir, args.max_examples),
+        )
+    except (ValueError, ZooError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps([{"dataset": r.run.dataset, "seed": r.run.seed, "objective": r.run.tag,
+                       "checkpoint": str(r.checkpoint), "skipped": r.skipped} for r in results],
+                     indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
