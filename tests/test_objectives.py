@@ -10,11 +10,11 @@ import torch
 
 from vae_zoo.models import VAEOutput, make_model
 from vae_zoo.objectives import (
+    DIPVAEII,
     OBJECTIVES,
     AnnealedVAE,
     BetaTCVAE,
     BetaVAE,
-    DIPVAEII,
     aggregate_posterior_covariance,
     bernoulli_nll,
     gaussian_kl,
