@@ -37,9 +37,7 @@ def test_grid_count_and_factor_order() -> None:
     np.testing.assert_allclose(dsprites.SCALES, np.linspace(0.5, 1, 6))
 
 
-@pytest.mark.parametrize(
-    ("shape", "width", "height"), [(0, 20, 20), (1, 26, 14), (2, 20, 17)]
-)
+@pytest.mark.parametrize(("shape", "width", "height"), [(0, 20, 20), (1, 26, 14), (2, 20, 17)])
 def test_sizes_at_scale_one(shape: int, width: int, height: int) -> None:
     r0, r1, c0, c1 = bbox(dsprites.render_mask(shape, 1.0, 0.0))
     assert (c1 - c0 + 1, r1 - r0 + 1) == (width, height)

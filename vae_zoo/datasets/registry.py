@@ -141,9 +141,7 @@ def load(
             len(raw.images), TEST_FRACTION[name], labels=raw.labels, seed=SPLIT_SEED
         )
         indices = train if split == "train" else test
-        split_note = (
-            f"stratified {round(100 * TEST_FRACTION[name])} % test, hash seed {SPLIT_SEED}"
-        )
+        split_note = f"stratified {round(100 * TEST_FRACTION[name])} % test, hash seed {SPLIT_SEED}"
     if max_examples is not None and max_examples < len(indices):
         indices = indices[subset_indices(len(indices), int(max_examples))]
     images = raw.images if len(indices) == len(raw.images) else raw.images[indices]

@@ -47,7 +47,5 @@ def load_array(data: bytes) -> np.ndarray:
     """
     obj = NumpyArrayUnpickler(io.BytesIO(data)).load()
     if not isinstance(obj, np.ndarray) or obj.dtype == object:
-        raise pickle.UnpicklingError(
-            f"expected a numeric numpy array, got {type(obj).__name__}"
-        )
+        raise pickle.UnpicklingError(f"expected a numeric numpy array, got {type(obj).__name__}")
     return obj
