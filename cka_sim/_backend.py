@@ -68,6 +68,29 @@ def center_columns(x: Array, xp: Any) -> Array:
     return xc
 
 
+def center_with_residual(x: Array, xp: Any, name: str) -> tuple[Array, Array | None]:
+    """Centre the columns of ``x`` in one pass; return the centred data and its residual mean.
+
+    The column mean is summed in float64, rounded to ``x``'s dtype and subtracted. What that
+    rounding leaves behind, ``delta = mean64 - mean_rounded`` (float64, shape (p,)), is returned
+    instead of being subtracted in a second pass over the data: callers correct their products
+    with it (``Xcᵀ Xc - n δδᵀ``), which is exact and costs O(p²) instead of O(n p). ``delta`` is
+    None for float64 input, where the rounding is below float64 resolution.
+
+    The float64 column sums double as the finiteness check: a float32 column holding NaN or inf
+    cannot have a finite float64 sum, so the O(n p) scan runs only when a sum is not finite.
+    """
+    n = x.shape[0]
+    sums = xp.sum(x, axis=0, dtype=xp.float64)
+    if not bool(xp.all(xp.isfinite(sums))) and not bool(xp.all(xp.isfinite(x))):
+        raise ValueError(f"{name} contains NaN or infinity; remove or impute those values first")
+    mean = sums / n
+    if x.dtype == xp.float64:
+        return x - mean, None
+    rounded = xp.astype(mean, x.dtype)
+    return x - rounded, mean - xp.astype(rounded, xp.float64)
+
+
 def frobenius_sq(a: Array, xp: Any) -> Array:
     """Squared Frobenius norm of ``a``, reduced in float64."""
     a64 = to_float64(a, xp)

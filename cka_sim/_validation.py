@@ -55,9 +55,7 @@ def check_finite(x: Array, name: str, xp: Any) -> None:
         raise ValueError(f"{name} contains NaN or infinity; remove or impute those values first")
 
 
-def as_matrix(
-    value: Any, name: str, *, min_rows: int = 2, check_values: bool = True
-) -> Array:
+def as_matrix(value: Any, name: str, *, min_rows: int = 2, check_values: bool = True) -> Array:
     """Validate activations and return them as a floating (n, p) matrix.
 
     Rows are examples; trailing dimensions are flattened. Half precision is upcast to float32,
