@@ -222,3 +222,11 @@ def test_shapes3d_grid_and_colours(tmp_path: Path) -> None:
     assert ds.factor_names[-1] == "orientation" and ds.factors.shape == (200, 6)
     np.testing.assert_allclose(np.unique(ds.factors[:, 5]).min(), -30.0)
     assert set(np.unique(ds.labels)) <= {0, 1, 2, 3}
+
+
+def test_command_line_prints_availability(capsys) -> None:
+    from vae_zoo.datasets.__main__ import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in DATASETS) and "ok" in out
