@@ -557,15 +557,20 @@ def _collect(
     return {name: store[name] for name in names}
 
 
-def _make_accumulator(estimator: str, debiased: bool) -> Any:
+def _make_accumulator(estimator: str, debiased: bool, memory_budget_bytes: int | None) -> Any:
     if estimator == "minibatch":
         from .minibatch import MinibatchCKA
 
+        if memory_budget_bytes is not None:
+            raise ValueError(
+                "memory_budget_bytes applies to estimator='exact' only (the minibatch estimator's "
+                "memory depends on the batch size, not on the layer widths); leave it as None"
+            )
         return MinibatchCKA(debiased=debiased)
     if estimator == "exact":
-        from .matrix import StreamingCKAMatrix
+        from .streaming import StreamingCKAMatrix
 
-        return StreamingCKAMatrix(debiased=debiased)
+        return StreamingCKAMatrix(debiased=debiased, memory_budget_bytes=memory_budget_bytes)
     raise ValueError(f"estimator must be 'minibatch' or 'exact'; got {estimator!r}")
 
 
@@ -589,6 +594,7 @@ def compare_models(
     device: str | torch.device | None = None,
     progress: bool = True,
     input_key: InputKey | None = None,
+    memory_budget_bytes: int | None = None,
 ) -> CKAResult:
     r"""Linear CKA between every layer of ``model_a`` and every layer of ``model_b``.
 
@@ -630,6 +636,12 @@ def compare_models(
         "image", "images", "input_ids"`` present, or the only tensor), or ``callable(batch)``;
         a tuple from the callable is passed as positional arguments, a dict as keyword
         arguments.
+    memory_budget_bytes : int, optional
+        For ``estimator="exact"``: refuse with a ``MemoryError`` at the first batch when the
+        accumulator would need more (see ``StreamingCKAMatrix.estimate_memory``). ``None``: no
+        limit. The exact accumulator holds p_i x p_j float64 products, so a convolutional feature
+        map of 16 x 32 x 32 = 16,384 features alone needs 2 GiB: choose narrow layers or the
+        minibatch estimator.
 
     Returns
     -------
@@ -670,7 +682,7 @@ def compare_models(
     device_a, device_b = _model_device(model_a), _model_device(model_b)
     world_size = _distributed_world()
     rank = torch.distributed.get_rank() if world_size is not None else 0
-    accumulator = _make_accumulator(estimator, debiased)
+    accumulator = _make_accumulator(estimator, debiased, memory_budget_bytes)
     from_callable = callable(input_key)
 
     n_batches = 0
@@ -703,7 +715,10 @@ def compare_models(
                 if not same_model:
                     _run(model_b, inputs, device_b, from_callable)
                 acts_a = _collect(store_a, names_a, "layers_a", n_batches)
-                acts_b = _collect(store_b, names_b, "layers_b", n_batches)
+                if same_model and names_b == names_a:
+                    acts_b = acts_a  # one mapping: the accumulator forms each Gram once
+                else:
+                    acts_b = _collect(store_b, names_b, "layers_b", n_batches)
                 if device_b != device_a:
                     acts_b = {name: t.to(device_a) for name, t in acts_b.items()}
                 dtypes.update(str(t.dtype) for t in (*acts_a.values(), *acts_b.values()))

@@ -652,6 +652,48 @@ def test_progress_bar_is_shown(capsys):
     assert "compare_models" in capsys.readouterr().err
 
 
+def _distributed_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
+    """One gloo process: compare_models on its shard of the batches, results saved to out_dir."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
+    )
+    try:
+        encoder, rotated = related_pair()
+        shard = batches(data(160), 40)[rank::world_size]
+        for estimator in ("exact", "minibatch"):
+            result = compare_models(encoder, rotated, shard, estimator=estimator, progress=False)
+            result.save(f"{out_dir}/{estimator}-{rank}.npz")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_distributed_reduce_equals_one_process_over_all_data(tmp_path):
+    import torch.multiprocessing as mp
+
+    from cka_sim import CKAResult
+
+    mp.spawn(
+        _distributed_worker,
+        args=(2, str(tmp_path / "init"), str(tmp_path)),
+        nprocs=2,
+        join=True,
+    )
+    encoder, rotated = related_pair()
+    for estimator in ("exact", "minibatch"):
+        single = compare_models(
+            encoder, rotated, batches(data(160), 40), estimator=estimator, progress=False
+        )
+        for rank in range(2):
+            reduced = CKAResult.load(tmp_path / f"{estimator}-{rank}.npz")
+            assert reduced.n_examples == 160
+            assert reduced.metadata["world_size"] == 2
+            np.testing.assert_allclose(reduced.values, single.values, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
