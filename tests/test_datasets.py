@@ -103,7 +103,6 @@ def test_fashion_mnist_canonical_split() -> None:
 
 
 @needs_fashion
-@pytest.mark.slow
 def test_fashion_mnist_train_has_60000() -> None:
     train = load("fashion_mnist", split="train", size=28)
     assert train.images.shape == (60_000, 1, 28, 28)
