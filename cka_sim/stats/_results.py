@@ -1,0 +1,58 @@
+"""Result objects of the statistics functions (plain frozen dataclasses, like SciPy's)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PermutationTestResult:
+    """Outcome of :func:`~cka_sim.stats.permutation_test`.
+
+    Attributes
+    ----------
+    statistic : float
+        CKA of the data as given.
+    pvalue : float
+        :math:`(1 + \\#\\{\\text{null} \\ge \\text{statistic}\\}) / (1 + B)`; never 0.
+    null_distribution : numpy.ndarray, shape (B,)
+        CKA after each of the ``B`` random permutations of the examples of ``y``.
+    """
+
+    statistic: float
+    pvalue: float
+    null_distribution: np.ndarray
+
+
+@dataclass(frozen=True)
+class ConfidenceInterval:
+    """A two-sided confidence interval ``[low, high]``."""
+
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """Outcome of :func:`~cka_sim.stats.bootstrap_ci`.
+
+    Attributes
+    ----------
+    statistic : float
+        CKA of the full data.
+    confidence_interval : ConfidenceInterval
+        The interval, with ``.low`` and ``.high``.
+    standard_error : float
+        Standard deviation of ``bootstrap_distribution``.
+    bootstrap_distribution : numpy.ndarray, shape (B,)
+        The rescaled half-sample replicates
+        :math:`\\hat\\theta + c\\,(\\hat\\theta^*_m - \\hat\\theta)`, which mimic the sampling
+        distribution of the full-data estimate (see :func:`~cka_sim.stats.bootstrap_ci`).
+    """
+
+    statistic: float
+    confidence_interval: ConfidenceInterval
+    standard_error: float
+    bootstrap_distribution: np.ndarray

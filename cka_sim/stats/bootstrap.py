@@ -1,0 +1,167 @@
+"""Confidence intervals for CKA by half-sampling (resampling without replacement)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+
+from .._validation import warn_undefined
+from ._checks import (
+    activations_pair,
+    check_choice,
+    check_confidence_level,
+    check_count,
+    check_debiased_rows,
+    check_kernel,
+)
+from ._engine import choose_form, represent
+from ._intervals import METHODS, half_sample_scale, intervals
+from ._resampling import generator, half_samples, jackknife_groups
+from ._results import BootstrapResult, ConfidenceInterval
+from ._tables import observed_table, subset_table
+
+
+def bootstrap_ci(
+    x: Any,
+    y: Any,
+    *,
+    n_resamples: int = 1000,
+    confidence_level: float = 0.95,
+    method: Literal["bca", "percentile", "basic"] = "bca",
+    debiased: bool = False,
+    kernel: Literal["linear", "rbf"] | Callable[[np.ndarray], Any] = "linear",
+    threshold: float = 1.0,
+    sigma: float | None = None,
+    seed: Any = None,
+) -> BootstrapResult:
+    r"""Confidence interval for the population CKA of two representations.
+
+    Examples are resampled by **half-sampling**: each replicate is CKA on a random subset of
+    :math:`m = \lfloor n/2\rfloor` distinct examples (drawn without replacement), rescaled as
+
+    .. math:: \theta^*_b = \hat\theta + c\,(\hat\theta_m^{(b)} - \hat\theta),
+              \qquad c = \sqrt{m / (n - m)}
+
+    (``c = 1`` for even ``n``). The interval is then formed from the replicates
+    :math:`\theta^*_b` by the chosen ``method``.
+
+    Why not the ordinary bootstrap: resampling *with* replacement puts copies of one example in
+    a replicate. Their kernel value :math:`k(x_i, x_i)` then appears off the diagonal, which
+    inflates biased CKA and breaks the U-statistic behind debiased CKA (the replicates of an
+    unbiased estimate become biased upwards). Half-samples have no duplicates, so every replicate
+    is the same estimator on fewer examples. Without replacement the spread of
+    :math:`\hat\theta_m` about :math:`\hat\theta` is :math:`\sigma^2(1/m - 1/n)`, which ``c``
+    turns into the :math:`\sigma^2/n` of the full-data estimate; and a first-order bias
+    :math:`\beta/n` shows up as :math:`\mathrm{E}^*[\hat\theta_m] - \hat\theta \approx \beta/n`,
+    which ``"bca"`` and ``"basic"`` remove. In simulation (``tests/test_stats.py``) the
+    debiased estimator's 95 % BCa interval covers the population CKA about 95 % of the time at
+    n = 30. Biased CKA's bias is not first order when features are many compared with examples,
+    so its intervals then cover less often: prefer ``debiased=True`` for inference.
+
+    Parameters
+    ----------
+    x : array_like or torch.Tensor, shape (n, p1, ...)
+        Activations of the first representation, one row per example.
+    y : array_like or torch.Tensor, shape (n, p2, ...)
+        Activations of the second representation for the same examples.
+    n_resamples : int, default 1000
+        Number of half-samples ``B`` (at least 2).
+    confidence_level : float, default 0.95
+        Two-sided level, strictly between 0 and 1.
+    method : {"bca", "percentile", "basic"}, default "bca"
+        ``"percentile"``: quantiles :math:`\alpha/2, 1-\alpha/2` of :math:`\theta^*`.
+        ``"basic"``: :math:`[2\hat\theta - q_{1-\alpha/2},\ 2\hat\theta - q_{\alpha/2}]`.
+        ``"bca"``: bias-corrected and accelerated percentiles (Efron, 1987), the acceleration
+        from a jackknife over at most 50 interleaved groups of examples.
+    debiased : bool, default False
+        Use debiased CKA (unbiased HSIC₁); needs ``n >= 8`` so that half-samples have 4 rows.
+    kernel, threshold, sigma
+        As in :func:`~cka_sim.stats.permutation_test`. The RBF bandwidth is computed once from
+        all the data and held fixed across replicates.
+    seed : None, int or numpy.random.Generator
+        Source of the half-samples; the same seed gives the same result.
+
+    Returns
+    -------
+    BootstrapResult
+        ``statistic``, ``confidence_interval`` (``.low``, ``.high``), ``standard_error`` (standard
+        deviation of the replicates) and ``bootstrap_distribution`` (the ``B`` replicates
+        :math:`\theta^*_b`). NaN throughout, with a
+        :class:`~cka_sim.exceptions.CKAUndefinedWarning`, when CKA is undefined.
+
+    Notes
+    -----
+    NumPy float64 throughout; torch tensors are converted with ``.detach().cpu().numpy()``.
+
+    References
+    ----------
+    Efron (1987), *Better bootstrap confidence intervals*, JASA 82. Politis & Romano (1994),
+    *Large sample confidence regions based on subsamples under minimal assumptions*, Ann.
+    Statist. 22. Shao & Tu (1995), *The Jackknife and Bootstrap*, Springer, §5.2 (half-sampling).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim.stats import bootstrap_ci
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((200, 5))
+    >>> y = x + rng.standard_normal((200, 5))
+    >>> res = bootstrap_ci(x, y, n_resamples=500, debiased=True, seed=1)
+    >>> bool(res.confidence_interval.low < 0.5 < res.confidence_interval.high)
+    True
+    """
+    n_resamples = check_count(n_resamples, "n_resamples", minimum=2)
+    level = check_confidence_level(confidence_level)
+    check_choice(method, "method", METHODS)
+    check_kernel(kernel, threshold, sigma)
+    xm, ym = activations_pair(x, y, min_rows=4 if debiased else 2)
+    n = xm.shape[0]
+    check_debiased_rows(n, debiased, n // 2, "half-sampling")
+    form = choose_form(n // 2, [xm.shape[1], ym.shape[1]], kernel)
+    options = {"kernel": kernel, "threshold": threshold, "sigma": sigma}
+    reps = [represent(xm, form, **options)], [represent(ym, form, **options)]
+    observed = observed_table(*reps, debiased=debiased)
+    if np.isnan(observed[0, 0]):
+        warn_undefined(
+            "x or y", "a self-HSIC is not positive (constant features or too few examples)"
+        )
+        nan = ConfidenceInterval(np.nan, np.nan)
+        return BootstrapResult(np.nan, nan, np.nan, np.full(n_resamples, np.nan))
+    replicates = resample_table(*reps, observed, n_resamples, debiased=debiased, seed=seed)
+    jack = jackknife_table(*reps, debiased=debiased) if method == "bca" else None
+    low, high = intervals(observed, replicates, jack, method=method, confidence_level=level)
+    t = replicates[0, 0]
+    return BootstrapResult(
+        float(observed[0, 0]),
+        ConfidenceInterval(float(low[0, 0]), float(high[0, 0])),
+        float(np.std(t, ddof=1)),
+        t,
+    )
+
+
+def resample_table(
+    reps_a: list[Any],
+    reps_b: list[Any],
+    observed: np.ndarray,
+    n_resamples: int,
+    *,
+    debiased: bool,
+    seed: Any,
+) -> np.ndarray:
+    """Rescaled half-sample replicates (La, Lb, B), one set of half-samples for every cell."""
+    n = reps_a[0].n
+    blocks = half_samples(generator(seed), n, n_resamples)
+    raw = subset_table(reps_a, reps_b, blocks, debiased=debiased)
+    return observed[..., None] + half_sample_scale(n) * (raw - observed[..., None])
+
+
+def jackknife_table(reps_a: list[Any], reps_b: list[Any], *, debiased: bool) -> np.ndarray:
+    """Leave-group-out CKA (La, Lb, G) for the BCa acceleration."""
+    n = reps_a[0].n
+    columns = [
+        subset_table(reps_a, reps_b, [keep[None, :]], debiased=debiased)[:, :, 0]
+        for keep in jackknife_groups(n)
+    ]
+    return np.stack(columns, axis=-1)

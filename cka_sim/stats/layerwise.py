@@ -1,0 +1,156 @@
+"""Layer x layer CKA with a confidence interval and a permutation p-value in every cell."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+
+from .._validation import as_matrix
+from ..result import CKAResult, default_metadata
+from ._checks import (
+    check_choice,
+    check_confidence_level,
+    check_count,
+    check_debiased_rows,
+    to_numpy,
+)
+from ._engine import choose_form, represent
+from ._intervals import METHODS, intervals
+from ._resampling import generator, permutations
+from ._tables import observed_table, permutation_pvalues, permutation_table
+from .bootstrap import jackknife_table, resample_table
+
+
+def cka_matrix_with_uncertainty(
+    acts_a: Mapping[str, Any],
+    acts_b: Mapping[str, Any],
+    *,
+    debiased: bool = False,
+    n_resamples: int = 1000,
+    n_permutations: int = 1000,
+    confidence_level: float = 0.95,
+    method: Literal["bca", "percentile", "basic"] = "bca",
+    seed: Any = None,
+) -> CKAResult:
+    r"""Linear CKA of every pair of layers, with per-cell intervals and p-values.
+
+    ``values`` is the exact linear CKA of each pair (as :func:`cka_sim.cka_matrix`);
+    ``ci_low``/``ci_high`` come from :func:`~cka_sim.stats.bootstrap_ci`'s half-sampling and
+    ``pvalues`` from :func:`~cka_sim.stats.permutation_test`. One set of half-samples and one set
+    of permutations serve every cell, so the cells' uncertainties are computed on the same
+    resamples (their errors are correlated, as they are in the data) and the cost of drawing and
+    gathering indices is paid once per layer, not once per cell.
+
+    Parameters
+    ----------
+    acts_a, acts_b : mapping of str to array_like or torch.Tensor, each of shape (n, ...)
+        Activations of the same ``n`` examples, one entry per layer (rows: ``acts_a``, columns:
+        ``acts_b``). Torch tensors are converted with ``.detach().cpu().numpy()``.
+    debiased : bool, default False
+        Debiased CKA (unbiased HSIC₁) everywhere; needs ``n >= 8``. Recommended for inference.
+    n_resamples : int, default 1000
+        Half-samples for the intervals; 0 skips them (``ci_low`` and ``ci_high`` stay None).
+    n_permutations : int, default 1000
+        Permutations for the p-values; 0 skips them (``pvalues`` stays None).
+    confidence_level : float, default 0.95
+    method : {"bca", "percentile", "basic"}, default "bca"
+        Interval method, as in :func:`~cka_sim.stats.bootstrap_ci`.
+    seed : None, int or numpy.random.Generator
+        The same seed gives the same result.
+
+    Returns
+    -------
+    CKAResult
+        With ``ci_low``, ``ci_high`` and ``pvalues`` filled (unless skipped); the settings are in
+        ``metadata``. The p-values are per cell, not corrected for the number of cells.
+
+    Notes
+    -----
+    Cost: (B_resample + B_perm) x La x Lb numerator evaluations, each O(n p_a p_b) in feature
+    form or O(n²) in Gram form (chosen from the layer widths; Gram form keeps one n x n matrix
+    per layer in memory).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim.stats import cka_matrix_with_uncertainty
+    >>> rng = np.random.default_rng(0)
+    >>> h = rng.standard_normal((100, 4))
+    >>> acts = {"one": h, "two": np.tanh(h @ rng.standard_normal((4, 6)))}
+    >>> res = cka_matrix_with_uncertainty(acts, acts, n_resamples=200, n_permutations=99, seed=0)
+    >>> res.pvalues.shape
+    (2, 2)
+    """
+    n_resamples = check_count(n_resamples, "n_resamples", minimum=0)
+    n_permutations = check_count(n_permutations, "n_permutations", minimum=0)
+    if n_resamples == 1:
+        raise ValueError("n_resamples must be 0 (no intervals) or at least 2; got 1")
+    level = check_confidence_level(confidence_level)
+    check_choice(method, "method", METHODS)
+    mats_a, mats_b = _layers(acts_a, "acts_a"), _layers(acts_b, "acts_b")
+    n = _common_rows(mats_a, mats_b)
+    if n < (4 if debiased else 2):
+        raise ValueError(f"the layers have {n} examples; CKA needs at least {4 if debiased else 2}")
+    if n_resamples:
+        check_debiased_rows(n, debiased, n // 2, "half-sampling")
+    widths = [m.shape[1] for m in [*mats_a.values(), *mats_b.values()]]
+    form = choose_form(n // 2 if n_resamples else n, widths, "linear")
+    reps_a = [represent(m, form) for m in mats_a.values()]
+    reps_b = [represent(m, form) for m in mats_b.values()]
+    observed = observed_table(reps_a, reps_b, debiased=debiased)
+    rng = generator(seed)
+    ci_low = ci_high = pvalues = None
+    if n_resamples:
+        replicates = resample_table(
+            reps_a, reps_b, observed, n_resamples, debiased=debiased, seed=rng
+        )
+        jack = jackknife_table(reps_a, reps_b, debiased=debiased) if method == "bca" else None
+        ci_low, ci_high = intervals(
+            observed, replicates, jack, method=method, confidence_level=level
+        )
+    if n_permutations:
+        blocks = permutations(rng, n, n_permutations)
+        null = permutation_table(reps_a, reps_b, blocks, debiased=debiased)
+        pvalues = permutation_pvalues(observed, null)
+    return CKAResult(
+        values=observed,
+        row_names=list(mats_a),
+        col_names=list(mats_b),
+        estimator="linear-debiased" if debiased else "linear",
+        n_examples=n,
+        metadata=default_metadata(
+            n_resamples=n_resamples,
+            n_permutations=n_permutations,
+            confidence_level=level,
+            interval_method=method,
+            resampling="half-sampling without replacement",
+        ),
+        ci_low=ci_low,
+        ci_high=ci_high,
+        pvalues=pvalues,
+    )
+
+
+def _layers(acts: Mapping[str, Any], name: str) -> dict[str, np.ndarray]:
+    if not isinstance(acts, Mapping) or len(acts) == 0:
+        raise TypeError(
+            f"{name} must be a non-empty mapping of layer name to activations, e.g. "
+            f"{{'conv1': array}}; got {type(acts).__name__}"
+        )
+    return {
+        str(key): np.asarray(as_matrix(to_numpy(value), f"{name}[{key!r}]"), dtype=np.float64)
+        for key, value in acts.items()
+    }
+
+
+def _common_rows(mats_a: dict[str, np.ndarray], mats_b: dict[str, np.ndarray]) -> int:
+    rows = {f"acts_a[{k!r}]": v.shape[0] for k, v in mats_a.items()}
+    rows.update({f"acts_b[{k!r}]": v.shape[0] for k, v in mats_b.items()})
+    if len(set(rows.values())) != 1:
+        listed = ", ".join(f"{k}: {v}" for k, v in rows.items())
+        raise ValueError(
+            f"every layer must hold the same examples (same number of rows); got {listed}"
+        )
+    return next(iter(rows.values()))
