@@ -179,6 +179,8 @@ def load_model(
         The model's default latent code for ``forward``.
     expect : ModelConfig, optional
         Raise :class:`ArchitectureMismatchError` unless the checkpoint has this architecture.
+
+    The global torch RNG is left as it was.
     """
     payload = read_checkpoint(path, map_location="cpu")
     try:
@@ -193,6 +195,7 @@ def load_model(
             f"checkpoint {resolve_checkpoint(path)} holds {config.describe()}, "
             f"expected {expect.describe()}"
         )
-    model = ConvVAE.from_config(config, decode_from=decode_from)
+    with torch.random.fork_rng(devices=[]):  # the init is overwritten: leave the global RNG
+        model = ConvVAE.from_config(config, decode_from=decode_from)
     load_model_state(model, payload, resolve_checkpoint(path))
     return model.to(device).eval()

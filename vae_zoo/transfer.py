@@ -127,11 +127,10 @@ def get_recipe(recipe: str | Recipe) -> Recipe:
 
 
 def _check_components(model: ConvVAE, components: Iterable[str], recipe: Recipe) -> None:
-    modules = dict(model.named_modules())
+    modules = {name: m for name, m in model.named_modules() if any(True for _ in m.parameters())}
     for component in components:
-        module = modules.get(component)
-        if module is None or not any(True for _ in module.parameters()):
-            with_params = sorted(n for n, m in modules.items() if n and any(m.parameters()))
+        if component not in modules:
+            with_params = sorted(name for name in modules if name)
             raise ValueError(
                 f"recipe {recipe.name!r} names component {component!r}, which is not a module "
                 f"with parameters of the model; components are {with_params}"
