@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PermutationTestResult:
     """Outcome of :func:`~cka_sim.stats.permutation_test`.
 
@@ -34,7 +34,7 @@ class ConfidenceInterval:
     high: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BootstrapResult:
     """Outcome of :func:`~cka_sim.stats.bootstrap_ci`.
 
