@@ -41,45 +41,43 @@ def make_data(n: int, p: int, mean: float = 10.0) -> tuple[np.ndarray, np.ndarra
     return x + np.float32(mean), y + np.float32(mean)
 
 
+def measure(x: np.ndarray, y: np.ndarray, backend: str, repeats: int) -> tuple[float, float, float]:
+    """Best times of the GEMM floor and of ``linear_cka``, and the latter's result."""
+    if backend == "torch":
+        import torch
+
+        x_in, y_in = torch.from_numpy(x), torch.from_numpy(y)
+    else:
+        x_in, y_in = x, y
+    xc, yc = x_in - x_in.mean(0), y_in - y_in.mean(0)
+
+    def floor() -> object:
+        return (xc.T @ xc, yc.T @ yc, yc.T @ xc)
+
+    def ours() -> float:
+        return float(linear_cka(x_in, y_in))
+
+    t_floor, t_ours = [], []
+    for _ in range(repeats):  # interleaved, so drifts in machine load hit both equally
+        t_floor.append(best_time(floor, 1))
+        t_ours.append(best_time(ours, 1))
+    return min(t_floor), min(t_ours), ours()
+
+
 def run(backend: str, repeats: int) -> list[dict[str, float]]:
     rows = []
     for n, p in CASES:
         x, y = make_data(n, p)
         truth = linear_cka(x.astype(np.float64), y.astype(np.float64))
-        if backend == "torch":
-            import torch
-
-            x_in, y_in = torch.from_numpy(x), torch.from_numpy(y)
-            xc, yc = x_in - x_in.mean(0), y_in - y_in.mean(0)
-
-            def floor() -> object:
-                return (xc.T @ xc, yc.T @ yc, yc.T @ xc)
-
-            def ours() -> object:
-                return float(linear_cka(x_in, y_in))
-        else:
-            x_in, y_in = x, y
-            xc, yc = x - x.mean(0), y - y.mean(0)
-
-            def floor() -> object:
-                return (xc.T @ xc, yc.T @ yc, yc.T @ xc)
-
-            def ours() -> object:
-                return linear_cka(x_in, y_in)
-
-        t_floor, t_ours = [], []
-        for _ in range(repeats):  # interleave so that drifts in machine load hit both equally
-            t_floor.append(best_time(floor, 1))
-            t_ours.append(best_time(ours, 1))
-        error = abs(float(ours()) - truth)
+        t_floor, t_ours, value = measure(x, y, backend, repeats)
         rows.append(
             {
                 "n": n,
                 "p": p,
-                "floor_s": min(t_floor),
-                "linear_cka_s": min(t_ours),
-                "ratio": min(t_ours) / min(t_floor),
-                "abs_error_vs_float64": error,
+                "floor_s": t_floor,
+                "linear_cka_s": t_ours,
+                "ratio": t_ours / t_floor,
+                "abs_error_vs_float64": abs(value - truth),
             }
         )
     return rows
