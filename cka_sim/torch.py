@@ -723,6 +723,10 @@ def compare_models(
                     acts_b = {name: t.to(device_a) for name, t in acts_b.items()}
                 dtypes.update(str(t.dtype) for t in (*acts_a.values(), *acts_b.values()))
                 accumulator.update(acts_a, acts_b)
+                # Free this batch's activations before the next forward pass, not after it.
+                del acts_a, acts_b
+                store_a.clear()
+                store_b.clear()
                 n_batches += 1
     if n_batches == 0:
         raise ValueError("loader yielded no batches; compare_models needs at least one")
