@@ -300,3 +300,13 @@ def test_layerwise_bad_inputs() -> None:
         cka_matrix_with_uncertainty(a, b, n_resamples=1)
     with pytest.raises(ValueError, match="n_permutations must be at least 0"):
         cka_matrix_with_uncertainty(a, b, n_permutations=-1)
+
+
+def test_bca_undefined_when_bias_exceeds_spread() -> None:
+    # Biased CKA with p >> n: every half-sample (fewer rows, same p) is larger than the estimate.
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 500)), rng.standard_normal((40, 500))
+    with pytest.warns(RuntimeWarning, match="BCa interval is undefined"):
+        res = bootstrap_ci(x, y, n_resamples=50, seed=0)
+    assert np.isnan(res.confidence_interval.low) and np.isnan(res.confidence_interval.high)
+    assert np.all(res.bootstrap_distribution > res.statistic)

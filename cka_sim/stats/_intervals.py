@@ -56,15 +56,15 @@ def intervals(
             below = (np.sum(t < theta) + 0.5 * np.sum(t == theta)) / t.size
             if below in (0.0, 1.0):
                 warnings.warn(
-                    "all bootstrap replicates lie on one side of the estimate, so the BCa bias "
-                    "correction is infinite; the interval falls back to the replicates' range. "
-                    "Use more examples or method='basic'.",
+                    "all bootstrap replicates lie on one side of the estimate (a bias larger than "
+                    "the spread, typical of biased CKA with many features), so the BCa interval is "
+                    "undefined and NaN is returned; use debiased=True or method='basic'",
                     RuntimeWarning,
                     stacklevel=4,
                 )
+                continue
             z0 = ndtri(below)
             z = ndtri(np.array([alpha / 2, 1 - alpha / 2]))
             levels = ndtr(z0 + (z0 + z) / (1 - a * (z0 + z)))
-            levels = np.nan_to_num(levels, nan=0.5)
-            low[cell], high[cell] = np.quantile(t, np.clip(levels, 0.0, 1.0))
+            low[cell], high[cell] = np.quantile(t, levels)
     return low, high
