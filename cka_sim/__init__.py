@@ -14,16 +14,23 @@ from .cka import cka, kernel_cka, linear_cka
 from .exceptions import CKAUndefinedWarning
 from .hsic import hsic
 from .kernels import center_gram, gram_linear, gram_polynomial, gram_rbf
+from .matrix import cka_matrix
+from .minibatch import MinibatchCKA
 from .result import CKAResult
+from .streaming import StreamingCKA, StreamingCKAMatrix
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CKAResult",
     "CKAUndefinedWarning",
+    "MinibatchCKA",
+    "StreamingCKA",
+    "StreamingCKAMatrix",
     "__version__",
     "center_gram",
     "cka",
+    "cka_matrix",
     "gram_linear",
     "gram_polynomial",
     "gram_rbf",

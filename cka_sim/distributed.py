@@ -1,0 +1,170 @@
+r"""Reduce the streaming accumulators across a ``torch.distributed`` process group.
+
+Every accumulator's ``all_reduce(group=None)`` calls into this module; call it on every process
+of the group (it is a collective). Any backend works: NCCL (statistics on the current CUDA
+device), gloo or MPI (CPU). NumPy-backed accumulators are copied to a tensor for the
+communication and back.
+
+Exact accumulators (:class:`~cka_sim.StreamingCKA`, :class:`~cka_sim.StreamingCKAMatrix`) hold
+centred sums about their own means, which cannot simply be added. The reduction therefore
+
+1. gathers every process's count and means (``all_gather``, O(p) per process),
+2. forms the global mean :math:`\mu = \sum_k n_k\mu_k / N` (identically on every process),
+3. moves each process's sums to :math:`\mu` with the exact shift formulas
+   (:math:`S + n_k d_k d_k^\top` and the higher-order terms of the debiased estimator, see
+   :mod:`cka_sim.streaming`): this is the many-set form of the Chan–Golub–LeVeque update,
+4. adds them with one ``all_reduce(SUM)`` of a flat float64 buffer.
+
+Memory is one copy of the state; the result equals one process over the union of the data (to
+rounding). :class:`~cka_sim.MinibatchCKA`'s state is plain sums, reduced with step 4 alone.
+A process that saw no data takes part with an empty (zero) state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._backend import Array, is_torch
+
+
+def _dist() -> Any:
+    try:
+        import torch.distributed as dist
+    except ImportError as err:  # pragma: no cover - torch is an optional extra
+        raise RuntimeError("all_reduce needs torch (pip install 'cka-sim[torch]')") from err
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError(
+            "all_reduce needs an initialised torch.distributed process group; call "
+            "torch.distributed.init_process_group(...) first (e.g. under torchrun)"
+        )
+    return dist
+
+
+def comm_device(group: Any, like: Any = None) -> Any:
+    """The device collectives on ``group`` use: the tensor's own device, CUDA for NCCL, else CPU."""
+    import torch
+
+    dist = _dist()
+    backend = str(dist.get_backend(group)).lower()
+    if like is not None and is_torch(like):
+        if like.device.type == "cpu" and "nccl" in backend:
+            return torch.device("cuda", torch.cuda.current_device())
+        return like.device
+    if "nccl" in backend:
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def gather_objects(obj: Any, group: Any) -> list[Any]:
+    """``all_gather_object``: every process's ``obj``, in rank order."""
+    dist = _dist()
+    out: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(out, obj, group=group)
+    return out
+
+
+def _agree(values: list[Any], what: str) -> Any:
+    present = [(rank, v) for rank, v in enumerate(values) if v is not None]
+    if not present:
+        return None
+    first_rank, first = present[0]
+    for rank, v in present[1:]:
+        if v != first:
+            raise ValueError(
+                f"all_reduce: process {rank} has {what} {v!r} but process {first_rank} has {first!r}; "
+                "every process must accumulate the same layers with the same settings"
+            )
+    return first
+
+
+def gather_names(names: Any, group: Any) -> Any:
+    """The layer names every process agrees on (processes without data pass ``None``)."""
+    agreed = _agree(gather_objects(names, group), "layer names")
+    return agreed if agreed is not None else ([], [], False)
+
+
+def to_comm(a: Array, device: Any) -> Any:
+    import torch
+
+    if is_torch(a):
+        return a.to(device=device, dtype=torch.float64)
+    return torch.as_tensor(np.asarray(a, dtype=np.float64), device=device)
+
+
+def from_comm(t: Any, like: Any) -> Array:
+    """``t`` back in the library and on the device of ``like``."""
+    if like is not None and is_torch(like):
+        return t.to(like.device)
+    return t.detach().cpu().numpy()
+
+
+def all_reduce_sum(arrays: list[Array], group: Any, like: Any = None) -> list[Array]:
+    """Sum equally shaped arrays across ``group`` with one all_reduce of a flat float64 buffer."""
+    import torch
+
+    dist = _dist()
+    device = comm_device(group, like)
+    flat = torch.cat([to_comm(a, device).reshape(-1) for a in arrays])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
+    out, start = [], 0
+    for a in arrays:
+        size = int(np.prod(tuple(a.shape)))
+        out.append(from_comm(flat[start : start + size].reshape(tuple(a.shape)), like))
+        start += size
+    return out
+
+
+def all_reduce_moments(m: Any, signature: dict[str, Any], group: Any) -> Any:
+    """Exact reduction of a streaming ``_Moments`` state (``None`` when this process saw no data)."""
+    import torch
+
+    from .streaming import _Moments
+
+    dist = _dist()
+    agreed = _agree(
+        gather_objects(signature if signature.get("widths") is not None else None, group),
+        "accumulator shape",
+    )
+    if agreed is None:
+        return m  # no process saw any data
+    like = None if m is None else m.mean[0]
+    device = comm_device(group, like)
+    if m is None:
+        xp = _torch_namespace()
+        m = _Moments.zeros(
+            agreed["widths"], [tuple(p) for p in agreed["pairs"]], agreed["debiased"], xp, device
+        )
+        like = m.mean[0]
+    # 1-2: counts and means of every process, then the global mean (same order on every rank)
+    local = torch.cat(
+        [torch.tensor([float(m.n)], dtype=torch.float64, device=device)]
+        + [to_comm(mu, device) for mu in m.mean]
+    )
+    gathered = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(gathered, local, group=group)
+    counts = [round(float(g[0])) for g in gathered]
+    total = sum(counts)
+    mean_flat = sum(g[1:] * (c / total) for g, c in zip(gathered, counts, strict=True) if c)
+    new_mean, start = [], 0
+    for width in m.widths:
+        new_mean.append(from_comm(mean_flat[start : start + width], like))
+        start += width
+    # 3: move this process's sums to the global mean; 4: add them
+    shifted = m.recentred(new_mean, m.namespace())
+    fields = shifted.sum_fields()
+    arrays = [a for _, values in fields for a in values]
+    reduced = all_reduce_sum(arrays, group, like)
+    k = 0
+    for name, values in fields:
+        setattr(shifted, name, reduced[k : k + len(values)])
+        k += len(values)
+    shifted.n = total
+    return shifted
+
+
+def _torch_namespace() -> Any:
+    from array_api_compat import torch as xp
+
+    return xp
