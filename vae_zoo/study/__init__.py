@@ -1,0 +1,12 @@
+"""The reproduction of Bonheme & Grześ (2023): ``python -m vae_zoo.study``.
+
+Stages (each resumable): train the zoo, measure CKA between all models on each dataset's
+held-out images, transfer every model to every other dataset with each recipe, fit linear
+probes, then compute the four verdicts with :mod:`vae_zoo.study.criteria` and write
+``results.json``, ``report.md`` and ``figures/``.
+"""
+
+from .config import StudyConfig, quick_config
+from .run import run_study
+
+__all__ = ["StudyConfig", "quick_config", "run_study"]

@@ -1,0 +1,137 @@
+"""Settings of the study, with the default and ``--quick`` presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..models import DECODER_LAYERS, ENCODER_LAYERS
+
+#: Encoder layers the claims average over: the input (identical images, CKA 1 by construction)
+#: is left out.
+ENCODER_CLAIM_LAYERS: tuple[str, ...] = tuple(name for name in ENCODER_LAYERS if name != "input")
+#: Decoder layers the claims average over: ``output`` (a sigmoid of ``decoder.deconv4``, with
+#: nearly the same CKA) is left out.
+DECODER_CLAIM_LAYERS: tuple[str, ...] = tuple(name for name in DECODER_LAYERS if name != "output")
+
+RECIPES: tuple[str, ...] = ("decoder", "encoder", "all", "paper", "scratch")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything that defines one run of the study.
+
+    Parameters
+    ----------
+    datasets : tuple of str
+        Greyscale datasets of the zoo (every ordered pair is a transfer).
+    size : int
+        Image side, 32 or 64 (the paper's).
+    seeds : tuple of int
+        Seeds of the zoo; each seed also gives one untrained (random-init) baseline model.
+    objective, objective_params
+        VAE objective of every zoo model (default β-VAE with β = 1, a plain VAE).
+    train_steps : int
+        Optimisation steps of each zoo model.
+    train_examples : int or None
+        Cap on each dataset's training split (None: all of it).
+    transfer_steps : int
+        Step budget of every transfer recipe (the same for all).
+    transfer_budgets : tuple of int
+        Steps at which the target test loss is recorded during transfer.
+    transfer_source_seed : int
+        Zoo seed whose models are the transfer sources.
+    recipes : tuple of str
+        Transfer recipes (see :mod:`vae_zoo.transfer`); ``scratch`` runs once per target.
+    cka_examples : int
+        Held-out, de-duplicated test examples of each dataset fed to every model for CKA.
+    half_samples : int
+        Random halves of those examples, for the example-level part of the intervals.
+    probe_train_examples, probe_test_examples : int
+        Target examples of the linear probes (train split, test split).
+    bootstrap_resamples : int
+        Resamples of every bootstrap interval.
+    confidence_level : float
+        Of every interval.
+    workers : int
+        Worker processes for training (one thread each).
+    device : str
+        ``"cpu"`` or ``"cuda"`` (training and activations).
+    test_examples : int
+        Test examples of each evaluation of the test loss during training and transfer.
+    """
+
+    datasets: tuple[str, ...] = ("dsprites", "mnist", "fashion_mnist", "animals")
+    size: int = 32
+    seeds: tuple[int, ...] = (0, 1)
+    objective: str = "beta_vae"
+    objective_params: dict[str, Any] = field(default_factory=lambda: {"beta": 1.0})
+    train_steps: int = 3000
+    train_examples: int | None = 20000
+    transfer_steps: int = 600
+    transfer_budgets: tuple[int, ...] = (0, 150, 300, 600)
+    transfer_source_seed: int = 0
+    recipes: tuple[str, ...] = RECIPES
+    cka_examples: int = 1000
+    half_samples: int = 20
+    probe_train_examples: int = 2000
+    probe_test_examples: int = 1000
+    bootstrap_resamples: int = 2000
+    confidence_level: float = 0.95
+    workers: int = 2
+    device: str = "cpu"
+    test_examples: int = 1000
+
+    def __post_init__(self) -> None:
+        if len(self.datasets) < 2:
+            raise ValueError(f"the study needs at least two datasets; got {self.datasets}")
+        if len(self.seeds) < 2:
+            raise ValueError(
+                f"the study needs at least two seeds (same-dataset baseline); got {self.seeds}"
+            )
+        if self.transfer_source_seed not in self.seeds:
+            raise ValueError(
+                f"transfer_source_seed {self.transfer_source_seed} is not one of seeds {self.seeds}"
+            )
+        unknown = sorted(set(self.recipes) - set(RECIPES))
+        if unknown:
+            raise ValueError(f"unknown recipes {unknown}; choose from {list(RECIPES)}")
+        if "scratch" not in self.recipes:
+            raise ValueError(
+                "recipes must include 'scratch', the baseline every recipe is scored against"
+            )
+        if self.cka_examples < 16:
+            raise ValueError(f"cka_examples must be at least 16; got {self.cka_examples}")
+        if not 0 < self.confidence_level < 1:
+            raise ValueError(f"confidence_level must be in (0, 1); got {self.confidence_level}")
+        if max(self.transfer_budgets, default=0) > self.transfer_steps:
+            raise ValueError("transfer_budgets must not exceed transfer_steps")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (recorded in ``results.json``)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
+        """Inverse of :meth:`to_dict`."""
+        tuples = {f.name for f in dataclasses.fields(cls) if str(f.type).startswith("tuple")}
+        return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
+
+
+def quick_config(**overrides: Any) -> StudyConfig:
+    """The whole pipeline at toy size (minutes on two cores); its verdicts may be inconclusive."""
+    settings: dict[str, Any] = {
+        "train_steps": 150,
+        "train_examples": 2000,
+        "transfer_steps": 30,
+        "transfer_budgets": (0, 15, 30),
+        "cka_examples": 128,
+        "half_samples": 6,
+        "probe_train_examples": 300,
+        "probe_test_examples": 200,
+        "bootstrap_resamples": 300,
+        "test_examples": 128,
+    }
+    settings.update(overrides)
+    return StudyConfig(**settings)

@@ -1,0 +1,233 @@
+"""Figures of the study (matplotlib, Agg backend, small PNGs)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cka_sim import CKAResult
+
+from ..models import ENCODER_LAYERS
+from .analysis import GROUP_LABELS, GROUPS
+from .criteria import Interval
+
+COLOURS = {"cross": "tab:red", "same": "tab:blue", "random": "tab:grey"}
+RECIPE_COLOURS = {
+    "decoder": "tab:green",
+    "encoder": "tab:orange",
+    "all": "tab:purple",
+    "paper": "tab:brown",
+    "scratch": "black",
+}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def short(layer: str) -> str:
+    """``encoder.conv1`` -> ``enc.conv1``."""
+    return layer.replace("encoder.", "enc.").replace("decoder.", "dec.")
+
+
+def layer_curves(
+    panels: Sequence[tuple[str, Mapping[str, Sequence[Interval]], Sequence[tuple[str, str]]]],
+    path: Path,
+) -> Path:
+    """CKA of corresponding layers along depth per comparison group, with interval bands.
+
+    ``panels``: (title, {group: intervals per unit}, units) per panel; only units under the
+    panel's decode mode are drawn, in depth order.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, (title, curves, units) in zip(axes, panels, strict=True):
+        mode = "sample" if "sample" in title else "mean"
+        keep = [i for i, (layer, m) in enumerate(units) if m == mode or layer in ENCODER_LAYERS]
+        x = np.arange(len(keep))
+        for group in GROUPS:
+            est = np.array([curves[group][i].estimate for i in keep])
+            low = np.array([curves[group][i].low for i in keep])
+            high = np.array([curves[group][i].high for i in keep])
+            ax.plot(x, est, marker="o", ms=3, color=COLOURS[group], label=GROUP_LABELS[group])
+            ax.fill_between(x, low, high, color=COLOURS[group], alpha=0.2, linewidth=0)
+        boundary = sum(1 for i in keep if units[i][0] in ENCODER_LAYERS) - 0.5
+        ax.axvline(boundary, color="k", lw=0.8, ls=":")
+        ax.set_xticks(x, [short(units[i][0]) for i in keep], rotation=70, fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("CKA (same layer, two models)")
+    axes[0].legend(fontsize=7, loc="lower left")
+    return _save(fig, path)
+
+
+def group_heatmaps(
+    matrices: Mapping[str, tuple[np.ndarray, list[str]]], path: Path, title: str
+) -> Path:
+    """Layer x layer CKA heatmaps, one per entry of ``matrices`` (name -> (values, layer names))."""
+    plt = _pyplot()
+    from cka_sim.plot import heatmap
+
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.6 * len(matrices), 4.2))
+    for ax, (name, (values, names)) in zip(np.atleast_1d(axes), matrices.items(), strict=True):
+        result = CKAResult(
+            values, [short(n) for n in names], [short(n) for n in names], "linear-debiased", 0
+        )
+        heatmap(result, ax=ax, title=name, colorbar=True)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def transfer_curves(
+    curves: Mapping[str, Mapping[str, Mapping[int, float]]], recipes: Sequence[str], path: Path
+) -> Path:
+    """Target test loss against fine-tuning steps, averaged over sources, one panel per target."""
+    plt = _pyplot()
+    targets = list(curves)
+    fig, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 3.2))
+    for ax, target in zip(np.atleast_1d(axes), targets, strict=True):
+        for recipe in recipes:
+            runs = [
+                c
+                for key, c in curves[target].items()
+                if key == recipe or key.endswith(f":{recipe}")
+            ]
+            if not runs:
+                continue
+            steps = sorted(runs[0])
+            mean = [np.mean([r[s] for r in runs]) for s in steps]
+            ax.plot(steps, mean, marker="o", ms=3, color=RECIPE_COLOURS.get(recipe), label=recipe)
+        ax.set_title(f"target: {target}", fontsize=9)
+        ax.set_xlabel("fine-tuning steps", fontsize=8)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("target test loss (mean over sources)")
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+@torch.inference_mode()
+def reconstructions(model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
+    """Reconstructions (decoder driven by the posterior mean) as float images in [0, 1]."""
+    batch = torch.from_numpy(np.asarray(images)).float() / 255
+    return model(batch, decode_from="mean").recon.numpy()
+
+
+def visual_check(
+    target: str,
+    rows: Sequence[dict[str, Any]],
+    originals: np.ndarray,
+    units: Sequence[tuple[str, str]],
+    path: Path,
+) -> Path:
+    """The before-transfer panel for one target dataset: one row per source.
+
+    Each row: the CKA profile (source vs target-trained encoder, on target images, against the
+    same-dataset-other-seed level), the CKA of each encoder layer with the target's labels, and
+    target images reconstructed by the source model.
+    """
+    plt = _pyplot()
+    enc = [i for i, (layer, _) in enumerate(units) if layer in ENCODER_LAYERS and layer != "input"]
+    fig, axes = plt.subplots(
+        len(rows),
+        3,
+        figsize=(11, 2.4 * len(rows)),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1.2, 1.2, 2.0]},
+    )
+    names = [short(units[i][0]) for i in enc]
+    for (ax_cka, ax_label, ax_img), row in zip(axes, rows, strict=True):
+        x = np.arange(len(enc))
+        ax_cka.plot(
+            x,
+            row["profile"][enc],
+            marker="o",
+            ms=3,
+            color="tab:red",
+            label="source vs target model",
+        )
+        ax_cka.plot(
+            x, row["same_profile"][enc], ls="--", color="tab:blue", label="target model, other seed"
+        )
+        ax_cka.set_ylim(-0.05, 1.05)
+        ax_cka.set_xticks(x, names, rotation=60, fontsize=6)
+        ax_cka.set_ylabel(f"from {row['source']}", fontsize=9)
+        ax_cka.set_title(f"encoder CKA; score {row['score']:.2f}", fontsize=8)
+        ax_label.plot(
+            x, row["label_profile"][enc], marker="o", ms=3, color="tab:green", label="source"
+        )
+        ax_label.plot(
+            x, row["target_label_profile"][enc], ls="--", color="tab:blue", label="target model"
+        )
+        ax_label.set_ylim(-0.05, 1.05)
+        ax_label.set_xticks(x, names, rotation=60, fontsize=6)
+        ax_label.set_title(f"CKA with target labels; probe gain {row['gain']:+.2f}", fontsize=8)
+        grid = np.concatenate([originals, row["reconstructions"]], axis=2)  # originals above
+        tiles = np.concatenate(list(grid[:, 0]), axis=1)
+        ax_img.imshow(tiles, cmap="gray", vmin=0, vmax=1)
+        ax_img.set_axis_off()
+        ax_img.set_title(
+            "target images (top) reconstructed by the source model (bottom)", fontsize=8
+        )
+    axes[0, 0].legend(fontsize=6, loc="lower left")
+    axes[0, 1].legend(fontsize=6, loc="lower left")
+    fig.suptitle(
+        f"Before transferring to {target}: does the source model already see it?", fontsize=10
+    )
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def visual_validation(points: Sequence[dict[str, Any]], rho: Interval, path: Path) -> Path:
+    """Scatter of the visual score against the measured probe-accuracy gain."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 3.8))
+    targets = sorted({p["target"] for p in points})
+    markers = dict(zip(targets, "osD^v<>p", strict=False))
+    for p in points:
+        ax.scatter(
+            p["score"],
+            p["gain"],
+            marker=markers[p["target"]],
+            color="tab:red" if p["seed"] == 0 else "tab:blue",
+            s=25,
+        )
+    for t in targets:
+        ax.scatter([], [], marker=markers[t], color="k", label=f"target {t}")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xlabel("visual score: encoder CKA, source vs target model")
+    ax.set_ylabel("probe accuracy gain over random encoder")
+    ax.set_title(f"Spearman ρ = {rho}", fontsize=9)
+    ax.legend(fontsize=6)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def sample_grid(rows: Sequence[tuple[str, np.ndarray, np.ndarray]], path: Path) -> Path:
+    """Test images (top) and their reconstructions (bottom) for each zoo model."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), 1, figsize=(8, 1.6 * len(rows)), squeeze=False)
+    for ax, (name, originals, recon) in zip(axes[:, 0], rows, strict=True):
+        grid = np.concatenate([originals, recon], axis=2)
+        ax.imshow(np.concatenate(list(grid[:, 0]), axis=1), cmap="gray", vmin=0, vmax=1)
+        ax.set_axis_off()
+        ax.set_title(name, fontsize=8)
+    return _save(fig, path)

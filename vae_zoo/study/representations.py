@@ -1,0 +1,191 @@
+"""Layer activations of many models on the same images, and CKA between all of them.
+
+Every model of the study sees the same held-out images of an evaluation dataset. For each model
+and layer the centred linear Gram matrix is computed once (:func:`cka_sim.gram_linear`); CKA
+between any two (model, layer) units is then an inner product of normalised centred Grams, so all
+units are compared with one matrix product instead of one CKA call per pair:
+
+.. math:: \\mathrm{CKA}(K, L) = \\Big\\langle \\frac{\\tilde K}{\\lVert \\tilde K\\rVert_F},
+          \\frac{\\tilde L}{\\lVert \\tilde L\\rVert_F} \\Big\\rangle_F
+
+with :math:`\\tilde K = HKH` (biased CKA) or the U-centred Gram (debiased CKA;
+:func:`cka_sim.center_gram`). The tests check cells against :func:`cka_sim.linear_cka`.
+
+Half-samples: restricting the full-data centred Gram to a subset ``S`` of the examples and
+centring it again gives exactly the centred Gram of ``S`` (both centrings remove the symmetric
+row and column terms that the full-data centring left), so the example-level uncertainty needs
+no new forward passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cka_sim import center_gram, gram_linear
+from cka_sim.torch import record_activations
+
+from ..models import DECODER_LAYERS, ENCODER_LAYERS, LATENT_LAYERS, ConvVAE
+
+DECODE_MODES: tuple[str, ...] = ("mean", "sample")
+"""``mean``: the decoder is driven by the posterior mean (primary); ``sample``: by a sample, as
+in the paper (adds noise to decoder CKA)."""
+
+
+def unit_layers() -> list[tuple[str, str]]:
+    """The (layer, decode mode) units of one model: encoder layers once, the rest per mode.
+
+    Encoder activations do not depend on how the decoder is driven, so they are recorded once
+    and labelled ``"mean"``.
+    """
+    units = [(layer, "mean") for layer in ENCODER_LAYERS]
+    for mode in DECODE_MODES:
+        units += [(layer, mode) for layer in LATENT_LAYERS + DECODER_LAYERS]
+    return units
+
+
+@torch.inference_mode()
+def model_activations(
+    model: ConvVAE,
+    images: np.ndarray,
+    *,
+    batch_size: int = 256,
+    noise_seed: int = 0,
+    device: str = "cpu",
+) -> dict[tuple[str, str], np.ndarray]:
+    """Flattened float32 activations of every unit of :func:`unit_layers` on ``images``.
+
+    Parameters
+    ----------
+    model : ConvVAE
+    images : numpy.ndarray
+        ``uint8`` images ``(n, c, h, w)``.
+    batch_size : int
+    noise_seed : int
+        Seed of the reparameterisation noise for the ``sample`` mode.
+    device : str
+    """
+    model = model.to(device).eval()
+    layers = ENCODER_LAYERS + LATENT_LAYERS + DECODER_LAYERS
+    out: dict[tuple[str, str], list[np.ndarray]] = {unit: [] for unit in unit_layers()}
+    generator = torch.Generator(device=device).manual_seed(noise_seed)
+    with record_activations(model, layers) as store:
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(images[start : start + batch_size]).to(device).float() / 255
+            for mode in DECODE_MODES:
+                model(batch, decode_from=mode, generator=generator)
+                for layer in layers:
+                    unit = (layer, "mean" if layer in ENCODER_LAYERS else mode)
+                    if layer in ENCODER_LAYERS and mode != "mean":
+                        continue
+                    out[unit].append(store[layer].flatten(1).float().cpu().numpy())
+    return {unit: np.concatenate(parts) for unit, parts in out.items()}
+
+
+def centred_grams(
+    activations: dict[tuple[str, str], np.ndarray],
+) -> dict[tuple[str, str], np.ndarray]:
+    """Biased-centred float64 Gram matrix ``HKH`` of every unit."""
+    return {
+        unit: np.asarray(gram_linear(acts), dtype=np.float64) for unit, acts in activations.items()
+    }
+
+
+def _normalised(gram: np.ndarray, debiased: bool) -> np.ndarray:
+    """Centre (U-centre when ``debiased``) and scale to unit Frobenius norm, flattened.
+
+    A zero centred Gram (a constant layer) stays zero, so its CKA with anything is NaN-free 0;
+    :func:`cka_units` marks those units and returns NaN for them.
+    """
+    centred = np.asarray(center_gram(gram, unbiased=debiased), dtype=np.float64)
+    norm = np.sqrt(np.sum(centred * centred))
+    return (centred / norm if norm > 0 else centred).ravel()
+
+
+@dataclass
+class UnitCKA:
+    """CKA between all (model, layer, mode) units on one evaluation dataset.
+
+    Attributes
+    ----------
+    models : list of str
+        Model ids.
+    units : list of (str, str)
+        (layer, mode) of each model, in :func:`unit_layers` order.
+    values : numpy.ndarray, shape (M, U, M, U)
+        ``values[a, u, b, v]`` is the CKA of unit ``u`` of model ``a`` and unit ``v`` of ``b``.
+    """
+
+    models: list[str]
+    units: list[tuple[str, str]]
+    values: np.ndarray
+
+    def unit_index(self, layer: str, mode: str = "mean") -> int:
+        """Index of ``layer`` under decode ``mode`` (encoder layers exist under ``"mean"`` only)."""
+        key = (layer, "mean" if layer in ENCODER_LAYERS else mode)
+        return self.units.index(key)
+
+
+def cka_units(
+    grams: Sequence[dict[tuple[str, str], np.ndarray]],
+    *,
+    debiased: bool,
+    subset: np.ndarray | None = None,
+    same_unit_only: bool = False,
+) -> np.ndarray:
+    """CKA between all units of all models from their centred Grams.
+
+    Parameters
+    ----------
+    grams : sequence of dict
+        One :func:`centred_grams` mapping per model, all over the same examples and units.
+    debiased : bool
+        Debiased (U-centred) or biased CKA.
+    subset : numpy.ndarray, optional
+        Example indices: compute CKA on these examples only (a half-sample).
+    same_unit_only : bool
+        Only compare each unit with the same unit of the other models: returns ``(M, M, U)``
+        instead of ``(M, U, M, U)``; much cheaper.
+
+    Returns
+    -------
+    numpy.ndarray
+        NaN where a unit's centred Gram is zero (CKA undefined).
+    """
+    units = list(grams[0])
+    n_models = len(grams)
+    rows = []
+    for per_model in grams:
+        stack = []
+        for unit in units:
+            gram = per_model[unit]
+            if subset is not None:
+                gram = gram[np.ix_(subset, subset)]
+            stack.append(_normalised(gram, debiased))
+        rows.append(np.stack(stack))  # (U, n²)
+    bank = np.stack(rows)  # (M, U, n²)
+    zero = ~np.any(bank != 0, axis=2)  # (M, U) constant units
+    if same_unit_only:
+        values = np.stack([bank[:, u] @ bank[:, u].T for u in range(len(units))], axis=2)
+        values[zero[:, None, :] | zero[None, :, :]] = np.nan
+        return values
+    flat = bank.reshape(n_models * len(units), -1)
+    values = (flat @ flat.T).reshape(n_models, len(units), n_models, len(units))
+    values[zero[:, :, None, None] | zero[None, None, :, :]] = np.nan
+    return values
+
+
+def label_cka(
+    grams: dict[tuple[str, str], np.ndarray], labels: np.ndarray, *, debiased: bool
+) -> dict[tuple[str, str], float]:
+    """CKA of every unit with the one-hot labels of the same examples."""
+    classes = np.unique(labels)
+    onehot = (labels[:, None] == classes[None, :]).astype(np.float64)
+    target = _normalised(np.asarray(gram_linear(onehot), dtype=np.float64), debiased)
+    return {
+        unit: float(_normalised(gram, debiased) @ target) if np.any(gram) else float("nan")
+        for unit, gram in grams.items()
+    }
