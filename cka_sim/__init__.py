@@ -17,6 +17,7 @@ from .kernels import center_gram, gram_linear, gram_polynomial, gram_rbf
 from .matrix import cka_matrix
 from .minibatch import MinibatchCKA
 from .result import CKAResult
+from .stats import bootstrap_ci, cka_matrix_with_uncertainty, permutation_test
 from .streaming import StreamingCKA, StreamingCKAMatrix
 
 __version__ = "0.1.0"
@@ -28,13 +29,16 @@ __all__ = [
     "StreamingCKA",
     "StreamingCKAMatrix",
     "__version__",
+    "bootstrap_ci",
     "center_gram",
     "cka",
     "cka_matrix",
+    "cka_matrix_with_uncertainty",
     "gram_linear",
     "gram_polynomial",
     "gram_rbf",
     "hsic",
     "kernel_cka",
     "linear_cka",
+    "permutation_test",
 ]
