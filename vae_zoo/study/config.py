@@ -67,7 +67,7 @@ class StudyConfig:
     seeds: tuple[int, ...] = (0, 1)
     objective: str = "beta_vae"
     objective_params: dict[str, Any] = field(default_factory=lambda: {"beta": 1.0})
-    train_steps: int = 3000
+    train_steps: int = 5000
     train_examples: int | None = 20000
     transfer_steps: int = 600
     transfer_budgets: tuple[int, ...] = (0, 150, 300, 600)
