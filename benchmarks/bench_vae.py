@@ -24,16 +24,25 @@ def synthetic(size: int, n: int = 2048, seed: int = 0) -> ImageDataset:
     """``n`` binary images with one random rectangle each (dSprites-like density)."""
     rng = np.random.default_rng(seed)
     images = np.zeros((n, 1, size, size), np.uint8)
-    for image, (y, x), (h, w) in zip(images, rng.integers(0, size // 2, (n, 2)),
-                                     rng.integers(size // 8, size // 2, (n, 2)), strict=True):
+    for image, (y, x), (h, w) in zip(
+        images,
+        rng.integers(0, size // 2, (n, 2)),
+        rng.integers(size // 8, size // 2, (n, 2)),
+        strict=True,
+    ):
         image[0, y : y + h, x : x + w] = 255
     return ImageDataset(f"synthetic{size}", images)
 
 
 def steps_per_second(size: int, steps: int, warmup: int, threads: int) -> float:
     """Steps/s of ``train`` after ``warmup`` steps (one log line at warmup, one at the end)."""
-    config = TrainConfig(steps=warmup + steps, log_every=warmup, eval_every=0,
-                         checkpoint_every=10**9, threads=threads)
+    config = TrainConfig(
+        steps=warmup + steps,
+        log_every=warmup,
+        eval_every=0,
+        checkpoint_every=10**9,
+        threads=threads,
+    )
     with tempfile.TemporaryDirectory() as out:
         train(synthetic(size), out, config, progress=False)
         return read_metrics(out, "train")[-1]["steps_per_s"]
@@ -50,8 +59,10 @@ def main() -> None:
     for size, steps in ((32, args.steps_32), (64, args.steps_64)):
         start = time.perf_counter()
         rate = steps_per_second(size, steps, args.warmup, args.threads)
-        print(f"{size} px: {rate:6.1f} steps/s  ({steps} timed steps, "
-              f"{time.perf_counter() - start:.1f} s total)")
+        print(
+            f"{size} px: {rate:6.1f} steps/s  ({steps} timed steps, "
+            f"{time.perf_counter() - start:.1f} s total)"
+        )
 
 
 if __name__ == "__main__":

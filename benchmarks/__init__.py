@@ -1,0 +1,1 @@
+"""The cka-sim benchmark suite: ``python -m benchmarks`` (see :mod:`benchmarks.run`)."""

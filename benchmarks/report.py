@@ -1,0 +1,104 @@
+"""Output of the suite: the text table, the JSON record and the log-log plot of time vs n."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .cases import Row
+
+CASE_TITLES = {
+    "linear": "linear_cka vs the GEMM floor and peers (float32, feature means 10)",
+    "accuracy": "accuracy: debiased linear CKA of float32 input vs the float64 truth",
+    "rbf": "RBF kernel_cka vs ckatorch (biased, threshold 1)",
+    "streaming": "StreamingCKA.update per batch vs that batch's GEMM floor (float32)",
+    "memory": "StreamingCKA fed in batches: peak memory above the start",
+    "compare_models": "compare_models vs pytorch-cka compute_cka (debiased minibatch CKA)",
+}
+
+RATIO_LEGEND = (
+    "ratio: /floor = time over the GEMM floor of the same data, same library and device; "
+    "/cka_sim (db) = time over cka_sim's (debiased) time on the same data; "
+    "/state = peak memory over the float64 state 8·3p² bytes"
+)
+
+
+def _fmt(value: Any, kind: str) -> str:
+    if value is None:
+        return "-"
+    if kind == "s":
+        return f"{value:.4g}"
+    if kind == "x":
+        return f"{value:.2f}x"
+    if kind == "e":
+        return f"{value:.1e}"
+    if kind == "mib":
+        return f"{value / 2**20:.1f}"
+    return str(value)
+
+
+def table(rows: list[Row], machine: str) -> str:
+    """The whole table as text, one block per case, naming the machine."""
+    lines = [f"machine: {machine}"]
+    for case, title in CASE_TITLES.items():
+        block = [r for r in rows if r["case"] == case]
+        if not block:
+            continue
+        lines += ["", f"== {title}"]
+        lines.append(
+            f"{'params':<46} {'contender':<24} {'seconds':>9} {'ratio':>18} {'|error|':>8} "
+            f"{'peak MiB':>9}  note"
+        )
+        for r in block:
+            params = " ".join(f"{k}={v}" for k, v in r["params"].items())
+            ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x {r['ratio_of']}"
+            lines.append(
+                f"{params:<46} {r['contender']:<24} {_fmt(r['seconds'], 's'):>9} {ratio:>18} "
+                f"{_fmt(r['error'], 'e'):>8} {_fmt(r['peak_bytes'], 'mib'):>9}  {r['note']}"
+            )
+    lines += ["", RATIO_LEGEND]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, rows: list[Row], meta: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str) + "\n")
+
+
+def plot(path: Path, rows: list[Row], machine: str) -> bool:
+    """Log-log plot of time vs n for the linear case, one panel per p. False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    linear = [r for r in rows if r["case"] == "linear" and r["seconds"] is not None]
+    widths = sorted({r["params"]["p"] for r in linear})
+    if not widths:
+        return False
+    fig, axes = plt.subplots(1, len(widths), figsize=(5.5 * len(widths), 4.2), squeeze=False)
+    for ax, p in zip(axes[0], widths, strict=True):
+        at_p = [r for r in linear if r["params"]["p"] == p]
+        for contender in dict.fromkeys(r["contender"] for r in at_p):
+            points = sorted(
+                (r["params"]["n"], r["seconds"]) for r in at_p if r["contender"] == contender
+            )
+            if len(points) < 1:
+                continue
+            ns, ts = zip(*points, strict=True)
+            style = "--" if contender.startswith("GEMM") else "-"
+            ax.loglog(ns, ts, style, marker="o", label=contender)
+        ax.set_title(f"linear CKA, p = {p}")
+        ax.set_xlabel("n (examples)")
+        ax.set_ylabel("seconds (best of interleaved runs)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(machine, fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
