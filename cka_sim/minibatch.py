@@ -107,6 +107,11 @@ class MinibatchCKA:
         Passing the same mapping object twice compares a model's layers with each other and forms
         each Gram once.
         """
+        return self._update(acts_a, acts_b, translated=False)
+
+    def _update(self, acts_a: Any, acts_b: Any, *, translated: bool) -> MinibatchCKA:
+        """:meth:`update`; ``translated=True``: every layer is already an (m, p) matrix in its
+        compute dtype with its column means subtracted (as :func:`_translated` does)."""
         shared = acts_a is acts_b
         layers_a = as_layers(acts_a, "acts_a")
         layers_b = layers_a if shared else as_layers(acts_b, "acts_b")
@@ -115,8 +120,8 @@ class MinibatchCKA:
         if self._cross is not None:
             check_names(self._names_a, names_a, "acts_a")
             check_names(self._names_b, names_b, "acts_b")
-        grams_a, m, xp = self._centred_grams(layers_a, "acts_a", None)
-        grams_b = grams_a if shared else self._centred_grams(layers_b, "acts_b", m)[0]
+        grams_a, m, xp = self._centred_grams(layers_a, "acts_a", None, translated)
+        grams_b = grams_a if shared else self._centred_grams(layers_b, "acts_b", m, translated)[0]
         scale = 1.0 / (m * (m - 3)) if self.debiased else 1.0 / ((m - 1) ** 2)
         cross = (grams_a @ xp.matrix_transpose(grams_b)) * scale
         self_a = xp.sum(grams_a * grams_a, axis=1) * scale
@@ -140,7 +145,7 @@ class MinibatchCKA:
         return self
 
     def _centred_grams(
-        self, layers: list[tuple[str, Any]], side: str, rows: int | None
+        self, layers: list[tuple[str, Any]], side: str, rows: int | None, translated: bool
     ) -> tuple[Array, int, Any]:
         """(L, m²) float64 stack of the (U-)centred Grams of one model's layers."""
         mats = []
@@ -171,7 +176,7 @@ class MinibatchCKA:
         # One float64 (L, m, m) buffer filled layer by layer (no list of Grams and no stack copy).
         stack = xp.empty((len(mats), m, m), dtype=xp.float64, device=_device(mats[0]))
         for i, x in enumerate(mats):
-            stack[i, ...] = gram(_translated(x, xp), xp)
+            stack[i, ...] = gram(x if translated else _translated(x, xp), xp)
         stack = centered(stack, xp, unbiased=self.debiased)
         return xp.reshape(stack, (len(mats), m * m)), m, xp
 

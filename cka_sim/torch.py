@@ -338,13 +338,16 @@ def _capture_hook(
     *,
     detach: bool,
     clone: bool,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Callable[[nn.Module, Any, Any], None]:
     def hook(module: nn.Module, args: Any, output: Any) -> None:
         tracker.called(name)
         tensor = _select(output, selector, name)
         if detach:
             tensor = tensor.detach()
-        if clone:
+        if transform is not None:
+            tensor = transform(tensor)
+        elif clone:
             tensor = tensor.clone()
         store._put(name, tensor)
 
@@ -370,6 +373,7 @@ def record_activations(
     select: Selector | Mapping[str, Selector] | None = None,
     detach: bool = True,
     clone: bool = True,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[ActivationStore]:
     """Record the outputs of named modules while the model runs.
 
@@ -400,6 +404,10 @@ def record_activations(
         Store a copy. Without it an in-place operation after the layer, such as
         ``nn.ReLU(inplace=True)`` or a residual ``out += identity``, silently changes the stored
         output.
+    transform : callable, optional
+        Applied to each recorded output (after ``select`` and ``detach``) and stored instead of
+        a clone; it must return a new tensor (not a view of its input), which then serves as the
+        copy. :func:`compare_models` uses it to flatten and translate the features in the hook.
 
     Yields
     ------
@@ -442,7 +450,13 @@ def record_activations(
             handles.append(model.register_forward_hook(tracker.stop, always_call=True))
             for name, module in resolved:
                 hook = _capture_hook(
-                    store, tracker, name, selectors[name], detach=detach, clone=clone
+                    store,
+                    tracker,
+                    name,
+                    selectors[name],
+                    detach=detach,
+                    clone=clone,
+                    transform=transform,
                 )
                 handles.append(module.register_forward_hook(hook))
             yield store
@@ -691,12 +705,19 @@ def compare_models(
         stack.enter_context(_restore_training_modes(model_a, model_b))
         model_a.eval()
         model_b.eval()
+        # The minibatch estimator only needs each batch's features near zero (HSIC is invariant
+        # to translating them): the hook stores the flattened, translated copy, which replaces
+        # the clone that protects the output from later in-place operations.
+        minibatch = estimator == "minibatch"
+        transform = _translated_rows if minibatch else None
         if same_model:
             union = list(dict.fromkeys(names_a + names_b))
-            store_a = store_b = stack.enter_context(record_activations(model_a, union))
+            store_a = store_b = stack.enter_context(
+                record_activations(model_a, union, transform=transform)
+            )
         else:
-            store_a = stack.enter_context(record_activations(model_a, names_a))
-            store_b = stack.enter_context(record_activations(model_b, names_b))
+            store_a = stack.enter_context(record_activations(model_a, names_a, transform=transform))
+            store_b = stack.enter_context(record_activations(model_b, names_b, transform=transform))
         bar = stack.enter_context(
             tqdm(
                 loader,
@@ -722,7 +743,10 @@ def compare_models(
                 if device_b != device_a:
                     acts_b = {name: t.to(device_a) for name, t in acts_b.items()}
                 dtypes.update(str(t.dtype) for t in (*acts_a.values(), *acts_b.values()))
-                accumulator.update(acts_a, acts_b)
+                if minibatch:
+                    accumulator._update(acts_a, acts_b, translated=True)
+                else:
+                    accumulator.update(acts_a, acts_b)
                 # Free this batch's activations before the next forward pass, not after it.
                 del acts_a, acts_b
                 store_a.clear()
@@ -756,6 +780,21 @@ def compare_models(
         }
     )
     return result
+
+
+def _translated_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """A new (m, p) tensor: ``tensor`` flattened per example, minus its column means.
+
+    Half precision is upcast to float32 and integers to float64 first, as the accumulators do.
+    """
+    from . import minibatch
+    from ._backend import namespace
+
+    flat = tensor.reshape(tensor.shape[0], -1) if tensor.dim() != 2 else tensor
+    if flat.dim() != 2 or flat.shape[0] == 0:
+        return tensor.clone()  # let the accumulator's validation report the shape
+    out = minibatch._translated(flat, namespace(flat))
+    return out if out.data_ptr() != tensor.data_ptr() else out.clone()
 
 
 def _or_default(model: nn.Module, layers: Iterable[LayerSpec] | None) -> Iterable[LayerSpec]:
