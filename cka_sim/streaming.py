@@ -125,26 +125,35 @@ class _Moments:
     ) -> _Moments:
         """Statistics of one batch: validated (m, p_u) matrices, one per unit.
 
-        Each unit is centred once, in its own dtype, on its float64 mean ``μ`` rounded to that
-        dtype: ``xc = x - c``. The residual mean ``res = μ - c`` (float64; half a rounding unit
-        of the mean at most, e.g. 3e-5 for float32 data with mean 1000) is then removed in
-        float64: from the products by the rank-one correction ``xcᵀxc - m res resᵀ`` (no
-        cancellation: ``res`` is tiny next to the spread) and from the rows where the debiased
-        terms need them. It is the exact mean of ``xc`` whenever ``x - c`` is exact (Sterbenz:
-        the large-mean case), and otherwise off by the rounding of ``x - c`` averaged over the
-        batch, far below float32 resolution of the spread. This is the corrected two-pass
-        algorithm of :func:`~cka_sim._backend.center_columns`, with its second pass done on
-        the float64 statistics instead of the data (one pass over the batch instead of four).
+        Each unit is centred once, in its own dtype: ``xc = x - c`` with ``c`` its column mean
+        computed in that dtype (float64 input: the exact float64 mean, and nothing more to do).
+        For float32, the residual mean ``res`` = mean of ``xc`` is summed from ``xc`` itself,
+        which lies near zero, so that float32 sum is accurate to the spread of the data, not to
+        its offset (for data with mean 1000 ``c`` is off by about 1e-4 and ``res`` recovers it);
+        the batch mean is ``c + res`` in float64. ``res`` is then removed in float64: from the
+        products by the rank-one correction ``xcᵀxc - m res resᵀ`` (no cancellation: ``res`` is
+        small next to the spread) and from the rows where the debiased terms need them. This is
+        the corrected two-pass algorithm of :func:`~cka_sim._backend.center_columns`, with its
+        second pass done on the statistics instead of the data, and without any float64 pass
+        over the batch (two reductions and one subtraction in the input dtype).
         """
         t = xp.matrix_transpose
         m = cls([int(u.shape[1]) for u in units], pairs, debiased)
         n = m.n = int(units[0].shape[0])
         centred, residual = [], []
         for x in units:
-            mean = xp.sum(x, axis=0, dtype=xp.float64) / n
-            centre = xp.astype(mean, x.dtype)
-            xc = x - centre
-            res = mean - to_float64(centre, xp)
+            if x.dtype == xp.float64:
+                mean = xp.sum(x, axis=0) / n
+                centre = mean
+                xc = x - centre
+                res = mean - centre
+            else:
+                # float32: centre on the float32 mean; what it misses is the mean of xc, summed
+                # in float32 too (xc is near zero, so that sum is accurate to the spread)
+                centre = xp.mean(x, axis=0)
+                xc = x - centre
+                res = to_float64(xp.sum(xc, axis=0), xp) / n
+                mean = to_float64(centre, xp) + res
             m.mean.append(mean)
             centred.append(xc)
             residual.append(res)
@@ -175,23 +184,28 @@ class _Moments:
     def _batch_debiasing(self, centred: list[Array], residual: list[Array], xp: Any) -> None:
         """Fourth- and third-order sums of one batch, rows ``a = xc - res`` (see from_batch).
 
-        ``r_i = ‖a_i‖²`` is reduced in float64; the products with ``r`` (one (p, U) GEMM per unit
-        for all the ``Σ r_w a`` it needs) run in the input dtype with the residual removed in
-        float64 afterwards. They only enter through the mean-shift corrections, where a relative
-        error of 1e-7 is harmless.
+        ``r_i = ‖a_i‖²`` is summed in the input dtype (a relative error of about 1e-7 per row,
+        the same as the float32 GEMMs' own, and averaged out over the rows of ``Σ r q``) and
+        corrected for the residual in float64; the products with ``r`` (one (U, m) @ (m, p)
+        product per unit for all the ``Σ r_w a`` it needs) run in the input dtype with the
+        residual removed in float64 afterwards. They only enter through the mean-shift
+        corrections, where a relative error of 1e-7 is harmless.
         """
         t = xp.matrix_transpose
         r = []
         for xc, res in zip(centred, residual, strict=True):
             # ‖xc - res‖² = ‖xc‖² - 2 xc·res + ‖res‖²
             cross = to_float64(xc @ xp.astype(res, xc.dtype), xp)
-            r.append(xp.sum(xc * xc, axis=1, dtype=xp.float64) - 2 * cross + xp.sum(res * res))
+            r.append(to_float64(xp.sum(xc * xc, axis=1), xp) - 2 * cross + xp.sum(res * res))
         r_all = xp.stack(r, axis=1)  # (m, U)
         r_sum = xp.sum(r_all, axis=0)
+        r_rows = t(r_all)  # (U, m): the product below is then (U, m) @ (m, p), a row-major
+        # pass over the batch (torch runs (p, m) @ (m, U) about ten times slower)
         w = []
         for xc, res in zip(centred, residual, strict=True):
             # Σ_i r_w,i (xc_i - res) for every unit w: (p, U)
-            w.append(to_float64(t(xc) @ xp.astype(r_all, xc.dtype), xp) - res[:, None] * r_sum)
+            rw = to_float64(xp.astype(r_rows, xc.dtype) @ xc, xp)
+            w.append(t(rw) - res[:, None] * r_sum)
         self.R_self = [xp.sum(ri * ri) for ri in r]
         self.W_self = [w[u][:, u] for u in range(len(r))]
         self.R_pair = [xp.sum(r[u] * r[v]) for u, v in self.pairs]
