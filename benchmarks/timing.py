@@ -59,7 +59,8 @@ def interleaved_best(
         fn()
         sync()
         warm.append(time.perf_counter() - start)
-    rounds = max(1, min(repeats, int(budget_s / max(sum(warm), 1e-9))))
+    fit = budget_s / max(sum(warm), 1e-9)
+    rounds = max(1, min(repeats, int(fit) if fit < repeats else repeats))
     best = [float("inf")] * len(fns)
     for _ in range(rounds):
         for i, fn in enumerate(fns):

@@ -71,24 +71,31 @@ def center_columns(x: Array, xp: Any) -> Array:
 def center_with_residual(x: Array, xp: Any, name: str) -> tuple[Array, Array | None]:
     """Centre the columns of ``x`` in one pass; return the centred data and its residual mean.
 
-    The column mean is summed in float64, rounded to ``x``'s dtype and subtracted. What that
-    rounding leaves behind, ``delta = mean64 - mean_rounded`` (float64, shape (p,)), is returned
-    instead of being subtracted in a second pass over the data: callers correct their products
-    with it (``Xcᵀ Xc - n δδᵀ``), which is exact and costs O(p²) instead of O(n p). ``delta`` is
-    None for float64 input, where the rounding is below float64 resolution.
+    float64 input: the float64 column mean is subtracted and the residual is None. float32 input:
+    the column mean is computed and subtracted in float32, ``xc = x - c``; what that misses,
+    ``delta`` = the mean of ``xc`` (float64, shape (p,)), is summed from ``xc`` itself, which
+    lies near zero, so the float32 sum is accurate to the spread of the data rather than to its
+    offset. ``delta`` is returned instead of being subtracted in a second pass over the data:
+    callers correct their products with it (``Xcᵀ Xc - n δδᵀ``), which is exact and costs O(p²)
+    instead of O(n p). No float64 pass over the (n, p) data is made.
 
-    The float64 column sums double as the finiteness check: a float32 column holding NaN or inf
-    cannot have a finite float64 sum, so the O(n p) scan runs only when a sum is not finite.
+    The column sums double as the finiteness check: a column holding NaN or inf cannot have a
+    finite sum, so the O(n p) scan runs only when a sum is not finite. Should a float32 sum of
+    finite values overflow, the mean is summed in float64 instead.
     """
     n = x.shape[0]
-    sums = xp.sum(x, axis=0, dtype=xp.float64)
-    if not bool(xp.all(xp.isfinite(sums))) and not bool(xp.all(xp.isfinite(x))):
-        raise ValueError(f"{name} contains NaN or infinity; remove or impute those values first")
-    mean = sums / n
+    sums = xp.sum(x, axis=0)
+    if not bool(xp.all(xp.isfinite(sums))):
+        if not bool(xp.all(xp.isfinite(x))):
+            raise ValueError(
+                f"{name} contains NaN or infinity; remove or impute those values first"
+            )
+        sums = xp.sum(x, axis=0, dtype=xp.float64)  # finite float32 values whose sum overflows
     if x.dtype == xp.float64:
-        return x - mean, None
-    rounded = xp.astype(mean, x.dtype)
-    return x - rounded, mean - xp.astype(rounded, xp.float64)
+        return x - sums / n, None
+    centre = xp.astype(sums / n, x.dtype)
+    xc = x - centre
+    return xc, to_float64(xp.sum(xc, axis=0), xp) / n
 
 
 # Row-block height of the symmetric Gram product on torch CPU tensors (see ``gram``).

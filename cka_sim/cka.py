@@ -186,7 +186,7 @@ def _centred_product(
 
 def _row_sq_norms(a: Array, delta: Array | None, xp: Any) -> Array:
     """Float64 squared norms of the rows of ``A - 1δᵀ``."""
-    norms = xp.sum(a * a, axis=1, dtype=xp.float64)
+    norms = to_float64(xp.sum(a * a, axis=1), xp)  # input dtype: ~1e-7 relative, as the GEMMs
     if delta is None:
         return norms
     shift = to_float64(a @ xp.astype(delta, a.dtype), xp)
