@@ -61,6 +61,67 @@ def table(rows: list[Row], machine: str) -> str:
     return "\n".join(lines)
 
 
+def _cells(r: Row) -> list[str]:
+    params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+    ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x {r['ratio_of']}"
+    return [
+        params,
+        r["contender"],
+        _fmt(r["seconds"], "s"),
+        ratio,
+        _fmt(r["error"], "e"),
+        _fmt(r["peak_bytes"], "mib"),
+        r["note"].replace("|", "\\|"),
+    ]
+
+
+def markdown(rows: list[Row], machine: str) -> str:
+    """The table as Markdown, one table per case."""
+    lines = [f"Machine: {machine}"]
+    for case, title in CASE_TITLES.items():
+        block = [r for r in rows if r["case"] == case]
+        if not block:
+            continue
+        lines += [
+            "",
+            f"**{title}**",
+            "",
+            "| params | contender | seconds | ratio | abs error | peak MiB | note |",
+            "|---|---|---:|---:|---:|---:|---|",
+        ]
+        lines += ["| " + " | ".join(_cells(r)) + " |" for r in block]
+    lines += ["", RATIO_LEGEND]
+    return "\n".join(lines)
+
+
+def before_after(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Markdown table of the ratios of two runs (e.g. before and after an optimisation)."""
+
+    def key(r: Row) -> tuple[str, str, str]:
+        return (r["case"], json.dumps(r["params"], sort_keys=True), r["contender"])
+
+    old = {key(r): r for r in before["rows"] if r["ratio"] is not None}
+    lines = [
+        f"Before: {before['meta']['cka_sim']['path']} ({before['meta']['date_utc']}); "
+        f"after: {after['meta']['cka_sim']['path']} ({after['meta']['date_utc']}); "
+        f"machine: {after['meta']['machine']}",
+        "",
+        "| case | params | contender | ratio before | ratio after | seconds before | seconds after |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in after["rows"]:
+        b = old.get(key(r))
+        if b is None or r["contender"].startswith("GEMM") or r["contender"] == "forward only":
+            continue
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        lines.append(
+            f"| {r['case']} | {params} | {r['contender']} | {b['ratio']:.2f}x {b['ratio_of']} | "
+            f"{r['ratio']:.2f}x {r['ratio_of']} | {_fmt(b['seconds'], 's')} | "
+            f"{_fmt(r['seconds'], 's')} |"
+        )
+    return "\n".join(lines)
+
+
 def write_json(path: Path, rows: list[Row], meta: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str) + "\n")
@@ -102,3 +163,12 @@ def plot(path: Path, rows: list[Row], machine: str) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+if __name__ == "__main__":  # python -m benchmarks.report BEFORE.json AFTER.json
+    import sys
+
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: python -m benchmarks.report BEFORE.json AFTER.json")
+    runs = [json.loads(Path(arg).read_text()) for arg in sys.argv[1:]]
+    print(before_after(*runs))

@@ -10,8 +10,8 @@ with feature means 0, 10, 100 vs the float64 truth, every library), ``rbf`` (``k
 ckatorch), ``streaming`` (``StreamingCKA.update`` vs the batch's floor), ``memory``
 (``StreamingCKA`` fed 200k examples in batches) and ``compare_models`` (vs pytorch-cka's
 ``compute_cka``). Every ratio is of two times measured side by side in this run. Results go to
-``DIR/<machine>-<date>.json`` and ``DIR/<machine>-<date>.png`` (default DIR:
-``benchmarks/results``).
+``DIR/<machine>-<date>.json``, a Markdown copy of the table (``.md``) and the plot (``.png``)
+(default DIR: ``benchmarks/results``; presets other than ``full`` add their name to the stem).
 
 ``--device cuda`` runs the same code with torch tensors on the GPU (the floor is then the
 device's own torch GEMMs); it stops with a message when torch sees no CUDA device.
@@ -106,6 +106,16 @@ class Config:
             repeats=3,
             budget_s=2.0,
         )
+
+    @classmethod
+    def goals(cls) -> Config:
+        """Only the sizes the goals name (for before/after runs of an optimisation)."""
+        full = cls.full()
+        full.name = "goals"
+        full.linear_sizes = [(4000, 512), (20000, 1024)]
+        full.rbf_sizes = [4000]
+        full.memory_totals = [200_000]
+        return full
 
     @classmethod
     def tiny(cls) -> Config:
@@ -208,9 +218,13 @@ def run_suite(
     )
     json_path = Path(out) / f"{stem}.json"
     report.write_json(json_path, rows, meta)
+    (Path(out) / f"{stem}.md").write_text(report.markdown(rows, host.description) + "\n")
     png_path = Path(out) / f"{stem}.png"
     plotted = report.plot(png_path, rows, host.description)
-    log(f"wrote {json_path}" + (f" and {png_path}" if plotted else " (no plot: no linear rows)"))
+    log(
+        f"wrote {json_path}, .md"
+        + (f" and {png_path}" if plotted else " (no plot: no linear rows)")
+    )
     return {
         "meta": meta,
         "rows": rows,
@@ -224,6 +238,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m benchmarks", description=(__doc__ or "").splitlines()[0]
     )
     parser.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
+    parser.add_argument(
+        "--preset",
+        choices=("full", "quick", "goals"),
+        default=None,
+        help="sizes: full (default), quick (= --quick), goals (only the sizes the goals name)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:index]")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
     parser.add_argument(
@@ -242,7 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads is not None:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    config = Config.quick() if args.quick else Config.full()
+    preset = args.preset or ("quick" if args.quick else "full")
+    config = {"full": Config.full, "quick": Config.quick, "goals": Config.goals}[preset]()
     run_suite(
         config,
         device=args.device,

@@ -6,6 +6,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from benchmarks.report import before_after
 from benchmarks.run import CASES, Config, check_device, main, run_suite
 
 
@@ -22,6 +23,8 @@ def test_tiny_suite_writes_table_json_and_plot(tmp_path, capsys):
     accuracy = [r for r in data["rows"] if r["case"] == "accuracy" and r["contender"] == "cka_sim"]
     assert [r["params"]["feature mean"] for r in accuracy] == [0.0, 10.0, 100.0]
     assert all(r["error"] < 1e-6 for r in accuracy)
+    assert (tmp_path / record["json"].split("/")[-1].replace(".json", ".md")).read_text()
+    assert "| ratio before |" in before_after(data, data)
     assert record["png"] is not None and (tmp_path / record["png"].split("/")[-1]).stat().st_size
 
 
