@@ -57,6 +57,7 @@ class Config:
     memory_batch: int
     compare_n: int
     compare_batch: int
+    compare_rounds: int = 1
     repeats: int = 5
     budget_s: float = 10.0
     means: list[float] = field(default_factory=lambda: [0.0, 10.0, 100.0])
@@ -83,6 +84,7 @@ class Config:
             memory_batch=4096,
             compare_n=10_000,
             compare_batch=256,
+            compare_rounds=2,
             repeats=5,
             budget_s=8.0,
         )
@@ -193,7 +195,9 @@ def run_suite(
                 ctx, config.memory_totals, config.memory_p, config.memory_batch
             )
         elif case == "compare_models":
-            rows += cases.compare(ctx, config.compare_n, config.compare_batch)
+            rows += cases.compare(
+                ctx, config.compare_n, config.compare_batch, config.compare_rounds
+            )
         else:
             raise ValueError(f"unknown case {case!r}; cases are {CASES}")
         seconds[case] = time.perf_counter() - begin
