@@ -85,7 +85,8 @@ def group_heatmaps(
     plt = _pyplot()
     from cka_sim.plot import heatmap
 
-    fig, axes = plt.subplots(1, len(matrices), figsize=(4.6 * len(matrices), 4.2))
+    fig, axes = plt.subplots(1, len(matrices), figsize=(5.6 * len(matrices), 4.4))
+    fig.subplots_adjust(wspace=0.45)
     for ax, (name, (values, names)) in zip(np.atleast_1d(axes), matrices.items(), strict=True):
         result = CKAResult(
             values, [short(n) for n in names], [short(n) for n in names], "linear-debiased", 0

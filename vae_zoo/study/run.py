@@ -39,10 +39,12 @@ def run_study(config: StudyConfig, out_dir: str | Path, *, progress: bool = True
     probes = study.run_probes(models)
     study.log("[5/5] verdicts, figures and report")
     results = analyse(study, models, probes)
-    results["elapsed_seconds_this_run"] = round(time.perf_counter() - start, 1)
+    results["elapsed_seconds_this_invocation"] = round(time.perf_counter() - start, 1)
     write_json(study.out / "results.json", results)
     write_report(study.out / "report.md", results)
-    study.log(f"done in {results['elapsed_seconds_this_run']:.0f} s: {study.out / 'report.md'}")
+    study.log(
+        f"done in {results['elapsed_seconds_this_invocation']:.0f} s: {study.out / 'report.md'}"
+    )
     for claim in results["claims"]:
         verdict = {True: "holds", False: "does not hold", None: "inconclusive"}[claim["holds"]]
         study.log(f"  {claim['id']}: {verdict}")
