@@ -137,7 +137,12 @@ def plot(path: Path, rows: list[Row], machine: str) -> bool:
     except ImportError:
         return False
     linear = [r for r in rows if r["case"] == "linear" and r["seconds"] is not None]
-    widths = sorted({r["params"]["p"] for r in linear})
+    # one panel per width measured at two n or more (single goal points are in the table only)
+    widths = sorted(
+        p
+        for p in {r["params"]["p"] for r in linear}
+        if len({r["params"]["n"] for r in linear if r["params"]["p"] == p}) > 1
+    )
     if not widths:
         return False
     fig, axes = plt.subplots(1, len(widths), figsize=(5.5 * len(widths), 4.2), squeeze=False)
