@@ -25,7 +25,18 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Array, compute_dtype, gram, is_torch, namespace
+from ._backend import (
+    _RESIDUAL_TOLERANCE,
+    Array,
+    centre_float32,
+    compute_dtype,
+    gram,
+    is_torch,
+    namespace,
+    spread,
+    to_float64,
+    to_scalar,
+)
 from ._layers import as_layers, check_names, ratio_matrix, to_numpy
 from ._validation import as_matrix
 from .kernels import _device, centered
@@ -46,7 +57,20 @@ def _translated(x: Array, xp: Any) -> Array:
     dtype = compute_dtype(x, xp)
     if x.dtype != dtype:
         x = xp.astype(x, dtype)
-    return x - xp.mean(x, axis=0)
+    centre = xp.mean(x, axis=0)
+    xc = x - centre
+    if x.dtype == xp.float32:
+        # A float32 mean of m values is off by at most about m·ε·|mean|. Only when that bound is
+        # not small next to the spread can the leftover offset cost the float32 Gram its digits
+        # (feature means hundreds of times their spread); then centre as linear_cka does.
+        bound = (
+            x.shape[0]
+            * float(np.finfo(np.float32).eps)
+            * to_scalar(xp.sum(to_float64(centre, xp) ** 2)) ** 0.5
+        )
+        if bound > _RESIDUAL_TOLERANCE * spread(xc, xp):
+            xc = centre_float32(x, xp)[0]
+    return xc
 
 
 class MinibatchCKA:

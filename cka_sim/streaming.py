@@ -61,6 +61,7 @@ import numpy as np
 from ._backend import (
     Array,
     as_output,
+    centre_float32,
     frobenius_sq,
     is_torch,
     namespace,
@@ -150,9 +151,7 @@ class _Moments:
             else:
                 # float32: centre on the float32 mean; what it misses is the mean of xc, summed
                 # in float32 too (xc is near zero, so that sum is accurate to the spread)
-                centre = xp.mean(x, axis=0)
-                xc = x - centre
-                res = to_float64(xp.sum(xc, axis=0), xp) / n
+                xc, centre, res = centre_float32(x, xp)
                 mean = to_float64(centre, xp) + res
             m.mean.append(mean)
             centred.append(xc)
