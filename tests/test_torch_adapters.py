@@ -369,6 +369,49 @@ def test_clone_protects_against_downstream_in_place_ops():
     assert not (acts["0"] < 0).any()  # why clone=True is the default
 
 
+def test_transform_result_is_stored_and_is_safe_from_in_place_ops():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 16), nn.ReLU(inplace=True))
+    x = torch.randn(20, 3)
+    pre_relu = model[0](x).detach()
+    with record_activations(model, ["0"], transform=lambda t: 2 * t.flatten(1)) as acts:
+        model(x)
+    torch.testing.assert_close(acts["0"], 2 * pre_relu)
+
+
+def test_compare_models_sees_the_output_before_a_later_in_place_relu():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 12), nn.ReLU(inplace=True), nn.Linear(12, 6))
+    x = torch.randn(90, 4)
+    loader = batches(x, 30)
+    with torch.no_grad():
+        pre_relu = model[0](x)
+        post = model[2](torch.relu(pre_relu))
+    assert (pre_relu < 0).any()
+    for estimator in ("minibatch", "exact"):
+        result = compare_models(
+            model,
+            model,
+            loader,
+            layers_a=["0"],
+            layers_b=["2"],
+            estimator=estimator,
+            progress=False,
+        )
+        if estimator == "exact":
+            expected = linear_cka(pre_relu.double().numpy(), post.double().numpy(), debiased=True)
+        else:
+            xy = xx = yy = 0.0
+            for rows in (slice(0, 30), slice(30, 60), slice(60, 90)):
+                k = gram_linear(pre_relu[rows].double().numpy())
+                l = gram_linear(post[rows].double().numpy())
+                xy += hsic(k, l, unbiased=True)
+                xx += hsic(k, k, unbiased=True)
+                yy += hsic(l, l, unbiased=True)
+            expected = xy / np.sqrt(xx * yy)
+        assert result.values[0, 0] == pytest.approx(expected, rel=1e-6)
+
+
 def test_detach_false_keeps_the_graph():
     model = nn.Sequential(nn.Linear(3, 2))
     with record_activations(model, ["0"]) as acts:
