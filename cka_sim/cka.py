@@ -300,7 +300,10 @@ def kernel_cka(
             f"unknown kernel {kernel!r}; use 'rbf', 'linear', 'polynomial' or a callable that "
             "maps (n, p) activations to an (n, n) Gram matrix"
         )
-    k, l, xp = check_gram_pair(*grams, min_size=4 if debiased else 2)
+    if callable(kernel):  # the caller's Grams get the full checks; built-in ones are valid
+        k, l, xp = check_gram_pair(*grams, min_size=4 if debiased else 2)
+    else:
+        k, l = (to_float64(g, xp) for g in grams)
     return as_output(_cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y")))
 
 
