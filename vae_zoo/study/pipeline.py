@@ -97,10 +97,24 @@ class Study:
         self.out = Path(out_dir)
         self.progress = progress
         self._log = log or print
+        self._check_datasets()
         self._check_config()
         self.loader = DatasetLoader(max_examples=config.train_examples, max_test_examples=None)
 
     # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _check_datasets(self) -> None:
+        from ..datasets import available
+
+        status = available()
+        missing = [
+            f"{name}: {status[name].detail}" for name in self.config.datasets if not status[name].ok
+        ]
+        if missing:
+            raise ValueError(
+                "these datasets do not load on this machine; install them or choose others with "
+                "--datasets: " + "; ".join(missing)
+            )
 
     def _check_config(self) -> None:
         path = self.out / "config.json"
