@@ -182,7 +182,13 @@ def median(values: Array, xp: Any) -> Array:
     upper = flat.kthvalue(count // 2 + 1).values
     if count % 2:
         return upper
-    lower = flat.kthvalue(count // 2).values
+    # The lower middle value is the largest one below ``upper`` when exactly count/2 values lie
+    # below it, and ``upper`` itself otherwise (ties): two linear passes instead of a second
+    # selection.
+    below = flat < upper
+    if int(below.sum()) != count // 2:
+        return upper
+    lower = flat.where(below, flat.new_tensor(float("-inf"))).max()
     return (lower + upper) / 2
 
 

@@ -120,3 +120,15 @@ def test_cuda_result_stays_on_device(debiased):
     rbf = kernel_cka(xt, yt, debiased=debiased)
     assert rbf.device.type == "cuda"
     assert float(rbf) == pytest.approx(kernel_cka(x, y, debiased=debiased), abs=1e-6)
+
+
+@pytest.mark.parametrize("size", [10, 11, 64])
+def test_torch_median_matches_numpy_with_and_without_ties(size):
+    import array_api_compat.torch as xt
+
+    from cka_sim._backend import median
+
+    rng = np.random.default_rng(size)
+    values = rng.standard_normal(size * size)
+    for data in (values, np.round(values * 2) / 2, np.zeros_like(values)):
+        assert float(median(torch.from_numpy(data), xt)) == np.median(data)
