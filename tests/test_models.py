@@ -38,30 +38,49 @@ def capture(model: torch.nn.Module, x: torch.Tensor, **kwargs) -> dict[str, torc
 
 def test_layer_names_are_the_papers_order():
     assert LAYER_NAMES == (
-        "input", "encoder.conv1", "encoder.conv2", "encoder.conv3", "encoder.conv4",
-        "encoder.dense", "encoder.mu", "encoder.logvar", "z", "decoder.dense1", "decoder.dense2",
-        "decoder.deconv1", "decoder.deconv2", "decoder.deconv3", "decoder.deconv4", "output",
+        "input",
+        "encoder.conv1",
+        "encoder.conv2",
+        "encoder.conv3",
+        "encoder.conv4",
+        "encoder.dense",
+        "encoder.mu",
+        "encoder.logvar",
+        "z",
+        "decoder.dense1",
+        "decoder.dense2",
+        "decoder.deconv1",
+        "decoder.deconv2",
+        "decoder.deconv3",
+        "decoder.deconv4",
+        "output",
     )
     assert ENCODER_LAYERS[0] == "input" and DECODER_LAYERS[-1] == "output"
     assert ConvVAE.layer_names() == LAYER_NAMES
 
 
-@pytest.mark.parametrize(
-    ("size", "flat", "side"), [(64, 1024, 4), (32, 256, 2)]
-)
+@pytest.mark.parametrize(("size", "flat", "side"), [(64, 1024, 4), (32, 256, 2)])
 def test_every_layer_is_captured_with_the_documented_shape(size, flat, side):
     model = make_model(channels=3, size=size, latent_dim=7, seed=0)
     x = torch.rand(5, 3, size, size)
     acts = capture(model, x)
     s = size
     expected = {
-        "input": (5, 3, s, s), "encoder.conv1": (5, 32, s // 2, s // 2),
-        "encoder.conv2": (5, 32, s // 4, s // 4), "encoder.conv3": (5, 64, s // 8, s // 8),
-        "encoder.conv4": (5, 64, side, side), "encoder.dense": (5, 256),
-        "encoder.mu": (5, 7), "encoder.logvar": (5, 7), "z": (5, 7),
-        "decoder.dense1": (5, 256), "decoder.dense2": (5, flat),
-        "decoder.deconv1": (5, 64, s // 8, s // 8), "decoder.deconv2": (5, 32, s // 4, s // 4),
-        "decoder.deconv3": (5, 32, s // 2, s // 2), "decoder.deconv4": (5, 3, s, s),
+        "input": (5, 3, s, s),
+        "encoder.conv1": (5, 32, s // 2, s // 2),
+        "encoder.conv2": (5, 32, s // 4, s // 4),
+        "encoder.conv3": (5, 64, s // 8, s // 8),
+        "encoder.conv4": (5, 64, side, side),
+        "encoder.dense": (5, 256),
+        "encoder.mu": (5, 7),
+        "encoder.logvar": (5, 7),
+        "z": (5, 7),
+        "decoder.dense1": (5, 256),
+        "decoder.dense2": (5, flat),
+        "decoder.deconv1": (5, 64, s // 8, s // 8),
+        "decoder.deconv2": (5, 32, s // 4, s // 4),
+        "decoder.deconv3": (5, 32, s // 2, s // 2),
+        "decoder.deconv4": (5, 3, s, s),
         "output": (5, 3, s, s),
     }
     assert {k: tuple(v.shape) for k, v in acts.items() if k != "_out"} == expected
@@ -107,8 +126,9 @@ def test_make_model_seed_is_reproducible_and_leaves_global_rng():
     before = torch.get_rng_state()
     a, b, c = make_model(1, 64, seed=5), make_model(1, 64, seed=5), make_model(1, 64, seed=6)
     assert torch.equal(torch.get_rng_state(), before)
-    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters(),
-                                  strict=True):
+    for (name, pa), pb, pc in zip(
+        a.named_parameters(), b.parameters(), c.parameters(), strict=True
+    ):
         assert torch.equal(pa, pb), name
         assert not torch.equal(pa, pc), name
 

@@ -76,14 +76,16 @@ def test_tc_matches_a_direct_loop_implementation():
     z = mu + np.exp(logvar / 2) * rng.normal(size=(m, d))
 
     def log_q(i, j, k):  # log N(z_ik; mu_jk, exp(logvar_jk))
-        return -0.5 * (math.log(2 * math.pi) + logvar[j, k]
-                       + (z[i, k] - mu[j, k]) ** 2 / math.exp(logvar[j, k]))
+        return -0.5 * (
+            math.log(2 * math.pi)
+            + logvar[j, k]
+            + (z[i, k] - mu[j, k]) ** 2 / math.exp(logvar[j, k])
+        )
 
     total = 0.0
     for i in range(m):
         joint = math.log(sum(math.exp(sum(log_q(i, j, k) for k in range(d))) for j in range(m)))
-        marginals = sum(math.log(sum(math.exp(log_q(i, j, k)) for j in range(m)))
-                        for k in range(d))
+        marginals = sum(math.log(sum(math.exp(log_q(i, j, k)) for j in range(m))) for k in range(d))
         total += (joint - math.log(n * m)) - (marginals - d * math.log(n * m))
     got = total_correlation_mws(*(torch.from_numpy(a) for a in (z, mu, logvar)), n)
     assert math.isfinite(float(got))
@@ -108,8 +110,9 @@ def test_annealed_capacity_rises_linearly_then_stays():
     x = torch.zeros(1, 1, 1, 4, dtype=torch.float64)
     for step, expected_penalty in ((0, 10.0 * 2.0), (25, 10.0 * 3.0), (10, 0.0)):
         terms = obj(x, out, step=step, dataset_size=1)
-        torch.testing.assert_close(terms["loss"] - terms["recon"],
-                                   torch.tensor(expected_penalty, dtype=torch.float64))
+        torch.testing.assert_close(
+            terms["loss"] - terms["recon"], torch.tensor(expected_penalty, dtype=torch.float64)
+        )
 
 
 def test_dip_vae_ii_penalty_on_a_hand_computed_covariance():
@@ -138,8 +141,10 @@ def test_every_objective_gives_finite_gradients_on_the_model(name):
 
 def test_make_objective_errors_list_the_valid_choices():
     assert make_objective("beta_vae", beta=4).beta == 4
-    assert make_objective("dip_vae_ii", lambda_od=2.0).params() == {"lambda_od": 2.0,
-                                                                    "lambda_d": 1.0}
+    assert make_objective("dip_vae_ii", lambda_od=2.0).params() == {
+        "lambda_od": 2.0,
+        "lambda_d": 1.0,
+    }
     with pytest.raises(ValueError, match=r"unknown objective 'vae'.*beta_tcvae"):
         make_objective("vae")
     with pytest.raises(ValueError, match=r"no parameter\(s\) \['gamma'\].*\['beta'\]"):

@@ -43,8 +43,9 @@ def blobs(n: int, size: int = 32, seed: int = 0, name: str = "blobs") -> ImageDa
     return ImageDataset(name, images)
 
 
-TINY = TrainConfig(steps=12, batch_size=8, log_every=2, eval_every=4, checkpoint_every=5,
-                   eval_examples=16)
+TINY = TrainConfig(
+    steps=12, batch_size=8, log_every=2, eval_every=4, checkpoint_every=5, eval_examples=16
+)
 
 
 def without_timing(rows):
@@ -68,8 +69,9 @@ def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path, data):
     train_data, test_data = data
     full = train(train_data, tmp_path / "full", TINY, test_data=test_data, progress=False)
     # killed after step 8: the last checkpoint is step 5, steps 6-8 are redone on resume
-    cut = train(train_data, tmp_path / "cut", TINY, test_data=test_data, progress=False,
-                interrupt_after=8)
+    cut = train(
+        train_data, tmp_path / "cut", TINY, test_data=test_data, progress=False, interrupt_after=8
+    )
     assert not cut.complete and not is_complete(tmp_path / "cut")
     assert read_checkpoint(tmp_path / "cut")["step"] == 5
     assert max(r["step"] for r in read_metrics(tmp_path / "cut")) == 8
@@ -82,13 +84,16 @@ def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path, data):
         for field, value in state.items():
             assert torch.equal(value, b["optimizer"]["state"][key][field])
     assert without_timing(read_metrics(tmp_path / "full")) == without_timing(
-        read_metrics(tmp_path / "cut"))
+        read_metrics(tmp_path / "cut")
+    )
 
 
 def test_same_seed_same_parameters_other_seed_differs(tmp_path, data):
     cfg = TrainConfig(steps=3, batch_size=8, eval_every=0)
-    runs = [train(data[0], tmp_path / f"r{i}", c, progress=False)
-            for i, c in enumerate([cfg, cfg, TrainConfig(steps=3, batch_size=8, seed=1)])]
+    runs = [
+        train(data[0], tmp_path / f"r{i}", c, progress=False)
+        for i, c in enumerate([cfg, cfg, TrainConfig(steps=3, batch_size=8, seed=1)])
+    ]
     p = [read_checkpoint(r.checkpoint)["model"] for r in runs]
     assert all(torch.equal(p[0][k], p[1][k]) for k in p[0])
     assert not torch.equal(p[0]["decoder.dense1.weight"], p[2]["decoder.dense1.weight"])
@@ -113,8 +118,9 @@ def test_complete_run_is_not_retrained_and_can_be_extended(tmp_path, data):
 
 def test_threads_are_restored_and_metrics_have_eval_steps(tmp_path, data):
     before = torch.get_num_threads()
-    cfg = TrainConfig(steps=6, batch_size=8, eval_every=0, eval_at=(0, 3), log_every=3,
-                      eval_examples=8, threads=1)
+    cfg = TrainConfig(
+        steps=6, batch_size=8, eval_every=0, eval_at=(0, 3), log_every=3, eval_examples=8, threads=1
+    )
     result = train(data[0], tmp_path, cfg, test_data=data[1], progress=False)
     assert torch.get_num_threads() == before
     assert [r["step"] for r in read_metrics(tmp_path, "test")] == [0, 3, 6]
@@ -154,8 +160,9 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, data, mon
 def test_missing_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path, data):
     with pytest.raises(CheckpointNotFoundError, match="no checkpoint at .*vae_zoo.train"):
         load_model(tmp_path / "nowhere")
-    train(data[0], tmp_path / "run", TrainConfig(steps=1, batch_size=8, eval_every=0),
-          progress=False)
+    train(
+        data[0], tmp_path / "run", TrainConfig(steps=1, batch_size=8, eval_every=0), progress=False
+    )
     good = (tmp_path / "run" / "checkpoint.pt").read_bytes()
     (tmp_path / "trunc.pt").write_bytes(good[: len(good) // 2])
     with pytest.raises(CheckpointError, match="not a readable checkpoint .*delete it"):
@@ -175,8 +182,9 @@ def test_missing_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path, data
 def test_architecture_mismatch_is_a_clear_error(tmp_path, data):
     train(data[0], tmp_path, TrainConfig(steps=1, batch_size=8, eval_every=0), progress=False)
     payload = read_checkpoint(tmp_path)
-    with pytest.raises(ArchitectureMismatchError,
-                       match=r"written for ConvVAE\(channels=1, size=32.*size=64"):
+    with pytest.raises(
+        ArchitectureMismatchError, match=r"written for ConvVAE\(channels=1, size=32.*size=64"
+    ):
         load_model_state(make_model(1, 64), payload, "ckpt")
     with pytest.raises(ArchitectureMismatchError, match="expected ConvVAE"):
         load_model(tmp_path, expect=ModelConfig(3, 32, 10))
@@ -199,8 +207,7 @@ def test_resuming_with_other_settings_or_data_is_refused(tmp_path, data):
 def test_channel_mismatch_between_model_and_data(tmp_path, data):
     colour = ImageDataset("colour", np.zeros((8, 3, 32, 32), np.uint8))
     with pytest.raises(ValueError, match="3-channel images"):
-        train(colour, tmp_path, TrainConfig(steps=1), init_model=make_model(1, 32),
-              progress=False)
+        train(colour, tmp_path, TrainConfig(steps=1), init_model=make_model(1, 32), progress=False)
 
 
 def test_command_line(tmp_path, monkeypatch, capsys):
@@ -212,16 +219,52 @@ def test_command_line(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(vae_zoo.datasets, "load", fake_load, raising=False)
     out = tmp_path / "x"
-    code = main(["--dataset", "dsprites", "--size", "32", "--steps", "3", "--seed", "0",
-                 "--out", str(out), "--batch-size", "4", "--objective", "beta_tcvae",
-                 "-p", "beta=2", "--no-progress", "--eval-examples", "8"])
+    code = main(
+        [
+            "--dataset",
+            "dsprites",
+            "--size",
+            "32",
+            "--steps",
+            "3",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+            "--batch-size",
+            "4",
+            "--objective",
+            "beta_tcvae",
+            "-p",
+            "beta=2",
+            "--no-progress",
+            "--eval-examples",
+            "8",
+        ]
+    )
     assert code == 0 and calls == [("dsprites", "train", 32), ("dsprites", "test", 32)]
     assert is_complete(out, 3)
     stored = json.loads((out / "config.json").read_text())["train_config"]
     assert stored["objective"] == "beta_tcvae" and stored["objective_params"] == {"beta": 2}
     assert json.loads(capsys.readouterr().out)["step"] == 3
-    assert main(["--dataset", "dsprites", "--out", str(out), "--seed", "1", "--steps", "3",
-                 "--batch-size", "4", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "--dataset",
+                "dsprites",
+                "--out",
+                str(out),
+                "--seed",
+                "1",
+                "--steps",
+                "3",
+                "--batch-size",
+                "4",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "seed=0 but this run asks for seed=1" in capsys.readouterr().err
 
 
@@ -240,16 +283,34 @@ ZOO_CONFIG = TrainConfig(steps=2, batch_size=4, eval_every=0, log_every=1, eval_
 
 
 def test_zoo_trains_the_grid_and_skips_completed_runs(tmp_path):
-    results = run_zoo(["a", "b"], [0, 1], out_dir=tmp_path, config=ZOO_CONFIG, workers=1,
-                      loader=TinyLoader(), progress=False)
+    results = run_zoo(
+        ["a", "b"],
+        [0, 1],
+        out_dir=tmp_path,
+        config=ZOO_CONFIG,
+        workers=1,
+        loader=TinyLoader(),
+        progress=False,
+    )
     assert [(r.run.dataset, r.run.seed, r.skipped) for r in results] == [
-        ("a", 0, False), ("a", 1, False), ("b", 0, False), ("b", 1, False)]
+        ("a", 0, False),
+        ("a", 1, False),
+        ("b", 0, False),
+        ("b", 1, False),
+    ]
     assert results[0].out_dir == tmp_path / "a-32px" / "beta_vae" / "seed0"
     assert all(is_complete(r.out_dir, 2) and r.checkpoint.is_file() for r in results)
     assert read_checkpoint(results[1].checkpoint)["train_config"]["seed"] == 1
-    again = run_zoo(["a", "b"], [0, 1], [("beta_vae", {}), ("beta_tcvae", {"beta": 2})],
-                    out_dir=tmp_path, config=ZOO_CONFIG, workers=1, loader=TinyLoader(),
-                    progress=False)
+    again = run_zoo(
+        ["a", "b"],
+        [0, 1],
+        [("beta_vae", {}), ("beta_tcvae", {"beta": 2})],
+        out_dir=tmp_path,
+        config=ZOO_CONFIG,
+        workers=1,
+        loader=TinyLoader(),
+        progress=False,
+    )
     assert [r.skipped for r in again] == [True, True, False, False] * 2
     assert again[2].out_dir.parent.name == "beta_tcvae-beta=2"
 
@@ -257,6 +318,14 @@ def test_zoo_trains_the_grid_and_skips_completed_runs(tmp_path):
 @pytest.mark.slow  # two spawned worker processes each import torch
 def test_zoo_in_worker_processes_reports_failures(tmp_path):
     with pytest.raises(ZooError, match=r"1 of 2 zoo runs failed:\n- broken seed 0"):
-        run_zoo(["a", "broken"], [0], out_dir=tmp_path, config=ZOO_CONFIG, workers=2,
-                loader=TinyLoader(), progress=False, test=False)
+        run_zoo(
+            ["a", "broken"],
+            [0],
+            out_dir=tmp_path,
+            config=ZOO_CONFIG,
+            workers=2,
+            loader=TinyLoader(),
+            progress=False,
+            test=False,
+        )
     assert is_complete(tmp_path / "a-32px" / "beta_vae" / "seed0", 2)

@@ -19,14 +19,16 @@ def blobs(n: int, size: int = 32, seed: int = 0, name: str = "blobs") -> ImageDa
     """``n`` binary images of one random square each."""
     rng = np.random.default_rng(seed)
     images = np.zeros((n, 1, size, size), np.uint8)
-    for image, (y, x), w in zip(images, rng.integers(0, size - 8, (n, 2)),
-                                rng.integers(3, 8, n), strict=True):
+    for image, (y, x), w in zip(
+        images, rng.integers(0, size - 8, (n, 2)), rng.integers(3, 8, n), strict=True
+    ):
         image[0, y : y + w, x : x + w] = 255
     return ImageDataset(name, images)
 
 
-CONFIG = TrainConfig(steps=4, batch_size=8, log_every=2, eval_every=0, checkpoint_every=3,
-                     eval_examples=8)
+CONFIG = TrainConfig(
+    steps=4, batch_size=8, log_every=2, eval_every=0, checkpoint_every=3, eval_examples=8
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,23 +51,34 @@ EXPECTED_TRAINABLE = {
     "decoder": lambda n: n.startswith("decoder."),
     "encoder": lambda n: n.startswith("encoder."),
     "all": lambda n: True,
-    "paper": lambda n: n.split(".")[:2] in (["encoder", "mu"], ["encoder", "logvar"],
-                                            ["decoder", "dense1"]),
+    "paper": lambda n: (
+        n.split(".")[:2] in (["encoder", "mu"], ["encoder", "logvar"], ["decoder", "dense1"])
+    ),
     "scratch": lambda n: True,
 }
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_recipe_freezes_trains_and_reinitialises_the_named_components(recipe, source, target,
-                                                                       tmp_path):
-    result = transfer(source, target[0], recipe, tmp_path, CONFIG, test_data=target[1],
-                      eval_budgets=(0, 2), progress=False)
+def test_recipe_freezes_trains_and_reinitialises_the_named_components(
+    recipe, source, target, tmp_path
+):
+    result = transfer(
+        source,
+        target[0],
+        recipe,
+        tmp_path,
+        CONFIG,
+        test_data=target[1],
+        eval_budgets=(0, 2),
+        progress=False,
+    )
     before, after = params_of(source), params_of(result.checkpoint)
     names = list(before)
     assert result.trainable == [n for n in names if EXPECTED_TRAINABLE[recipe](n)]
     assert result.frozen == [n for n in names if n not in result.trainable]
-    assert set(result.reinitialised) == (set(result.trainable) if recipe in ("paper", "scratch")
-                                         else set())
+    assert set(result.reinitialised) == (
+        set(result.trainable) if recipe in ("paper", "scratch") else set()
+    )
     for name in result.frozen:
         assert torch.equal(before[name], after[name]), f"{recipe}: frozen {name} changed"
     for name in result.trainable:
@@ -105,8 +118,9 @@ def test_scratch_equals_a_fresh_random_model_in_distribution_not_the_source(sour
 
 def test_transfer_resumes_bit_for_bit(source, target, tmp_path):
     full = transfer(source, target[0], "decoder", tmp_path / "full", CONFIG, progress=False)
-    cut = transfer(source, target[0], "decoder", tmp_path / "cut", CONFIG, progress=False,
-                   interrupt_after=3)
+    cut = transfer(
+        source, target[0], "decoder", tmp_path / "cut", CONFIG, progress=False, interrupt_after=3
+    )
     assert not cut.train.complete
     done = transfer(source, target[0], "decoder", tmp_path / "cut", CONFIG, progress=False)
     assert done.train.resumed_from == 3
@@ -122,8 +136,7 @@ def test_transfer_errors(source, target, tmp_path):
     with pytest.raises(DatasetMismatchError, match="64 px images .* size=32"):
         transfer(source, blobs(8, size=64), "paper", tmp_path / "b", CONFIG, progress=False)
     with pytest.raises(CheckpointNotFoundError, match="no checkpoint at"):
-        transfer(tmp_path / "missing", target[0], "paper", tmp_path / "c", CONFIG,
-                 progress=False)
+        transfer(tmp_path / "missing", target[0], "paper", tmp_path / "c", CONFIG, progress=False)
     with pytest.raises(ValueError, match=r"unknown recipe 'head'.*'paper'"):
         transfer(source, target[0], "head", tmp_path / "d", CONFIG, progress=False)
     transfer(source, target[0], "all", tmp_path / "e", CONFIG, progress=False)

@@ -165,9 +165,7 @@ class ModelConfig:
 
     def describe(self) -> str:
         """Short human-readable form used in error messages."""
-        return (
-            f"ConvVAE(channels={self.channels}, size={self.size}, latent_dim={self.latent_dim})"
-        )
+        return f"ConvVAE(channels={self.channels}, size={self.size}, latent_dim={self.latent_dim})"
 
 
 class VAEOutput(NamedTuple):

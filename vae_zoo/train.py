@@ -166,7 +166,9 @@ class TrainConfig:
 
     def eval_steps(self) -> set[int]:
         """Steps after which the test loss is evaluated (``steps`` included)."""
-        periodic = range(self.eval_every, self.steps + 1, self.eval_every) if self.eval_every else ()
+        periodic = (
+            range(self.eval_every, self.steps + 1, self.eval_every) if self.eval_every else ()
+        )
         return {*periodic, *(s for s in self.eval_at if s <= self.steps), self.steps}
 
 
@@ -204,8 +206,12 @@ def data_fingerprint(data: ImageDataset) -> dict[str, Any]:
     n = len(data)
     idx = np.linspace(0, n - 1, num=min(n, 1024)).astype(np.int64) if n else np.zeros(0, int)
     digest = hashlib.sha256(np.ascontiguousarray(data.images[idx]).tobytes()).hexdigest()
-    return {"name": data.name, "split": data.split, "shape": list(data.images.shape),
-            "sha256_sample": digest}
+    return {
+        "name": data.name,
+        "split": data.split,
+        "shape": list(data.images.shape),
+        "sha256_sample": digest,
+    }
 
 
 @torch.no_grad()
@@ -284,8 +290,8 @@ def _restore_rng_states(
     noise.set_state(states["noise"])
     torch.set_rng_state(states["torch"])
     kind, keys, *rest = states["numpy"]
-    np.random.set_state((kind,  # noqa: NPY002
-                          np.asarray(keys, dtype=np.uint32), *rest))
+    numpy_state = (kind, np.asarray(keys, dtype=np.uint32), *rest)
+    np.random.set_state(numpy_state)  # noqa: NPY002 - restores the legacy global RNG on resume
     python = states["python"]
     random.setstate((python[0], tuple(python[1]), python[2]))
 
@@ -316,8 +322,11 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
     by a run that was then killed are redone on resume)."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= last_step]
+    keep = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line)["step"] <= last_step
+    ]
     text = "".join(line + "\n" for line in keep)
     atomic_write(path, lambda f: f.write(text.encode()))
 
@@ -380,8 +389,18 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return _run(data, out, config, test_data, init_model, trainable, reinitialised,
-                    metadata or {}, progress, interrupt_after)
+        return _run(
+            data,
+            out,
+            config,
+            test_data,
+            init_model,
+            trainable,
+            reinitialised,
+            metadata or {},
+            progress,
+            interrupt_after,
+        )
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -451,11 +470,18 @@ def _run(
     else:
         log_path.unlink(missing_ok=True)
         (out / RESULT_NAME).unlink(missing_ok=True)
-    write_json_atomic(out / CONFIG_NAME, {
-        "train_config": config.to_dict(), "model_config": model.config.to_dict(),
-        "data": fingerprint, "test_data": test_data and data_fingerprint(test_data),
-        "trainable": trainable_names, "reinitialised": list(reinitialised), "metadata": metadata,
-    })
+    write_json_atomic(
+        out / CONFIG_NAME,
+        {
+            "train_config": config.to_dict(),
+            "model_config": model.config.to_dict(),
+            "data": fingerprint,
+            "test_data": test_data and data_fingerprint(test_data),
+            "trainable": trainable_names,
+            "reinitialised": list(reinitialised),
+            "metadata": metadata,
+        },
+    )
 
     def log(row: dict[str, Any]) -> None:
         with log_path.open("a") as f:
@@ -463,26 +489,44 @@ def _run(
 
     def test_loss(step: int) -> None:
         if test_data is not None:
-            terms = evaluate(model, objective, test_data, step=step, dataset_size=n,
-                             max_examples=config.eval_examples, seed=config.seed)
+            terms = evaluate(
+                model,
+                objective,
+                test_data,
+                step=step,
+                dataset_size=n,
+                max_examples=config.eval_examples,
+                seed=config.seed,
+            )
             log({"step": step, "split": "test", **terms})
 
     def checkpoint(step: int) -> None:
-        save_checkpoint(ckpt_path, {
-            "model_config": model.config.to_dict(), "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "step": step, "complete": step == config.steps,
-            "train_config": config.to_dict(), "data": fingerprint,
-            "rng": _rng_states(data_rng, noise), "log_sums": log_sums, "log_count": log_count,
-            "trainable": trainable_names, "reinitialised": list(reinitialised),
-            "metadata": metadata,
-        })
+        save_checkpoint(
+            ckpt_path,
+            {
+                "model_config": model.config.to_dict(),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "complete": step == config.steps,
+                "train_config": config.to_dict(),
+                "data": fingerprint,
+                "rng": _rng_states(data_rng, noise),
+                "log_sums": log_sums,
+                "log_count": log_count,
+                "trainable": trainable_names,
+                "reinitialised": list(reinitialised),
+                "metadata": metadata,
+            },
+        )
 
     # -- the training loop ----------------------------------------------------------------------
     eval_steps = config.eval_steps()
     if start == 0 and 0 in eval_steps:
         test_loss(0)
-    bar = tqdm(total=config.steps, initial=start, desc=out.name, disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=config.steps, initial=start, desc=out.name, disable=not progress, dynamic_ncols=True
+    )
     tick = time.perf_counter()
     for step in range(start, config.steps):
         idx = data_rng.integers(0, n, size=config.batch_size)
@@ -506,8 +550,14 @@ def _run(
         if done % config.log_every == 0 or done == config.steps:
             now = time.perf_counter()
             row = _mean_terms(log_sums, log_count)
-            log({"step": done, "split": "train", **row,
-                 "steps_per_s": round(log_count / max(now - tick, 1e-9), 2)})
+            log(
+                {
+                    "step": done,
+                    "split": "train",
+                    **row,
+                    "steps_per_s": round(log_count / max(now - tick, 1e-9), 2),
+                }
+            )
             bar.set_postfix(loss=f"{row['loss']:.2f}")
             tick, log_sums, log_count = now, {}, 0
         if done in eval_steps:
@@ -522,19 +572,31 @@ def _run(
     if payload is not None and start == config.steps and payload.get("complete") is False:
         checkpoint(config.steps)  # an extended run that already had enough steps
     result = _result(out, config.steps, True, start if payload else None)
-    write_json_atomic(out / RESULT_NAME, {
-        "complete": True, "step": config.steps, "checkpoint": CHECKPOINT_NAME,
-        "train": result.train, "test": result.test, "train_config": config.to_dict(),
-        "model_config": model.config.to_dict(), "metadata": metadata,
-    })
+    write_json_atomic(
+        out / RESULT_NAME,
+        {
+            "complete": True,
+            "step": config.steps,
+            "checkpoint": CHECKPOINT_NAME,
+            "train": result.train,
+            "test": result.test,
+            "train_config": config.to_dict(),
+            "model_config": model.config.to_dict(),
+            "metadata": metadata,
+        },
+    )
     return result
 
 
 def _result(out: Path, step: int, complete: bool, resumed_from: int | None) -> TrainResult:
     train_rows, test_rows = read_metrics(out, "train"), read_metrics(out, "test")
     return TrainResult(
-        out_dir=out, checkpoint=out / CHECKPOINT_NAME, step=step, complete=complete,
-        train=train_rows[-1] if train_rows else {}, test=test_rows[-1] if test_rows else {},
+        out_dir=out,
+        checkpoint=out / CHECKPOINT_NAME,
+        step=step,
+        complete=complete,
+        train=train_rows[-1] if train_rows else {},
+        test=test_rows[-1] if test_rows else {},
         resumed_from=resumed_from,
     )
 
@@ -569,8 +631,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--objective", default=d.objective, choices=sorted(OBJECTIVES))
-    p.add_argument("--param", "-p", action="append", type=_parse_param, default=[],
-                   metavar="KEY=VALUE", help="objective hyper-parameter, e.g. -p beta=4")
+    p.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        type=_parse_param,
+        default=[],
+        metavar="KEY=VALUE",
+        help="objective hyper-parameter, e.g. -p beta=4",
+    )
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--latent-dim", type=int, default=d.latent_dim)
@@ -593,21 +662,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         config = TrainConfig(
-            steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-            objective=args.objective, objective_params=dict(args.param),
-            latent_dim=args.latent_dim, log_every=args.log_every, eval_every=args.eval_every,
-            eval_examples=args.eval_examples, checkpoint_every=args.checkpoint_every,
-            threads=args.threads, device=args.device,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            objective=args.objective,
+            objective_params=dict(args.param),
+            latent_dim=args.latent_dim,
+            log_every=args.log_every,
+            eval_every=args.eval_every,
+            eval_examples=args.eval_examples,
+            checkpoint_every=args.checkpoint_every,
+            threads=args.threads,
+            device=args.device,
         )
         data = load(args.dataset, split="train", size=args.size, data_dir=args.data_dir)
-        test = None if args.no_test else load(
-            args.dataset, split="test", size=args.size, data_dir=args.data_dir)
+        test = (
+            None
+            if args.no_test
+            else load(args.dataset, split="test", size=args.size, data_dir=args.data_dir)
+        )
         result = train(data, args.out, config, test_data=test, progress=not args.no_progress)
     except (ValueError, CheckpointError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"out": str(result.out_dir), "step": result.step,
-                      "train": result.train, "test": result.test}, indent=2))
+    print(
+        json.dumps(
+            {
+                "out": str(result.out_dir),
+                "step": result.step,
+                "train": result.train,
+                "test": result.test,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

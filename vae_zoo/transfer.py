@@ -95,8 +95,12 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
-        Recipe("decoder", train=("decoder",), description="freeze the encoder, retrain the decoder"),
-        Recipe("encoder", train=("encoder",), description="freeze the decoder, retrain the encoder"),
+        Recipe(
+            "decoder", train=("decoder",), description="freeze the encoder, retrain the decoder"
+        ),
+        Recipe(
+            "encoder", train=("encoder",), description="freeze the decoder, retrain the encoder"
+        ),
         Recipe("all", train=("encoder", "decoder"), description="fine-tune everything"),
         Recipe(
             "paper",
@@ -137,9 +141,7 @@ def _check_components(model: ConvVAE, components: Iterable[str], recipe: Recipe)
             )
 
 
-def apply_recipe(
-    model: ConvVAE, recipe: str | Recipe, *, seed: int = 0
-) -> dict[str, list[str]]:
+def apply_recipe(model: ConvVAE, recipe: str | Recipe, *, seed: int = 0) -> dict[str, list[str]]:
     """Re-initialise the recipe's components in place and sort the parameters.
 
     Parameters
@@ -276,21 +278,39 @@ def transfer(
     params = apply_recipe(model, recipe, seed=config.seed)
     record.update(params)
     result = train(
-        target, out, config, test_data=test_data, init_model=model,
-        trainable=params["trainable"], reinitialised=params["reinitialised"],
-        metadata={"transfer": record}, progress=progress, interrupt_after=interrupt_after,
+        target,
+        out,
+        config,
+        test_data=test_data,
+        init_model=model,
+        trainable=params["trainable"],
+        reinitialised=params["reinitialised"],
+        metadata={"transfer": record},
+        progress=progress,
+        interrupt_after=interrupt_after,
     )
     test_loss = {int(r["step"]): float(r["loss"]) for r in read_metrics(out, "test")}
     if result.complete:
-        write_json_atomic(out / TRANSFER_NAME, {
-            **record, "steps": config.steps, "target_data": data_fingerprint(target),
-            "test_loss": {str(k): v for k, v in test_loss.items()},
-            "final_train": result.train, "final_test": result.test,
-        })
+        write_json_atomic(
+            out / TRANSFER_NAME,
+            {
+                **record,
+                "steps": config.steps,
+                "target_data": data_fingerprint(target),
+                "test_loss": {str(k): v for k, v in test_loss.items()},
+                "final_train": result.train,
+                "final_test": result.test,
+            },
+        )
     return TransferResult(
-        recipe=recipe.name, out_dir=out, checkpoint=result.checkpoint,
-        trainable=params["trainable"], reinitialised=params["reinitialised"],
-        frozen=params["frozen"], test_loss=test_loss, train=result,
+        recipe=recipe.name,
+        out_dir=out,
+        checkpoint=result.checkpoint,
+        trainable=params["trainable"],
+        reinitialised=params["reinitialised"],
+        frozen=params["frozen"],
+        test_loss=test_loss,
+        train=result,
     )
 
 
@@ -303,8 +323,15 @@ def _check_existing(out: Path, record: dict[str, Any]) -> None:
         raise ResumeMismatchError(
             f"{out} holds a training run, not a transfer: use another output directory"
         )
-    for key in ("recipe", "recipe_train", "recipe_reinit", "source_data", "source_step",
-                "source_seed", "source_objective"):
+    for key in (
+        "recipe",
+        "recipe_train",
+        "recipe_reinit",
+        "source_data",
+        "source_step",
+        "source_seed",
+        "source_objective",
+    ):
         if stored.get(key) != record[key]:
             raise ResumeMismatchError(
                 f"{out} holds a transfer with {key}={stored.get(key)!r}, not {record[key]!r}: "

@@ -232,8 +232,9 @@ def run_zoo(
         jobs.append(_Job(run, run.run_dir(out_dir, size), cfg, loader, size, test))
     todo = [job for job in jobs if not is_complete(job.out_dir, job.config.steps)]
     failures: list[tuple[ZooRun, str]] = []
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="zoo", unit="run",
-               disable=not progress)
+    bar = tqdm(
+        total=len(jobs), initial=len(jobs) - len(todo), desc="zoo", unit="run", disable=not progress
+    )
     if workers <= 1:
         outcomes: Iterable[tuple[ZooRun, str | None]] = (_train_job(job) for job in todo)
         for run, error in outcomes:
@@ -267,8 +268,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--datasets", nargs="+", required=True)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--objective", default=d.objective)
-    p.add_argument("--param", "-p", action="append", type=_parse_param, default=[],
-                   metavar="KEY=VALUE", help="objective hyper-parameter, e.g. -p beta=4")
+    p.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        type=_parse_param,
+        default=[],
+        metavar="KEY=VALUE",
+        help="objective hyper-parameter, e.g. -p beta=4",
+    )
     p.add_argument("--size", type=int, default=32, choices=(32, 64))
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -280,20 +288,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every)
+    config = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+    )
     try:
         results = run_zoo(
-            args.datasets, args.seeds, [(args.objective, dict(args.param))], out_dir=args.out,
-            size=args.size, config=config, workers=args.workers,
+            args.datasets,
+            args.seeds,
+            [(args.objective, dict(args.param))],
+            out_dir=args.out,
+            size=args.size,
+            config=config,
+            workers=args.workers,
             loader=DatasetLoader(args.data_dir, args.max_examples),
         )
     except (ValueError, ZooError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps([{"dataset": r.run.dataset, "seed": r.run.seed, "objective": r.run.tag,
-                       "checkpoint": str(r.checkpoint), "skipped": r.skipped} for r in results],
-                     indent=2))
+    print(
+        json.dumps(
+            [
+                {
+                    "dataset": r.run.dataset,
+                    "seed": r.run.seed,
+                    "objective": r.run.tag,
+                    "checkpoint": str(r.checkpoint),
+                    "skipped": r.skipped,
+                }
+                for r in results
+            ],
+            indent=2,
+        )
+    )
     return 0
 
 
