@@ -618,6 +618,19 @@ def _parse_param(text: str) -> tuple[str, float | int]:
         raise argparse.ArgumentTypeError(f"{key}: {value!r} is not a number") from None
 
 
+def add_param_argument(parser: argparse.ArgumentParser) -> None:
+    """The repeatable ``--param KEY=VALUE`` option for objective hyper-parameters."""
+    parser.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        type=_parse_param,
+        default=[],
+        metavar="KEY=VALUE",
+        help="objective hyper-parameter, e.g. -p beta=4",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m vae_zoo.train`` argument parser."""
     d = TrainConfig()
@@ -631,15 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--objective", default=d.objective, choices=sorted(OBJECTIVES))
-    p.add_argument(
-        "--param",
-        "-p",
-        action="append",
-        type=_parse_param,
-        default=[],
-        metavar="KEY=VALUE",
-        help="objective hyper-parameter, e.g. -p beta=4",
-    )
+    add_param_argument(p)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--latent-dim", type=int, default=d.latent_dim)

@@ -42,7 +42,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .datasets.base import ImageDataset
-from .train import TrainConfig, _parse_param, is_complete, train
+from .train import TrainConfig, add_param_argument, is_complete, train
 
 __all__ = [
     "DatasetLoader",
@@ -268,15 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--datasets", nargs="+", required=True)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--objective", default=d.objective)
-    p.add_argument(
-        "--param",
-        "-p",
-        action="append",
-        type=_parse_param,
-        default=[],
-        metavar="KEY=VALUE",
-        help="objective hyper-parameter, e.g. -p beta=4",
-    )
+    add_param_argument(p)
     p.add_argument("--size", type=int, default=32, choices=(32, 64))
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
