@@ -169,7 +169,6 @@ def cka_claims(
         for side in ("enc", "dec")
     }
     common = {
-        "estimator": evals[0].dataset and "see caller",
         "evaluation_datasets": [e.dataset for e in evals],
         "n_pairs": {g: len(boot.pairs[g]) for g in GROUPS},
         "decoder_driven_by": mode,

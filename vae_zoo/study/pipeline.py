@@ -13,7 +13,7 @@ import json
 import multiprocessing
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ from .representations import (
     model_activations,
     unit_layers,
 )
+
+__all__ = ["Study"]
 
 ESTIMATORS = ("debiased", "biased")
 RANDOM = "random"
@@ -99,7 +101,6 @@ class Study:
         self._log = log or print
         self._check_datasets()
         self._check_config()
-        self.loader = DatasetLoader(max_examples=config.train_examples, max_test_examples=None)
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -442,6 +443,3 @@ def _same_unit(full: np.ndarray) -> np.ndarray:
 
 def _stable_seed(text: str) -> int:
     return int.from_bytes(text.encode()[:8].ljust(8, b"\0"), "little") % 2**32
-
-
-__all__: Sequence[str] = ["Study"]
