@@ -167,10 +167,10 @@ def seed_margin(
 ) -> float:
     """The equivalence margin of claims 1 and 2, on the G scale: seed-to-seed spread.
 
-    The standard deviation of the same-dataset (other seed) pairs' CKA, averaged over the
-    units ``idx``, pooled over evaluation sets (the root of the mean within-set variance), over
-    the ceiling-to-floor distance (same − random): how far one pair of seeds of one dataset
-    typically lies from the ceiling, in units of G. NaN when the ceiling is not above the floor.
+    Twice the standard deviation of the same-dataset (other seed) pairs' CKA averaged over the
+    units ``idx`` (pooled over evaluation sets: the root of the mean within-set variance), over
+    the ceiling-to-floor distance (same − random): the half-width of the range that holds about
+    95 % of the pairs of seeds of one dataset, in units of G. NaN when the ceiling is not above the floor.
     """
     masks = model_masks(evals[0]["meta"]["models"])
     a, b = np.nonzero(masks["same"])
@@ -180,7 +180,7 @@ def seed_margin(
         v = v[np.isfinite(v)]
         if len(v) > 1:
             variances.append(np.var(v, ddof=1))
-    spread = float(np.sqrt(np.mean(variances))) if variances else float("nan")
+    spread = 2.0 * float(np.sqrt(np.mean(variances))) if variances else float("nan")
     same, _ = stats.mean("same", idx)
     random, _ = stats.mean("random", idx)
     if not same > random:  # no ceiling above the floor: the G scale is undefined
@@ -230,7 +230,10 @@ def cka_claims(
     deconf: dict[str, Any] | None = None
     if second is not None:
         dstats = group_stats(evals, "deconfounded", config)
-        deconf = {"enc": side(dstats, "deconfounded", enc), "dec": side(dstats, "deconfounded", dec)}
+        deconf = {
+            "enc": side(dstats, "deconfounded", enc),
+            "dec": side(dstats, "deconfounded", dec),
+        }
         d_contrast = _interval(
             deconf["enc"]["G"].estimate - deconf["dec"]["G"].estimate,
             deconf["enc"]["G_replicates"] - deconf["dec"]["G_replicates"],
@@ -240,7 +243,7 @@ def cka_claims(
         "measure": measure,
         "decoder_driven_by": mode,
         "evaluation_datasets": [e["meta"].get("dataset", "") for e in evals],
-        "n_pairs": stats.n_pairs,
+        "n_pairs_per_evaluation_set": stats.n_pairs,
         "n_models": {
             "trained": sum(parse_model(m)[0] != RANDOM for m in stats.extra["models"]),
             "untrained": sum(parse_model(m)[0] == RANDOM for m in stats.extra["models"]),
@@ -274,13 +277,9 @@ def cka_claims(
     if deconf is not None:
         extra["deconfounded_claims"] = (
             encoders_generic(deconf["enc"]["G"], deconf["enc"]["margin"], {}),
-            decoders_specific(
-                deconf["dec"]["G"], deconf["dec"]["margin"], d_contrast, {}
-            ),
+            decoders_specific(deconf["dec"]["G"], deconf["dec"]["margin"], d_contrast, {}),
         )
-    extra["replicates"] = {
-        f"{g}_{measure}_{mode}": stats.replicates[g] for g in GROUPS
-    }
+    extra["replicates"] = {f"{g}_{measure}_{mode}": stats.replicates[g] for g in GROUPS}
     return claim1, claim2, extra
 
 

@@ -146,7 +146,9 @@ def group_replicates(
             np.stack([_group_means(e, mask, ones, None)[0] for e in evals])
         )
         reps[group] = _mean_over_evals(
-            np.stack([_group_means(e, mask, weights, h) for e, h in zip(evals, halves, strict=True)])
+            np.stack(
+                [_group_means(e, mask, weights, h) for e, h in zip(evals, halves, strict=True)]
+            )
         )
     return point, reps
 

@@ -9,8 +9,9 @@ changes the version, and results of different versions are not comparable.
 Claims 1 and 2 (version 2) are read on the normalised index
 G = (cross − random) / (same − random) (see :mod:`vae_zoo.study.analysis`): 1 is the ceiling
 (two seeds of one dataset), 0 the floor (a trained against an untrained model). Their
-equivalence margin ``delta`` is not a hand-picked number: it is the seed-to-seed spread, the
-standard deviation of the same-dataset pairs' CKA over the ceiling-to-floor distance
+equivalence margin ``delta`` is not a hand-picked number: it is the seed-to-seed spread, twice
+the standard deviation of the same-dataset pairs' CKA (the half-width of the range that holds
+about 95 % of same-dataset pairs) over the ceiling-to-floor distance
 (:func:`vae_zoo.study.analysis.seed_margin`). "As similar as the same dataset" means G within
 ``delta`` of 1.
 """

@@ -79,7 +79,12 @@ def layer_curves(panels: Sequence[tuple[str, Any, str]], level: float, path: Pat
             bands = [percentile_interval(stats.replicates[group][:, i], level) for i in keep]
             ax.plot(x, est, marker="o", ms=3, color=COLOURS[group], label=GROUP_LABELS[group])
             ax.fill_between(
-                x, [b[0] for b in bands], [b[1] for b in bands], color=COLOURS[group], alpha=0.2, lw=0
+                x,
+                [b[0] for b in bands],
+                [b[1] for b in bands],
+                color=COLOURS[group],
+                alpha=0.2,
+                lw=0,
             )
         _depth_axis(ax, stats.units, keep)
         ax.set_title(title, fontsize=10)

@@ -1,7 +1,9 @@
 """The study's stages, each resumable: zoo, CKA, transfer, probes, then verdicts and report.
 
-Every stage writes its results atomically (temporary file, then rename) and skips work whose
-result file exists, so a study killed at any point continues where it stopped when started again.
+Every stage writes its results atomically (temporary file, then rename), records their SHA-256
+in the study's ``manifest.json``, and skips only work whose result file still has that checksum,
+so a study killed at any point continues where it stopped when started again, and a truncated or
+overwritten result is recomputed.
 Training runs resume from their last checkpoint (:mod:`vae_zoo.train`).
 """
 
@@ -9,10 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import multiprocessing
-import os
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import storage
 from ..checkpoint import load_model
 from ..datasets import ImageDataset
 from ..models import make_model
@@ -36,14 +38,9 @@ from .sampling import init_seed, random_seed, strata_keys, stratified_indices
 __all__ = ["Study"]
 
 
-
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, default=_json_default)
-    os.replace(tmp, path)
+    """Write JSON atomically (see :mod:`vae_zoo.storage`)."""
+    storage.write_json(path, data, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:
@@ -58,11 +55,7 @@ def _json_default(value: Any) -> Any:
 
 def write_npz(path: Path, **arrays: np.ndarray) -> None:
     """Write an ``.npz`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(tmp, path)
+    storage.atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 class Study:
@@ -94,6 +87,8 @@ class Study:
         self._log = log or print
         self._check_datasets()
         self._check_config()
+        #: Checksums of the finished stage outputs: only outputs that verify are skipped.
+        self.manifest = storage.Manifest(self.out)
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -112,17 +107,15 @@ class Study:
 
     def _check_config(self) -> None:
         path = self.out / "config.json"
-        current = json.loads(json.dumps(self.config.to_dict()))
         if path.exists():
-            saved = json.loads(path.read_text())
-            if saved != current:
-                changed = sorted(k for k in current if saved.get(k) != current[k])
+            changed = self.config.differs_from(json.loads(path.read_text()))
+            if changed:
                 raise ValueError(
                     f"{self.out} holds a study with other settings (differs in {changed}); use "
                     "another --out directory, or delete this one to start over"
                 )
         else:
-            write_json(path, current)
+            write_json(path, self.config.to_dict())
 
     def log(self, message: str) -> None:
         if self.progress:
@@ -176,8 +169,11 @@ class Study:
         zoo = self.zoo_models()
         jobs = [
             _TrainJob(
-                m.dataset, str(m.run_dir), self.train_config(c.train_steps, seed=m.init_seed),
-                self.loader(), self.size,
+                m.dataset,
+                str(m.run_dir),
+                self.train_config(c.train_steps, seed=m.init_seed),
+                self.loader(),
+                self.size,
             )
             for m in zoo
         ]
@@ -190,9 +186,19 @@ class Study:
         return {m.name: m.run_dir / "checkpoint.pt" for m in zoo}
 
     def _parallel(
-        self, fn: Callable[[Any], Any], jobs: list[Any], todo: list[Any], desc: str
+        self,
+        fn: Callable[[Any], Any],
+        jobs: list[Any],
+        todo: list[Any],
+        desc: str,
+        *,
+        done: Callable[[Any], None] | None = None,
     ) -> None:
-        """Run ``fn`` on every job of ``todo`` in ``workers`` single-thread processes."""
+        """Run ``fn`` on every job of ``todo`` in ``workers`` single-thread processes.
+
+        ``done(result)`` is called in this process after each job.
+        """
+        done = done or (lambda _: None)
         bar = tqdm(
             total=len(jobs),
             initial=len(jobs) - len(todo),
@@ -202,7 +208,7 @@ class Study:
         )
         if self.config.workers <= 1 or len(todo) <= 1:
             for job in todo:
-                fn(job)
+                done(fn(job))
                 bar.update(1)
         else:
             context = multiprocessing.get_context("spawn")
@@ -210,7 +216,7 @@ class Study:
                 max_workers=min(self.config.workers, len(todo)), mp_context=context
             ) as pool:
                 for future in as_completed([pool.submit(fn, job) for job in todo]):
-                    future.result()
+                    done(future.result())
                     bar.update(1)
         bar.close()
 
@@ -268,9 +274,7 @@ class Study:
         position; see :mod:`vae_zoo.study.sampling`).
         """
         data = self.dataset(name, "test")
-        flat = np.ascontiguousarray(data.images).reshape(len(data), -1)
-        _, first = np.unique(flat, axis=0, return_index=True)
-        distinct = np.sort(first)
+        distinct = _first_distinct(data.images)
         n = min(self.config.cka_examples, len(distinct))
         chosen = stratified_indices(strata_keys(data)[distinct], n, _stable_seed(f"eval/{name}"))
         return distinct[chosen]
@@ -304,7 +308,7 @@ class Study:
     def measure_cka(self, models: dict[str, torch.nn.Module]) -> None:
         """Stage 2: same-unit measures between every pair of models on each evaluation set."""
         c = self.config
-        todo = [name for name in c.datasets if not self.cka_path(name).exists()]
+        todo = [name for name in c.datasets if not self.manifest.verified(self.cka_path(name))]
         self.log(
             f"[2/5] CKA on {len(c.datasets)} evaluation sets ({len(todo)} to compute), "
             f"up to {c.cka_examples} examples, {len(models)} models"
@@ -322,6 +326,7 @@ class Study:
                 device=c.device,
             )
             write_npz(self.cka_path(name), **arrays)
+            self.manifest.record(self.cka_path(name))
 
     def heatmap_models(self) -> list[str]:
         """Models whose layer x layer CKA is kept for the heatmaps: two seeds per dataset."""
@@ -378,11 +383,17 @@ class Study:
     def run_transfers(self, checkpoints: dict[str, Path]) -> None:
         """Stage 3: every recipe for every ordered (source, target) pair, same budget."""
         jobs = self.transfer_jobs(checkpoints)
-        todo = [job for job in jobs if not (Path(job.out_dir) / "transfer.json").exists()]
+        todo = [job for job in jobs if not self.manifest.verified(_transfer_file(job.out_dir))]
         self.log(
             f"[3/5] transfer: {len(jobs)} runs of {self.config.transfer_steps} steps ({len(todo)} to run)"
         )
-        self._parallel(_run_transfer, jobs, todo, "transfer")
+        self._parallel(
+            _run_transfer,
+            jobs,
+            todo,
+            "transfer",
+            done=lambda d: self.manifest.record(_transfer_file(d)),
+        )
 
     def transfer_losses(
         self,
@@ -420,7 +431,9 @@ class Study:
         from .probes import probe_accuracy
 
         path = self.probe_path()
-        done: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
+        done: dict[str, dict[str, float]] = (
+            json.loads(path.read_text()) if self.manifest.verified(path) else {}
+        )
         c = self.config
         todo = [(t, m) for t in c.datasets for m in models if m not in done.get(t, {})]
         self.log(
@@ -437,6 +450,7 @@ class Study:
                 device=c.device,
             )
             write_json(path, done)
+            self.manifest.record(path)
         return done
 
     @functools.cache  # noqa: B019 - one Study per run
@@ -447,7 +461,9 @@ class Study:
         for split, n in (("train", c.probe_train_examples), ("test", c.probe_test_examples)):
             data = self.dataset(target, split)
             keys = strata_keys(data)
-            out.append(stratified_indices(keys, min(n, len(data)), _stable_seed(f"probe/{split}/{target}")))
+            out.append(
+                stratified_indices(keys, min(n, len(data)), _stable_seed(f"probe/{split}/{target}"))
+            )
         return out[0], out[1]
 
     def probe_sets(self) -> dict[str, dict[str, Any]]:
@@ -459,7 +475,9 @@ class Study:
                 values, counts = np.unique(labels[idx], return_counts=True)
                 out.setdefault(target, {})[split] = {
                     "n": len(idx),
-                    "label_counts": {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)},
+                    "label_counts": {
+                        str(int(v)): int(c) for v, c in zip(values, counts, strict=True)
+                    },
                 }
         return out
 
@@ -533,9 +551,25 @@ def _cached_load(loader: DatasetLoader, name: str, split: str, size: int) -> Ima
     return loader(name, split, size)
 
 
+def _transfer_file(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "transfer.json"
+
+
 def _read_transfer(run_dir: Path) -> dict[int, float]:
-    record = json.loads((run_dir / "transfer.json").read_text())
+    record = json.loads(_transfer_file(run_dir).read_text())
     return {int(step): float(loss) for step, loss in record["test_loss"].items()}
+
+
+def _first_distinct(images: np.ndarray) -> np.ndarray:
+    """Sorted indices of the first occurrence of every distinct image (rows hashed by SHA-1)."""
+    seen: set[bytes] = set()
+    keep = []
+    for i, image in enumerate(images):
+        digest = hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest()
+        if digest not in seen:
+            seen.add(digest)
+            keep.append(i)
+    return np.array(keep, dtype=np.int64)
 
 
 def _stable_seed(text: str) -> int:

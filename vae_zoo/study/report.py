@@ -99,14 +99,14 @@ def _details(claim: dict[str, Any], results: dict[str, Any]) -> list[str]:
     ev = claim["evidence"]
     out: list[str] = []
     if claim["id"] in ("encoders-generic", "decoders-specific"):
-        n = ev["n_pairs"]
+        n = ev["n_pairs_per_evaluation_set"]
         models = ev["n_models"]
         layers = ev["encoder_layers" if claim["id"] == "encoders-generic" else "decoder_layers"]
         out += [
             f"Mean debiased CKA over {', '.join(f'`{x}`' for x in layers)} "
             f"({models['trained']} trained and {models['untrained']} untrained models):",
             "",
-            "| comparison | pairs | mean CKA |",
+            "| comparison | pairs per evaluation set | mean CKA |",
             "|---|---|---|",
         ]
         for group, label in (

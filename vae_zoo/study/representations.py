@@ -258,4 +258,3 @@ def unit_bank(
                 k = np.zeros_like(k)
         rows.append(_normalised(k, measure != "biased"))
     return np.stack(rows)
-

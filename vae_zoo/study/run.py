@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..storage import lock_directory
 from .analysis import (
     RANDOM,
     cka_claims,
@@ -44,7 +45,17 @@ STAGES = ("zoo", "cka", "transfer", "probes", "analysis")
 
 
 def run_study(config: StudyConfig, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the study in ``out_dir`` and return the content of ``results.json``."""
+    """Run (or resume) the study in ``out_dir`` and return the content of ``results.json``.
+
+    The study holds an exclusive lock on ``out_dir`` while it runs (see
+    :func:`vae_zoo.storage.lock_directory`): a second study on the same directory raises
+    :class:`~vae_zoo.storage.DirectoryLockedError` at once, naming the process that holds it.
+    """
+    with lock_directory(out_dir):
+        return _run_locked(config, out_dir, progress=progress)
+
+
+def _run_locked(config: StudyConfig, out_dir: str | Path, *, progress: bool) -> dict[str, Any]:
     start = time.perf_counter()
     study = Study(config, out_dir, progress=progress)
     timer = _StageTimer()
@@ -232,7 +243,10 @@ def _heatmaps(evals: list[dict[str, Any]], figures: Path) -> None:
                 sums[group] = sums.get(group, 0) + np.nan_to_num(data["heatmap"][a, :, b, :])
                 counts[group] = counts.get(group, 0) + 1
     matrices = {
-        f"same dataset, other seed ({counts['same']} pairs)": (sums["same"] / counts["same"], names),
+        f"same dataset, other seed ({counts['same']} pairs)": (
+            sums["same"] / counts["same"],
+            names,
+        ),
         f"different datasets ({counts['cross']} pairs)": (sums["cross"] / counts["cross"], names),
     }
     group_heatmaps(

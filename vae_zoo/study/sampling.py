@@ -47,6 +47,7 @@ def _allocate(sizes: np.ndarray, n: int) -> np.ndarray:
     left = n
     open_ = np.flatnonzero(sizes > 0)
     while left > 0 and len(open_):
+        open_ = open_[np.argsort(take[open_], kind="stable")]  # extras go to the smallest first
         share, extra = divmod(left, len(open_))
         room = sizes[open_] - take[open_]
         add = np.minimum(room, share + (np.arange(len(open_)) < extra))
