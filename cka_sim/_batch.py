@@ -28,7 +28,7 @@ from ._backend import (
     to_float64,
     to_scalar,
 )
-from ._validation import as_matrix
+from ._validation import as_matrix, check_finite
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,25 @@ def prepare_layer(x: Array, xp: Any, *, exact: bool) -> Prepared:
         return Prepared(x - mean, mean)
     xc, centre, residual = centre_float32(x, xp)
     return Prepared(xc, to_float64(centre, xp) + residual, residual)
+
+
+def prepare_finite(x: Array, name: str, xp: Any) -> Prepared:
+    """:func:`prepare_layer` (``exact``) for the functional forms, refusing NaN and infinity.
+
+    Non-finite values are found from the float64 means: a column holding NaN or inf cannot have a
+    finite mean, so the O(n p) scan runs only when a mean is not finite.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: reported just below
+        unit = prepare_layer(x, xp, exact=True)
+    if not bool(xp.all(xp.isfinite(unit.mean))):
+        check_finite(x, name, xp)
+    return unit
+
+
+def centre_finite(x: Array, xp: Any, name: str) -> tuple[Array, Array | None]:
+    """``x`` centred by :func:`prepare_finite`, and its float64 residual mean (or None)."""
+    unit = prepare_finite(x, name, xp)
+    return unit.data, unit.residual
 
 
 def _translated(x: Array, xp: Any) -> Array:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._backend import Array, frobenius_sq, is_torch, namespace, to_float64
+from ._backend import Array, frobenius_sq, is_torch, namespace, to_float64, transposed_product
 from ._batch import Prepared
 from .hsic import debiased_feature_hsic, row_sq_norms
 
@@ -196,7 +196,6 @@ class Moments:
         ``mergeable=False`` (one-shot :func:`~cka_sim.linear_cka`) skips the third-order sums,
         which only serve mean shifts; such a state can give its HSIC terms but not be merged.
         """
-        t = xp.matrix_transpose
         m = cls([int(u.data.shape[1]) for u in units], pairs, debiased)
         m.n = int(units[0].data.shape[0])
         m.mean = [u.mean for u in units]
@@ -204,13 +203,13 @@ class Moments:
             m.residual = [u.mean * 0.0 if u.residual is None else u.residual for u in units]
         m.mergeable = mergeable
         centred = [u.data for u in units]
-        m.S = [_fresh_float64(t(xc) @ xc, xp) for xc in centred]
+        m.S = [_fresh_float64(transposed_product(xc, xc, xp), xp) for xc in centred]
         for u, v in m.pairs:
             a, b = centred[u], centred[v]
             if a.dtype != b.dtype:
                 common = xp.result_type(a, b)
                 a, b = xp.astype(a, common), xp.astype(b, common)
-            m.C.append(_fresh_float64(t(b) @ a, xp))
+            m.C.append(_fresh_float64(transposed_product(b, a, xp), xp))
         if debiased:
             m._batch_debiasing(centred, xp)
             m.finalise()

@@ -8,9 +8,9 @@ from typing import Any, Literal
 import numpy as np
 
 from ._backend import Array, as_output, to_float64, to_scalar
-from ._batch import Prepared, prepare_layer
+from ._batch import prepare_finite
 from ._moments import Moments
-from ._validation import check_finite, check_gram_pair, check_pair, warn_undefined
+from ._validation import check_gram_pair, check_pair, warn_undefined
 from .hsic import gram_inner
 from .kernels import centered, gram_linear, gram_polynomial, gram_rbf
 
@@ -137,7 +137,11 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
     -----
     Features are centred before any product (the mean is summed in float64), the products run in
     the input's floating dtype, and every reduction runs in float64: float32 activations with
-    feature means of 1000 give the float64 answer to about 1e-7.
+    feature means of 1000 give the float64 answer to about 1e-7. For torch CPU tensors that need
+    no gradient (and torch on more than one thread) the feature-form products run through NumPy's
+    BLAS on zero-copy views, which has the symmetric product torch lacks; tensors that need a
+    gradient keep the torch path. The feature form is computed by the code of
+    :class:`~cka_sim.StreamingCKA`, from the statistics of one batch.
 
     References
     ----------
@@ -164,30 +168,16 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
         xm, ym = xp.astype(xm, common), xp.astype(ym, common)
     if _check_not_constant(xm, ym, xp) is not None:
         return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
-    units = [_prepared(a, name, xp) for a, name in ((xm, "x"), (ym, "y"))]
+    units = [prepare_finite(a, name, xp) for a, name in ((xm, "x"), (ym, "y"))]
     if method == "gram":
         # The float64 re-centring of the Grams in _cka_of_grams removes the residual means.
         t = xp.matrix_transpose
         k, l = (to_float64(u.data @ t(u.data), xp) for u in units)
         return as_output(_cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y")))
     # the feature form is one batch of StreamingCKA: the same statistics, the same code
-    (h_xx, h_yy), (h_xy,) = (
-        Moments.from_batch(units, [(0, 1)], debiased, xp).finalise().hsic_terms()
-    )
+    one_batch = Moments.from_batch(units, [(0, 1)], debiased, xp, mergeable=False)
+    (h_xx, h_yy), (h_xy,) = one_batch.finalise().hsic_terms()
     return as_output(_ratio(h_xy, h_xx, h_yy, n, ("x", "y"), debiased))
-
-
-def _prepared(x: Array, name: str, xp: Any) -> Prepared:
-    """``x`` prepared as every accumulator prepares a batch, refusing NaN and infinity.
-
-    Non-finite values are found from the float64 means: a column holding NaN or inf cannot have a
-    finite mean, so the O(n p) scan runs only when a mean is not finite.
-    """
-    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: reported just below
-        unit = prepare_layer(x, xp, exact=True)
-    if not bool(xp.all(xp.isfinite(unit.mean))):
-        check_finite(x, name, xp)
-    return unit
 
 
 def kernel_cka(

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Array, as_output, is_torch, to_float64
+from ._backend import Array, as_output, is_torch, to_float64, transposed_product
 from ._validation import check_gram_pair
 from .kernels import centered
 
@@ -95,3 +95,18 @@ def row_sq_norms(xc: Array, residual: Array | None, xp: Any) -> Array:
         return norms
     shift = to_float64(xc @ xp.astype(residual, xc.dtype), xp)
     return norms - 2.0 * shift + xp.sum(residual * residual)
+
+
+def centred_product(
+    a: Array, b: Array, delta_a: Array | None, delta_b: Array | None, xp: Any
+) -> Array:
+    """Float64 ``(B - 1δ_bᵀ)ᵀ (A - 1δ_aᵀ)`` from translated ``A``, ``B`` and their residual means.
+
+    The product runs in the input dtype (see :func:`~cka_sim._backend.transposed_product`); the
+    rank-one residual-mean correction in float64 (residuals from
+    :func:`~cka_sim._batch.prepare_layer`; ``None``: nothing to correct).
+    """
+    product = to_float64(transposed_product(b, a, xp), xp)
+    if delta_a is None or delta_b is None:
+        return product
+    return product - a.shape[0] * (delta_b[:, None] * delta_a[None, :])
