@@ -66,7 +66,9 @@ def test_nominal_95_interval_covers_90_to_99_percent(model_sd, pair_sd):
     draws, covered = 200, dict.fromkeys(MEANS, 0)
     covered["cross − random"] = covered["G"] = 0
     for i in range(draws):
-        evals = draw_measurements(rng, n, masks, model_sd=model_sd, pair_sd=pair_sd, example_sd=0.01)
+        evals = draw_measurements(
+            rng, n, masks, model_sd=model_sd, pair_sd=pair_sd, example_sd=0.01
+        )
         _, reps = group_replicates(evals, masks, strata, resamples=200, seed=i)
         for group, mean in MEANS.items():
             low, high = percentile_interval(reps[group][:, 0], 0.95)
@@ -85,7 +87,7 @@ def test_nominal_95_interval_covers_90_to_99_percent(model_sd, pair_sd):
 
 def test_pair_resampling_undercovers_the_same_zoo():
     """The design this replaces: resampling pairs as if independent gives too narrow intervals."""
-    n, masks, strata = synthetic_zoo()
+    n, masks, _ = synthetic_zoo()
     rng = np.random.default_rng(7)
     draws, covered = 100, 0
     for _ in range(draws):

@@ -140,7 +140,9 @@ def test_results_schema_and_outputs(finished_study):
     assert set(saved["probe_accuracy"]) == {"digits", "mnist"}
     assert json.dumps(results["claims"]) == json.dumps(saved["claims"])
     assert saved["rules_version"] == saved["claims"][0]["evidence"]["rules_version"]
-    assert "G" in saved["claims"][0]["evidence"] and "deconfounded_G" in saved["claims"][0]["evidence"]
+    assert (
+        "G" in saved["claims"][0]["evidence"] and "deconfounded_G" in saved["claims"][0]["evidence"]
+    )
     assert len(saved["tables"]["depth_matched"]) == 5
     assert set(saved["tables"]["init_control"]) == {"encoder", "decoder"}
 

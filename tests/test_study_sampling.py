@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 pytest.importorskip("torch")
 
-from vae_zoo.study import quick_config  # noqa: E402
-from vae_zoo.study.pipeline import Study  # noqa: E402
-from vae_zoo.study.sampling import (  # noqa: E402
+from vae_zoo.study import quick_config
+from vae_zoo.study.pipeline import Study
+from vae_zoo.study.sampling import (
     init_seed,
     random_seed,
     stratified_indices,

@@ -7,14 +7,14 @@ import pytest
 
 pytest.importorskip("torch")
 
-from vae_zoo.study.analysis import (  # noqa: E402
+from vae_zoo.study.analysis import (
     cka_claims,
     model_masks,
     transfer_claim,
     visual_claim,
 )
-from vae_zoo.study.config import StudyConfig, quick_config  # noqa: E402
-from vae_zoo.study.criteria import (  # noqa: E402
+from vae_zoo.study.config import StudyConfig, quick_config
+from vae_zoo.study.criteria import (
     RULES_VERSION,
     Interval,
     decoders_specific,
@@ -22,7 +22,7 @@ from vae_zoo.study.criteria import (  # noqa: E402
     retrain_which,
     visual_transfer_check,
 )
-from vae_zoo.study.representations import MEASURES, unit_layers  # noqa: E402
+from vae_zoo.study.representations import MEASURES, unit_layers
 
 CONFIG = quick_config(bootstrap_resamples=300)
 
