@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from ._backend import Array
+from ._validation import check_choice
 
 Measure = Literal["cka", "dcka", "procrustes"]
 MEASURES: tuple[str, ...] = ("cka", "dcka", "procrustes")
@@ -23,10 +24,7 @@ MEASURES: tuple[str, ...] = ("cka", "dcka", "procrustes")
 
 def check_measure(measure: Any, *, debiased: bool) -> str:
     """Validate ``measure`` (and that ``debiased`` applies to it); return it."""
-    if measure not in MEASURES:
-        raise ValueError(
-            f"measure must be one of {', '.join(repr(m) for m in MEASURES)}; got {measure!r}"
-        )
+    check_choice(measure, "measure", MEASURES)
     if measure == "procrustes" and debiased:
         raise ValueError(
             "measure='procrustes' has no debiased form; pass debiased=False (the Procrustes "

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ._measures import Measure, check_measure
+from ._validation import check_choice
 from .result import CKAResult
 
 __all__ = [
@@ -581,8 +582,7 @@ def _measure_settings(
     measure = check_measure(measure, debiased=bool(debiased))
     if estimator is None:
         estimator = "minibatch" if measure == "cka" else "exact"
-    if estimator not in ("minibatch", "exact"):
-        raise ValueError(f"estimator must be 'minibatch' or 'exact'; got {estimator!r}")
+    check_choice(estimator, "estimator", ("minibatch", "exact"))
     if measure != "cka" and estimator != "exact":
         raise ValueError(
             f"measure={measure!r} is computed by the exact accumulator only; pass "
@@ -619,13 +619,11 @@ def _make_accumulator(
                 "memory depends on the batch size, not on the layer widths); leave it as None"
             )
         return MinibatchCKA(debiased=debiased)
-    if estimator == "exact":
-        from .streaming import StreamingCKAMatrix
+    from .streaming import StreamingCKAMatrix
 
-        return StreamingCKAMatrix(
-            debiased=debiased, memory_budget_bytes=memory_budget_bytes, measure=measure
-        )
-    raise ValueError(f"estimator must be 'minibatch' or 'exact'; got {estimator!r}")
+    return StreamingCKAMatrix(
+        debiased=debiased, memory_budget_bytes=memory_budget_bytes, measure=measure
+    )
 
 
 def _distributed_world() -> int | None:

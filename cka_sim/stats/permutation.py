@@ -8,8 +8,8 @@ from typing import Any, Literal
 import numpy as np
 
 from .._measures import Measure
-from .._validation import warn_undefined
-from ._checks import activations_pair, check_choice, check_count, check_kernel
+from .._validation import check_choice, check_count, warn_undefined
+from ._checks import activations_pair, check_kernel
 from ._engine import choose_form, represent
 from ._measures import (
     check_measure_options,
