@@ -101,8 +101,9 @@ def deconfounded_cka(
     float or torch.Tensor
         A Python float for NumPy input; a 0-dim float64 tensor on the input's device for torch.
         NaN with a :class:`~cka_sim.exceptions.CKAUndefinedWarning` when ``x`` or ``y`` is
-        constant, when its Gram is (to rounding) a multiple of the confounder's so that no
-        residual is left, or when a debiased residual self-HSIC is not positive.
+        constant, when the regression leaves less than 1e-4 of its Gram's squared norm (the
+        Gram is, to the precision of float32 products, a multiple of the confounder's), or when
+        a debiased residual self-HSIC is not positive.
 
     Raises
     ------
