@@ -27,7 +27,12 @@ PAGES: list[tuple[str, str, str, list[tuple[str, list[str]]]]] = [
             ("CKA of activations", ["linear_cka", "kernel_cka", "cka_matrix"]),
             (
                 "Other similarity measures",
-                ["deconfounded_cka", "procrustes_distance"],
+                [
+                    "deconfounded_cka",
+                    "deconfounded_cka_from_grams",
+                    "procrustes_similarity",
+                    "procrustes_distance",
+                ],
             ),
             ("CKA and HSIC of Gram matrices", ["cka", "hsic"]),
             ("Gram matrices", ["gram_linear", "gram_rbf", "gram_polynomial", "center_gram"]),
@@ -178,6 +183,16 @@ PAGES: list[tuple[str, str, str, list[tuple[str, list[str]]]]] = [
                 "Errors",
                 ["CheckpointError", "CheckpointNotFoundError", "ArchitectureMismatchError"],
             ),
+        ],
+    ),
+    (
+        "vae_zoo.storage",
+        "vae_zoo.storage: files that survive faults",
+        "Atomic writes, checksums, an output manifest and directory locks.",
+        [
+            ("Writing files", ["atomic_path", "atomic_write", "write_json", "sha256_file"]),
+            ("Manifests and locks", ["Manifest", "lock_directory", "LOCK_NAME", "MANIFEST_NAME"]),
+            ("Errors", ["DirectoryLockedError", "describe_os_error"]),
         ],
     ),
     (
