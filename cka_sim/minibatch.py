@@ -146,7 +146,7 @@ class MinibatchCKA(Accumulator):
         stack = xp.empty((len(units), m, m), dtype=xp.float64, device=_device(units[0].data))
         for i, unit in enumerate(units):
             stack[i, ...] = gram(unit.data, xp)
-        stack = centered(stack, xp, unbiased=self.debiased)
+        stack = centered(stack, xp, unbiased=self.debiased, overwrite=True)
         return xp.reshape(stack, (len(units), m * m)), m, xp
 
     def compute(self) -> CKAResult:
