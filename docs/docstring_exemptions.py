@@ -100,8 +100,6 @@ EXEMPTIONS: dict[str, dict[str, str]] = {
     "cka_sim.hsic": _CHANGING("EX01 PR07 XR01"),
     "cka_sim.kernel_cka": _CHANGING("EX01 PR04 XR01 XR03"),
     "cka_sim.linear_cka": _CHANGING("XR01"),
-    "cka_sim.plot.heatmap": _CHANGING("EX01 PR07 XR01 XR02"),
-    "cka_sim.plot.layer_curve": _CHANGING("EX01 PR07 PR08 XR01 XR02"),
     "cka_sim.procrustes_distance": _CHANGING("XR01"),
     "cka_sim.procrustes_similarity": _CHANGING("XR01"),
     "cka_sim.stats.BootstrapResult": _CHANGING("EX01 PR01") | _CONTAINER("XR01 XR02"),
