@@ -61,6 +61,11 @@ _HYPERPARAMETERS = _because(
 )
 
 EXEMPTIONS: dict[str, dict[str, str]] = {
+    "vae_zoo.models.Reparameterize": _because(
+        "nn.Module's constructor takes *args and **kwargs that this module does not use; its "
+        "call signature is in the summary"
+    )("PR01"),
+    "vae_zoo.models.VAEOutput": _CONTAINER("XR01 XR02"),
     "vae_zoo.objectives.AnnealedVAE": _HYPERPARAMETERS("XR01"),
     "vae_zoo.objectives.BetaTCVAE": _HYPERPARAMETERS("XR01"),
     "vae_zoo.objectives.BetaVAE": _HYPERPARAMETERS("XR01"),
@@ -138,23 +143,6 @@ EXEMPTIONS: dict[str, dict[str, str]] = {
     "vae_zoo.datasets.available": _ZOO("EX01 PR01 XR01 XR02"),
     "vae_zoo.datasets.load": _ZOO("EX01 XR02 XR03"),
     "vae_zoo.datasets.names": _ZOO("EX01 RT01 SS05 XR01 XR02"),
-    "vae_zoo.models.ConvVAE": _ZOO("EX01 XR01 XR02 XR03"),
-    "vae_zoo.models.ConvVAE.decode": _ZOO("PR01 RT01"),
-    "vae_zoo.models.ConvVAE.encode": _ZOO("PR01 RT01"),
-    "vae_zoo.models.ConvVAE.forward": _ZOO("RT01"),
-    "vae_zoo.models.ConvVAE.from_config": _ZOO("PR01"),
-    "vae_zoo.models.ConvVAE.layer_names": _ZOO("RT01 SS05"),
-    "vae_zoo.models.Decoder": _ZOO("EX01 PR01 XR01 XR02"),
-    "vae_zoo.models.Decoder.forward": _ZOO("PR01 RT01"),
-    "vae_zoo.models.Encoder": _ZOO("EX01 PR01 XR01 XR02"),
-    "vae_zoo.models.Encoder.forward": _ZOO("PR01 RT01"),
-    "vae_zoo.models.ModelConfig": _ZOO("EX01 XR01 XR02 XR03"),
-    "vae_zoo.models.ModelConfig.describe": _ZOO("RT01"),
-    "vae_zoo.models.ModelConfig.to_dict": _ZOO("RT01"),
-    "vae_zoo.models.Reparameterize": _ZOO("EX01 PR01 XR01 XR02"),
-    "vae_zoo.models.VAEOutput": _ZOO("EX01 PR01") | _CONTAINER("XR01 XR02"),
-    "vae_zoo.models.check_images_fit": _ZOO("EX01 XR01 XR02 XR03"),
-    "vae_zoo.models.make_model": _ZOO("EX01 PR01 RT01 XR01 XR02"),
     "vae_zoo.storage.Manifest": _ZOO("EX01 XR01 XR02"),
     "vae_zoo.storage.Manifest.record": _ZOO("PR01"),
     "vae_zoo.storage.Manifest.verified": _ZOO("PR01 RT01"),
