@@ -61,6 +61,14 @@ _HYPERPARAMETERS = _because(
 )
 
 EXEMPTIONS: dict[str, dict[str, str]] = {
+    "vae_zoo.datasets.Availability": _CONTAINER("XR01 XR02"),
+    "vae_zoo.datasets.available": _because(
+        "a status report: a dataset that cannot load is described in the result, with the fix, "
+        "instead of raising"
+    )("XR01"),
+    "vae_zoo.datasets.names": _because(
+        "returns a constant tuple: it raises nothing, and the datasets are cited on load()"
+    )("XR01 XR02"),
     "vae_zoo.models.Reparameterize": _because(
         "nn.Module's constructor takes *args and **kwargs that this module does not use; its "
         "call signature is in the summary"
@@ -136,13 +144,6 @@ EXEMPTIONS: dict[str, dict[str, str]] = {
     "vae_zoo.checkpoint.resolve_checkpoint": _ZOO("EX01 PR01 RT01 XR01 XR02"),
     "vae_zoo.checkpoint.save_checkpoint": _ZOO("EX01 PR01 XR01 XR02"),
     "vae_zoo.checkpoint.write_json_atomic": _ZOO("EX01 PR01 XR01 XR02"),
-    "vae_zoo.datasets.Availability": _ZOO("EX01 PR01") | _CONTAINER("XR01 XR02"),
-    "vae_zoo.datasets.ImageDataset": _ZOO("EX01 XR01 XR02 XR03"),
-    "vae_zoo.datasets.ImageDataset.float_images": _ZOO("RT01"),
-    "vae_zoo.datasets.ImageDataset.subset": _ZOO("PR01 RT01"),
-    "vae_zoo.datasets.available": _ZOO("EX01 PR01 XR01 XR02"),
-    "vae_zoo.datasets.load": _ZOO("EX01 XR02 XR03"),
-    "vae_zoo.datasets.names": _ZOO("EX01 RT01 SS05 XR01 XR02"),
     "vae_zoo.study.StudyConfig": _ZOO("EX01 PR04 XR01 XR02 XR03"),
     "vae_zoo.study.StudyConfig.differs_from": _ZOO("PR01 RT01"),
     "vae_zoo.study.StudyConfig.from_dict": _ZOO("PR01"),
