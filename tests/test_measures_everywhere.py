@@ -244,3 +244,20 @@ def test_compare_models_procrustes_and_refused_settings():
     ]:
         with pytest.raises(ValueError, match=match):
             compare_models(a, b, loader, layers_a=["3"], layers_b=["3"], **kwargs)
+
+
+def test_torch_accumulators_match_numpy_for_every_measure():
+    torch = pytest.importorskip("torch")
+    xt, yt, zt = (torch.from_numpy(a).float() for a in (X, Y, Z))
+    for measure, extra in (("dcka", (zt,)), ("procrustes", ())):
+        acc = StreamingCKA(measure=measure)
+        for rows in _batches([40, 40, 40]):
+            acc.update(xt[rows], yt[rows], *(e[rows] for e in extra))
+        got = acc.compute()
+        assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
+        f32 = [a.numpy() for a in (xt, yt, zt)]
+        if measure == "dcka":
+            want = deconfounded_cka(*f32)
+        else:
+            want = procrustes_similarity(f32[0], f32[1])
+        assert float(got) == pytest.approx(want, abs=1e-6)
