@@ -61,7 +61,7 @@ import numpy as np
 
 from ._accumulator import Accumulator, Agree, CentredMoments
 from ._backend import as_output, is_torch
-from ._batch import check_same_batch, prepare_layer, prepare_layers
+from ._batch import Prepared, check_same_batch, prepare_layer, prepare_layers
 from ._layers import as_layers, check_names, ratio_matrix, to_numpy
 from ._moments import Moments
 from ._validation import check_pair, warn_undefined
@@ -84,6 +84,22 @@ def _checked(acc: Any, what: str) -> Moments:
     assert acc._m is not None
     acc._m.check_finite(f"{what}.compute")
     return acc._m
+
+
+def _pair_units(x_batch: Any, y_batch: Any) -> tuple[list[Prepared], Any]:
+    """The two prepared units of a :meth:`StreamingCKA.update` batch, and their namespace."""
+    if isinstance(x_batch, Prepared) or isinstance(y_batch, Prepared):
+        units, xp = prepare_layers([("x", x_batch), ("y", y_batch)], "batch", exact=True)
+        return units, xp
+    x_batch, y_batch = (a.detach() if is_torch(a) else a for a in (x_batch, y_batch))
+    xm, ym, xp = check_pair(
+        x_batch,
+        y_batch,
+        names=("x_batch", "y_batch"),
+        min_rows=1,
+        check_values=not is_torch(x_batch),
+    )
+    return [prepare_layer(xm, xp, exact=True), prepare_layer(ym, xp, exact=True)], xp
 
 
 class StreamingCKA(Accumulator):
@@ -136,24 +152,17 @@ class StreamingCKA(Accumulator):
         return 0 if self._m is None else self._m.n
 
     def update(self, x_batch: Any, y_batch: Any) -> StreamingCKA:
-        """Add a batch: ``x_batch`` (m, p1, ...) and ``y_batch`` (m, p2, ...) of the same examples."""
-        if is_torch(x_batch):
-            x_batch = x_batch.detach()
-        if is_torch(y_batch):
-            y_batch = y_batch.detach()
-        xm, ym, xp = check_pair(
-            x_batch,
-            y_batch,
-            names=("x_batch", "y_batch"),
-            min_rows=1,
-            check_values=not is_torch(x_batch),
-        )
-        if self._m is not None and [xm.shape[1], ym.shape[1]] != self._m.widths:
+        """Add a batch: ``x_batch`` (m, p1, ...) and ``y_batch`` (m, p2, ...) of the same examples.
+
+        Either may be given already prepared (:meth:`prepare`).
+        """
+        units, xp = _pair_units(x_batch, y_batch)
+        widths = [int(u.shape[1]) for u in units]
+        if self._m is not None and widths != self._m.widths:
             raise ValueError(
-                f"x_batch and y_batch have {xm.shape[1]} and {ym.shape[1]} features, but earlier "
+                f"x_batch and y_batch have {widths[0]} and {widths[1]} features, but earlier "
                 f"batches had {self._m.widths[0]} and {self._m.widths[1]}"
             )
-        units = [prepare_layer(xm, xp, exact=True), prepare_layer(ym, xp, exact=True)]
         batch = Moments.from_batch(units, self._PAIRS, self.debiased, xp)
         self._m = CentredMoments.absorb(self._m, batch, "StreamingCKA.update")
         return self
