@@ -128,7 +128,9 @@ def test_baseline_is_timed_beside_the_current_package(tmp_path):
         threads=1,
         log=lambda s: None,
         baseline_spec=str(REPO),
+        clock="cpu",
     )
+    assert record["meta"]["clock"] == "cpu"
     label = f"cka_sim@{REPO.name}"
     names = {r["contender"] for r in record["rows"]}
     assert {label, f"{label} debiased", f"{label} numpy debiased"} <= names
