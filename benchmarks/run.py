@@ -249,7 +249,12 @@ def run_suite(
     )
     json_path = Path(out) / f"{stem}.json"
     report.write_json(json_path, rows, meta)
-    (Path(out) / f"{stem}.md").write_text(report.markdown(rows, host.description) + "\n")
+    text_md = report.markdown(rows, host.description)
+    for label in meta["baseline"]:
+        pairs = report.side_by_side(rows, label)
+        log(f"\nbefore ({label}) and after (cka_sim), side by side:\n{pairs}")
+        text_md += f"\n\n**before ({label}) and after (cka_sim), side by side**\n\n{pairs}"
+    (Path(out) / f"{stem}.md").write_text(text_md + "\n")
     png_path = Path(out) / f"{stem}.png"
     plotted = report.plot(png_path, rows, host.description)
     log(
