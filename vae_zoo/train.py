@@ -46,8 +46,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
+
+try:
+    import torch
+    from tqdm.auto import tqdm
+except ImportError as _err:
+    from ._extras import missing
+
+    missing(_err, "vae_zoo.train", command=__name__ == "__main__")
 
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -717,30 +723,78 @@ def add_param_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except the uninformative ones (None, False, empty)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        default = action.default
+        if default is None or default is False or default == [] or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options shared by ``vae_zoo.train`` and ``vae_zoo.zoo``, with TrainConfig's defaults."""
+    d = TrainConfig()
+    parser.add_argument(
+        "--objective",
+        default=d.objective,
+        choices=sorted(OBJECTIVES),
+        help="VAE objective (its hyper-parameters: --param)",
+    )
+    add_param_argument(parser)
+    parser.add_argument(
+        "--size", type=int, default=32, choices=(32, 64), help="image side in pixels"
+    )
+    parser.add_argument("--steps", type=int, default=d.steps, help="optimisation steps per run")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per step")
+    parser.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=d.checkpoint_every,
+        help="steps between checkpoints (a killed run loses at most this many)",
+    )
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=d.eval_every,
+        help="steps between test-loss evaluations (0: only at the end)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m vae_zoo.train`` argument parser."""
     d = TrainConfig()
     p = argparse.ArgumentParser(
         prog="python -m vae_zoo.train",
         description="Train the paper's conv VAE on one dataset (resumes when --out has a run).",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--dataset", required=True, help="dsprites, mnist, fashion_mnist, animals...")
-    p.add_argument("--size", type=int, default=32, choices=(32, 64), help="image side (px)")
+    p.add_argument(
+        "--dataset", required=True, help="dsprites, mnist, fashion_mnist, animals, shapes3d, digits"
+    )
     p.add_argument("--out", required=True, type=Path, help="run directory")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--objective", default=d.objective, choices=sorted(OBJECTIVES))
-    add_param_argument(p)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--latent-dim", type=int, default=d.latent_dim)
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--eval-examples", type=int, default=d.eval_examples)
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (default 1)")
-    p.add_argument("--device", default=d.device)
-    p.add_argument("--data-dir", type=Path, default=None, help="dataset cache directory")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds init, batches and noise")
+    add_schedule_arguments(p)
+    p.add_argument("--latent-dim", type=int, default=d.latent_dim, help="latent size d")
+    p.add_argument(
+        "--log-every", type=int, default=d.log_every, help="steps between train-loss lines"
+    )
+    p.add_argument(
+        "--eval-examples",
+        type=int,
+        default=d.eval_examples,
+        help="test examples per test-loss evaluation",
+    )
+    p.add_argument("--threads", type=int, default=d.threads, help="torch threads")
+    p.add_argument("--device", default=d.device, help="cpu (bit-exact resume) or cuda")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="dataset cache directory (default: $VAE_ZOO_DATA or ~/.cache/vae_zoo)",
+    )
     p.add_argument("--no-test", action="store_true", help="skip the test-loss evaluations")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p

@@ -19,7 +19,7 @@ from ._checks import (
 from ._engine import choose_form, represent
 from ._intervals import METHODS, half_sample_scale, intervals
 from ._resampling import generator, half_samples, jackknife_groups
-from ._results import BootstrapResult, ConfidenceInterval
+from ._results import BootstrapResult, ConfidenceInterval, estimator_name
 from ._tables import observed_table, subset_table
 
 
@@ -122,13 +122,14 @@ def bootstrap_ci(
     form = choose_form(n // 2, [xm.shape[1], ym.shape[1]], kernel)
     options = {"kernel": kernel, "threshold": threshold, "sigma": sigma}
     reps = [represent(xm, form, **options)], [represent(ym, form, **options)]
+    name = estimator_name(kernel, debiased)
     observed = observed_table(*reps, debiased=debiased)
     if np.isnan(observed[0, 0]):
         warn_undefined(
             "x or y", "a self-HSIC is not positive (constant features or too few examples)"
         )
         nan = ConfidenceInterval(np.nan, np.nan)
-        return BootstrapResult(np.nan, nan, np.nan, np.full(n_resamples, np.nan))
+        return BootstrapResult(np.nan, nan, np.nan, np.full(n_resamples, np.nan), name)
     replicates = resample_table(*reps, observed, n_resamples, debiased=debiased, seed=seed)
     jack = jackknife_table(*reps, debiased=debiased) if method == "bca" else None
     low, high = intervals(observed, replicates, jack, method=method, confidence_level=level)
@@ -138,6 +139,7 @@ def bootstrap_ci(
         ConfidenceInterval(float(low[0, 0]), float(high[0, 0])),
         float(np.std(t, ddof=1)),
         t,
+        name,
     )
 
 

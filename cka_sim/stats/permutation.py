@@ -11,7 +11,7 @@ from .._validation import warn_undefined
 from ._checks import activations_pair, check_choice, check_count, check_kernel
 from ._engine import choose_form, represent
 from ._resampling import generator, permutations
-from ._results import PermutationTestResult
+from ._results import PermutationTestResult, estimator_name
 from ._tables import observed_table, permutation_pvalues, permutation_table
 
 FORMS = ("auto", "features", "gram")
@@ -110,13 +110,14 @@ def permutation_test(
         form = method
     options = {"kernel": kernel, "threshold": threshold, "sigma": sigma}
     rep_x, rep_y = represent(xm, form, **options), represent(ym, form, **options)
+    name = estimator_name(kernel, debiased)
     observed = observed_table([rep_x], [rep_y], debiased=debiased)
     if np.isnan(observed[0, 0]):
         warn_undefined(
             "x or y", "a self-HSIC is not positive (constant features or too few examples)"
         )
-        return PermutationTestResult(np.nan, np.nan, np.full(n_permutations, np.nan))
+        return PermutationTestResult(np.nan, np.nan, np.full(n_permutations, np.nan), name)
     blocks = permutations(generator(seed), n, n_permutations)
     null = permutation_table([rep_x], [rep_y], blocks, debiased=debiased)[0, 0]
     pvalue = permutation_pvalues(observed, null[None, None, :])[0, 0]
-    return PermutationTestResult(float(observed[0, 0]), float(pvalue), null)
+    return PermutationTestResult(float(observed[0, 0]), float(pvalue), null, name)

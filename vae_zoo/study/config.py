@@ -131,7 +131,8 @@ class StudyConfig:
 
 
 def quick_config(**overrides: Any) -> StudyConfig:
-    """The whole pipeline at toy size (minutes on two cores); its verdicts may be inconclusive.
+    """The whole pipeline at toy size (timings: the README's "How long it takes"); its verdicts
+    may be inconclusive.
 
     It uses the three datasets that need nothing beyond ``pip install "cka-sim[zoo]"``.
     """
