@@ -113,31 +113,6 @@ def centre_float32(x: Array, xp: Any) -> tuple[Array, Array, Array]:
     return x - centre, centre, mean - to_float64(centre, xp)
 
 
-def center_with_residual(x: Array, xp: Any, name: str) -> tuple[Array, Array | None]:
-    """Centre the columns of ``x`` in one pass; return the centred data and its residual mean.
-
-    float64 input: the float64 column mean is subtracted and the residual is None. float32 input:
-    see :func:`centre_float32`; ``delta``, the residual mean, is returned instead of being
-    subtracted in a second pass over the data: callers correct their products with it
-    (``Xcᵀ Xc - n δδᵀ``), which is exact and costs O(p²) instead of O(n p).
-
-    Non-finite values are found from the column sums: a column holding NaN or inf cannot have a
-    finite sum, so the O(n p) scan runs only when a sum is not finite.
-    """
-    n = x.shape[0]
-    sums = xp.sum(x, axis=0)
-    if not bool(xp.all(xp.isfinite(sums))):
-        if not bool(xp.all(xp.isfinite(x))):
-            raise ValueError(
-                f"{name} contains NaN or infinity; remove or impute those values first"
-            )
-        sums = xp.sum(x, axis=0, dtype=xp.float64)  # finite float32 values whose sum overflows
-    if x.dtype == xp.float64:
-        return x - sums / n, None
-    xc, _, residual = centre_float32(x, xp)
-    return xc, residual
-
-
 def _numpy_views(a: Array, b: Array) -> tuple[Any, Any] | None:
     """Zero-copy NumPy views of two torch CPU tensors whose product may leave torch, else None.
 

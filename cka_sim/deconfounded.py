@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Array, as_output, center_with_residual, to_float64, to_scalar
+from ._backend import Array, as_output, to_float64, to_scalar
+from ._batch import centre_finite
 from ._validation import (
     _same_library,
     as_array,
@@ -38,14 +39,12 @@ from ._validation import (
 )
 from .cka import (
     Method,
-    _centred_product,
     _check_not_constant,
     _cka_of_grams,
     _is_constant,
     _ratio,
-    _row_sq_norms,
-    debiased_feature_hsic,
 )
+from .hsic import centred_product, debiased_feature_hsic, row_sq_norms
 from .kernels import centered
 
 # A residual Gram whose squared norm is below this many units of the working precision, relative
@@ -145,9 +144,7 @@ def deconfounded_cka(
         return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
     if _is_constant(zm, xp):
         raise _constant_confounder_error("confounder")
-    centred = [
-        center_with_residual(a, xp, name) for a, name in ((xm, "x"), (ym, "y"), (zm, "confounder"))
-    ]
+    centred = [centre_finite(a, xp, name) for a, name in ((xm, "x"), (ym, "y"), (zm, "confounder"))]
     tolerance = _RESIDUAL_ULPS * float(np.finfo(_numpy_dtype(common)).eps)
     if method == "gram":
         t = xp.matrix_transpose
@@ -278,7 +275,7 @@ def _dcka_features(
     n = xc.shape[0]
 
     def a(u: tuple[Array, Array | None], v: tuple[Array, Array | None]) -> Array:
-        product = _centred_product(u[0], v[0], u[1], v[1], xp)
+        product = centred_product(u[0], v[0], u[1], v[1], xp)
         return xp.sum(product * product)
 
     x, y, z = centred
@@ -292,8 +289,8 @@ def _dcka_features(
     alpha_x, alpha_y = slopes
     h = {"xx": a_xx, "yy": a_yy, "zz": a_zz, "xy": a_xy, "xz": a_xz, "yz": a_yz}
     if debiased:
-        r = {"x": _row_sq_norms(xc, dx, xp), "y": _row_sq_norms(yc, dy, xp)}
-        r["z"] = _row_sq_norms(zc, dz, xp)
+        r = {"x": row_sq_norms(xc, dx, xp), "y": row_sq_norms(yc, dy, xp)}
+        r["z"] = row_sq_norms(zc, dz, xp)
         s = {key: xp.sum(value) for key, value in r.items()}
         for pair in h:
             u, v = pair

@@ -17,9 +17,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._backend import Array, as_output, center_with_residual, to_float64
+from ._backend import Array, as_output, to_float64
+from ._batch import centre_finite
 from ._validation import check_pair, warn_undefined
-from .cka import _centred_product, _is_constant, _row_sq_norms
+from .cka import _is_constant
+from .hsic import centred_product, row_sq_norms
 
 
 def procrustes_similarity(x: Any, y: Any) -> Any:
@@ -82,9 +84,9 @@ def procrustes_similarity(x: Any, y: Any) -> Any:
                 name, "all of its features are constant (zero norm)", 3, measure="Procrustes"
             )
             return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
-    xc, dx = center_with_residual(xm, xp, "x")
-    yc, dy = center_with_residual(ym, xp, "y")
-    norms = xp.sum(_row_sq_norms(xc, dx, xp)) * xp.sum(_row_sq_norms(yc, dy, xp))
+    xc, dx = centre_finite(xm, xp, "x")
+    yc, dy = centre_finite(ym, xp, "y")
+    norms = xp.sum(row_sq_norms(xc, dx, xp)) * xp.sum(row_sq_norms(yc, dy, xp))
     return as_output(_nuclear_norm(xc, yc, dx, dy, xp) / norms**0.5)
 
 
@@ -144,7 +146,7 @@ def _nuclear_norm(xc: Array, yc: Array, dx: Array | None, dy: Array | None, xp: 
     r"""Float64 :math:`\lVert \bar X^\top\bar Y\rVert_*` from the one-pass centred data."""
     n = xc.shape[0]
     if xc.shape[1] <= n and yc.shape[1] <= n:
-        return xp.sum(xp.linalg.svdvals(_centred_product(xc, yc, dx, dy, xp)))
+        return xp.sum(xp.linalg.svdvals(centred_product(xc, yc, dx, dy, xp)))
     a, b = _reduced(xc, dx, xp), _reduced(yc, dy, xp)
     return xp.sum(xp.linalg.svdvals(to_float64(xp.matrix_transpose(b) @ a, xp)))
 
