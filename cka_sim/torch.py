@@ -19,8 +19,14 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-import torch
-from torch import nn
+try:
+    import torch
+    from torch import nn
+except ImportError as _err:
+    raise ModuleNotFoundError(
+        'cka_sim.torch needs torch; install the torch extra: pip install "cka-sim[torch]"',
+        name="torch",
+    ) from _err
 
 from .result import CKAResult
 
@@ -804,7 +810,14 @@ def _accumulate(
     world_size: int | None,
 ) -> tuple[int, set[str]]:
     """Feed every batch's recorded layers to the accumulator; the batch count and dtypes seen."""
-    from tqdm.auto import tqdm
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as err:
+        raise ModuleNotFoundError(
+            "compare_models needs tqdm for its progress bar; install the torch extra: "
+            'pip install "cka-sim[torch]"',
+            name="tqdm",
+        ) from err
 
     rank = torch.distributed.get_rank() if world_size is not None else 0
     n_batches, dtypes = 0, set()

@@ -69,3 +69,25 @@ def test_plot_without_matplotlib_is_one_line(tmp_path):
         'cka-sim: error: cka_sim.plot needs matplotlib; install the plot extra: pip install "cka-sim[plot]"\n'
     )
     assert not (tmp_path / "m.png").exists()
+
+
+def test_cka_sim_torch_features_without_torch_name_the_fix(tmp_path):
+    code = (
+        "import cka_sim, numpy as np\n"
+        "acc = cka_sim.StreamingCKA()\n"
+        "acc.update(np.eye(6), np.eye(6))\n"
+        "try:\n"
+        "    acc.all_reduce()\n"
+        "except ModuleNotFoundError as err:\n"
+        "    print(err)\n"
+        "import cka_sim.torch\n"
+    )
+    done = run_without(tmp_path, ("torch",), "-c", code)
+    assert done.stdout == (
+        'all_reduce needs torch; install the torch extra: pip install "cka-sim[torch]"\n'
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ModuleNotFoundError: cka_sim.torch needs torch; install the torch extra: "
+        'pip install "cka-sim[torch]"'
+    )
