@@ -4,8 +4,7 @@ Each cache file ``NAME.npy`` has a checksum file ``NAME.npy.sha256`` beside it, 
 ``sha256sum`` (so ``sha256sum -c`` checks it too), written when the file is built. A file is
 used only when it loads with the expected shape and dtype and its SHA-256 matches; otherwise
 (empty, truncated, overwritten, or without a checksum) it is built again. The check reads the
-whole file at every load (about 0.2 s for the 32 px dSprites test split, 75 MB), a small part of
-what rendering it costs.
+whole file at every load, a small part of what rendering it costs (docs/datasets.md, "Cache").
 """
 
 from __future__ import annotations
