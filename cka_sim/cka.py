@@ -10,11 +10,18 @@ import numpy as np
 from ._backend import Array, as_output, to_float64, to_scalar
 from ._batch import prepare_finite
 from ._moments import Moments
-from ._validation import check_gram_pair, check_pair, warn_undefined
+from ._validation import (
+    check_choice,
+    check_gram_pair,
+    check_kernel_name,
+    check_pair,
+    warn_undefined,
+)
 from .hsic import gram_inner
 from .kernels import centered, gram_linear, gram_polynomial, gram_rbf
 
 Method = Literal["auto", "features", "gram"]
+METHODS = ("auto", "features", "gram")
 KernelName = Literal["rbf", "linear", "polynomial"]
 
 
@@ -157,8 +164,7 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
     >>> round(linear_cka(x, 3 * x + 1), 6)
     1.0
     """
-    if method not in ("auto", "features", "gram"):
-        raise ValueError(f"method must be 'auto', 'features' or 'gram'; got {method!r}")
+    check_choice(method, "method", METHODS)
     xm, ym, xp = check_pair(x, y, min_rows=4 if debiased else 2, check_values=False)
     n, p1, p2 = xm.shape[0], xm.shape[1], ym.shape[1]
     if method == "auto":
@@ -227,6 +233,7 @@ def kernel_cka(
     xm, ym, xp = check_pair(x, y, min_rows=4 if debiased else 2)
     if _check_not_constant(xm, ym, xp) is not None:
         return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
+    check_kernel_name(kernel, ("rbf", "linear", "polynomial"))
     if callable(kernel):
         grams = [_call_kernel(kernel, a, name, xp) for a, name in ((xm, "x"), (ym, "y"))]
     elif kernel == "rbf":
@@ -238,13 +245,8 @@ def kernel_cka(
         ]
     elif kernel == "linear":
         grams = [gram_linear(a) for a in (xm, ym)]
-    elif kernel == "polynomial":
-        grams = [gram_polynomial(a, degree=degree, gamma=gamma, coef0=coef0) for a in (xm, ym)]
     else:
-        raise ValueError(
-            f"unknown kernel {kernel!r}; use 'rbf', 'linear', 'polynomial' or a callable that "
-            "maps (n, p) activations to an (n, n) Gram matrix"
-        )
+        grams = [gram_polynomial(a, degree=degree, gamma=gamma, coef0=coef0) for a in (xm, ym)]
     if callable(kernel):  # the caller's Grams get the full checks; built-in ones are valid
         k, l, xp = check_gram_pair(*grams, min_size=4 if debiased else 2)
     else:

@@ -7,12 +7,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._validation import as_matrix
+from .._validation import as_matrix, check_choice, check_count
 from ..result import CKAResult, default_metadata
 from ._checks import (
-    check_choice,
     check_confidence_level,
-    check_count,
     check_debiased_rows,
     to_numpy,
 )
