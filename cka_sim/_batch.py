@@ -18,16 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import (
-    _RESIDUAL_TOLERANCE,
-    Array,
-    centre_float32,
-    is_torch,
-    namespace,
-    spread,
-    to_float64,
-    to_scalar,
-)
+from ._backend import Array, centre_float32, is_torch, namespace, sample_centre, to_float64
 from ._validation import as_matrix, check_finite
 
 
@@ -78,9 +69,11 @@ def prepare_layer(x: Array, xp: Any, *, exact: bool) -> Prepared:
     ``exact=False`` (:class:`~cka_sim.MinibatchCKA`): HSIC of one batch is invariant to
     translating the features, and its (m, m) Gram is (U-)centred in float64 afterwards, so the
     mean need not be exact: the subtraction only brings the features near zero so that a float32
-    Gram keeps the digits of their spread rather than of their offset (one reduction and one
-    subtraction in the input dtype, no float64 pass). Only when a float32 mean can be off by more
-    than 1 % of the spread (feature means hundreds of times the spread) is it centred exactly.
+    Gram keeps the digits of their spread rather than of their offset. The centre is the float64
+    mean of 32 rows spread over the batch (:func:`~cka_sim._backend.sample_centre`), rounded to
+    the input dtype: what it misses is a translation (about σ/√32 per feature), removed exactly
+    by the float64 centring of the Gram; one subtraction pass over the batch and no host
+    synchronisation.
     """
     if not exact:
         return Prepared(_translated(x, xp))
@@ -111,19 +104,8 @@ def centre_finite(x: Array, xp: Any, name: str) -> tuple[Array, Array | None]:
 
 
 def _translated(x: Array, xp: Any) -> Array:
-    """``x`` minus its column means in ``x``'s dtype (see :func:`prepare_layer`)."""
-    centre = xp.mean(x, axis=0)
-    xc = x - centre
-    if x.dtype == xp.float32:
-        # A float32 mean of m values is off by at most about m·ε·|mean|.
-        bound = (
-            x.shape[0]
-            * float(np.finfo(np.float32).eps)
-            * to_scalar(xp.sum(to_float64(centre, xp) ** 2)) ** 0.5
-        )
-        if bound > _RESIDUAL_TOLERANCE * spread(xc, xp):
-            xc = centre_float32(x, xp)[0]
-    return xc
+    """``x`` minus the mean of a sample of its rows, in ``x``'s dtype (see :func:`prepare_layer`)."""
+    return x - sample_centre(x, xp)
 
 
 def prepare_layers(

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Array, as_output, is_torch, to_float64, transposed_product
+from ._backend import Array, as_output, is_torch, row_sq_sums, to_float64, transposed_product
 from ._validation import check_gram_pair
 from .kernels import centered
 
@@ -90,7 +90,7 @@ def row_sq_norms(xc: Array, residual: Array | None, xp: Any) -> Array:
     1e-7 relative for float32, as the GEMMs themselves), the residual ``δ`` (float64, see
     :func:`~cka_sim._batch.prepare_layer`) is removed in float64.
     """
-    norms = to_float64(xp.sum(xc * xc, axis=1), xp)
+    norms = to_float64(row_sq_sums(xc, xp), xp)
     if residual is None:
         return norms
     shift = to_float64(xc @ xp.astype(residual, xc.dtype), xp)

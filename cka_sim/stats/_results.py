@@ -66,6 +66,7 @@ class BootstrapResult:
 
 
 def estimator_name(kernel: object, debiased: bool) -> str:
-    """``"linear"``, ``"rbf-debiased"``, ``"custom-kernel"``, ...: the kernel, then the HSIC."""
+    """``"linear"``, ``"rbf-debiased"``, ``"custom-kernel"``, ...: the kernel (or the measure
+    other than CKA, e.g. ``"dcka"``), then the HSIC."""
     base = kernel if isinstance(kernel, str) else "custom-kernel"
     return f"{base}-debiased" if debiased else str(base)
