@@ -89,6 +89,20 @@ def require_keys(payload: dict[str, Any], keys: Iterable[str], source: str | Pat
 
     A file with the format tag but without what its reader needs was written by another tool
     or an interrupted older version: it is reported, never a bare ``KeyError``.
+
+    Parameters
+    ----------
+    payload : dict
+        A checkpoint read by :func:`read_checkpoint`.
+    keys : iterable of str
+        What the caller reads from it, e.g. :data:`RESUME_PAYLOAD_KEYS`.
+    source : str or Path
+        The checkpoint's path, for the message.
+
+    Raises
+    ------
+    CheckpointError
+        When some of ``keys`` are missing; the message lists them.
     """
     missing = [key for key in keys if key not in payload]
     if missing:

@@ -20,7 +20,7 @@ class PermutationTestResult:
     null_distribution : numpy.ndarray, shape (B,)
         CKA after each of the ``B`` random permutations of the examples of ``y``.
     estimator : str
-        Which CKA was tested, as in :attr:`cka_sim.CKAResult.estimator`: ``"linear"``,
+        Which CKA was tested, named as ``CKAResult.estimator`` names it: ``"linear"``,
         ``"linear-debiased"``, ``"rbf"``, ``"rbf-debiased"``, ``"custom-kernel"``, ...
     """
 
