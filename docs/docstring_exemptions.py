@@ -128,6 +128,7 @@ EXEMPTIONS: dict[str, dict[str, str]] = {
     "vae_zoo.checkpoint.load_model": _ZOO("EX01 PR02 PR04 PR07 RT01 XR01 XR02 XR03"),
     "vae_zoo.checkpoint.load_model_state": _ZOO("EX01 PR01 XR02"),
     "vae_zoo.checkpoint.read_checkpoint": _ZOO("EX01 PR01 RT01 XR02"),
+    "vae_zoo.checkpoint.require_keys": _ZOO("EX01 XR02"),
     "vae_zoo.checkpoint.resolve_checkpoint": _ZOO("EX01 PR01 RT01 XR01 XR02"),
     "vae_zoo.checkpoint.save_checkpoint": _ZOO("EX01 PR01 XR01 XR02"),
     "vae_zoo.checkpoint.write_json_atomic": _ZOO("EX01 PR01 XR01 XR02"),

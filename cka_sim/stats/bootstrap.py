@@ -24,7 +24,7 @@ from ._measures import (
     subset_values,
 )
 from ._resampling import generator, half_samples, jackknife_groups
-from ._results import BootstrapResult, ConfidenceInterval
+from ._results import BootstrapResult, ConfidenceInterval, estimator_name
 from ._tables import observed_table, subset_table
 
 
@@ -137,17 +137,19 @@ def bootstrap_ci(
     if measure != "cka":
         zm = None if confounder is None else confounder_matrix(confounder, n)
         fn = measure_function(measure, debiased)
-        return _measure_interval(fn, xm, ym, zm, n_resamples, level, method, seed)
+        name = estimator_name(measure, debiased)
+        return _measure_interval(fn, xm, ym, zm, n_resamples, level, method, seed, name)
     form = choose_form(n // 2, [xm.shape[1], ym.shape[1]], kernel)
     options = {"kernel": kernel, "threshold": threshold, "sigma": sigma}
     reps = [represent(xm, form, **options)], [represent(ym, form, **options)]
+    name = estimator_name(kernel, debiased)
     observed = observed_table(*reps, debiased=debiased)
     if np.isnan(observed[0, 0]):
         warn_undefined(
             "x or y", "a self-HSIC is not positive (constant features or too few examples)"
         )
         nan = ConfidenceInterval(np.nan, np.nan)
-        return BootstrapResult(np.nan, nan, np.nan, np.full(n_resamples, np.nan))
+        return BootstrapResult(np.nan, nan, np.nan, np.full(n_resamples, np.nan), name)
     replicates = resample_table(*reps, observed, n_resamples, debiased=debiased, seed=seed)
     jack = jackknife_table(*reps, debiased=debiased) if method == "bca" else None
     low, high = intervals(observed, replicates, jack, method=method, confidence_level=level)
@@ -157,6 +159,7 @@ def bootstrap_ci(
         ConfidenceInterval(float(low[0, 0]), float(high[0, 0])),
         float(np.std(t, ddof=1)),
         t,
+        name,
     )
 
 
@@ -195,13 +198,14 @@ def _measure_interval(
     level: float,
     method: str,
     seed: Any,
+    name: str,
 ) -> BootstrapResult:
     """The interval for a measure recomputed from the data (see :mod:`cka_sim.stats._measures`)."""
     n = xm.shape[0]
     observed = np.array([[fn(xm, ym, zm)]])
     if np.isnan(observed[0, 0]):  # the measure has warned why
         nan = ConfidenceInterval(np.nan, np.nan)
-        return BootstrapResult(np.nan, nan, np.nan, np.full(count, np.nan))
+        return BootstrapResult(np.nan, nan, np.nan, np.full(count, np.nan), name)
     subsets = (rows for block in half_samples(generator(seed), n, count) for rows in block)
     raw = subset_values(fn, xm, ym, zm, subsets)[None, None, :]
     replicates = observed[..., None] + half_sample_scale(n) * (raw - observed[..., None])
@@ -215,4 +219,5 @@ def _measure_interval(
         ConfidenceInterval(float(low[0, 0]), float(high[0, 0])),
         float(np.std(t, ddof=1)),
         t,
+        name,
     )
