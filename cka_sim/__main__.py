@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .exceptions import CKAUndefinedWarning
+
 EXAMPLES = """\
 examples:
   python -m cka_sim --demo
@@ -31,7 +33,8 @@ examples:
       every layer of model_a (one array per layer in the .npz) against every layer of model_b
 
 Rows of every array are examples, in the same order in both files; trailing dimensions are
-flattened. Exit status: 0 on success, 2 on unreadable or mismatched input.
+flattened. Exit status: 0 on success, 1 when CKA is undefined for the two arrays (a constant
+input: the reason is printed), 2 on unreadable or mismatched input.
 """
 
 
@@ -144,11 +147,23 @@ def _pair(args: argparse.Namespace) -> int:
         raise InputError("--plot and --save need .npz files of layers (a layer x layer matrix)")
     assert isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
     options: dict[str, Any] = {"debiased": args.debiased}
-    if args.kernel == "rbf":
-        options.update(kernel="rbf", threshold=args.threshold)
-        value = kernel_cka(x, y, threshold=args.threshold, debiased=args.debiased)
-    else:
-        value = linear_cka(x, y, debiased=args.debiased)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CKAUndefinedWarning)
+        if args.kernel == "rbf":
+            options.update(kernel="rbf", threshold=args.threshold)
+            value = kernel_cka(x, y, threshold=args.threshold, debiased=args.debiased)
+        else:
+            value = linear_cka(x, y, debiased=args.debiased)
+    for record in caught:
+        if not issubclass(record.category, CKAUndefinedWarning):
+            warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
+    if math.isnan(value):
+        reasons = [str(r.message) for r in caught if issubclass(r.category, CKAUndefinedWarning)]
+        reason = reasons[0] if reasons else "CKA is undefined for these inputs; returning NaN"
+        if args.json:
+            print(json.dumps({"cka": None, "undefined": reason}))
+        print(f"cka-sim: {reason}", file=sys.stderr)
+        return 1
     out: dict[str, Any] = {
         "cka": value,
         "estimator": args.kernel + ("-debiased" if args.debiased else ""),

@@ -50,9 +50,14 @@ class BootstrapResult:
         The rescaled half-sample replicates
         :math:`\\hat\\theta + c\\,(\\hat\\theta^*_m - \\hat\\theta)`, which mimic the sampling
         distribution of the full-data estimate (see :func:`~cka_sim.stats.bootstrap_ci`).
+    interval_method : str
+        How the interval was formed: ``"bca"``, ``"percentile"`` or ``"basic"`` as asked, or
+        ``"basic-widened"`` where ``"bca"`` was asked but BCa is undefined or excludes the
+        estimate (see :func:`~cka_sim.stats.bootstrap_ci`).
     """
 
     statistic: float
     confidence_interval: ConfidenceInterval
     standard_error: float
     bootstrap_distribution: np.ndarray
+    interval_method: str = "bca"

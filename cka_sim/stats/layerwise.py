@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._validation import as_matrix
+from .._backend import power_of_two_scaled
+from .._validation import as_matrix, warn_undefined
+from ..cka import _is_constant
 from ..result import CKAResult, default_metadata
 from ._checks import (
     check_choice,
@@ -65,6 +67,10 @@ def cka_matrix_with_uncertainty(
     CKAResult
         With ``ci_low``, ``ci_high`` and ``pvalues`` filled (unless skipped); the settings are in
         ``metadata``. The p-values are per cell, not corrected for the number of cells.
+        ``metadata["interval_fallback_cells"]`` lists the ``[row, column]`` cells where
+        ``method="bca"`` fell back to the basic interval widened to contain the estimate (see
+        :func:`~cka_sim.stats.bootstrap_ci`). A constant layer gives a NaN row or column (values,
+        intervals and p-values) with a :class:`~cka_sim.CKAUndefinedWarning` naming it.
 
     Notes
     -----
@@ -95,21 +101,39 @@ def cka_matrix_with_uncertainty(
         raise ValueError(f"the layers have {n} examples; CKA needs at least {4 if debiased else 2}")
     if n_resamples:
         check_debiased_rows(n, debiased, n // 2, "half-sampling")
+    constant = {
+        side: [name for name, m in mats.items() if _is_constant(m, np)]
+        for side, mats in (("acts_a", mats_a), ("acts_b", mats_b))
+    }
+    for side, names in constant.items():
+        for name in names:
+            warn_undefined(
+                f"layer {name!r} of {side}", "all of its features are constant (zero self-HSIC)"
+            )
+    mats_a = {k: v if k in constant["acts_a"] else _scaled(v) for k, v in mats_a.items()}
+    mats_b = {k: v if k in constant["acts_b"] else _scaled(v) for k, v in mats_b.items()}
     widths = [m.shape[1] for m in [*mats_a.values(), *mats_b.values()]]
     form = choose_form(n // 2 if n_resamples else n, widths, "linear")
     reps_a = [represent(m, form) for m in mats_a.values()]
     reps_b = [represent(m, form) for m in mats_b.values()]
     observed = observed_table(reps_a, reps_b, debiased=debiased)
+    undefined_rows = [i for i, k in enumerate(mats_a) if k in constant["acts_a"]]
+    undefined_cols = [j for j, k in enumerate(mats_b) if k in constant["acts_b"]]
+    observed[undefined_rows, :] = np.nan  # exactly: a constant layer's centred data may
+    observed[:, undefined_cols] = np.nan  # not be exactly zero after a float64 mean
     rng = generator(seed)
     ci_low = ci_high = pvalues = None
+    fallback_cells: list[list[str]] = []
     if n_resamples:
         replicates = resample_table(
             reps_a, reps_b, observed, n_resamples, debiased=debiased, seed=rng
         )
         jack = jackknife_table(reps_a, reps_b, debiased=debiased) if method == "bca" else None
-        ci_low, ci_high = intervals(
+        ci_low, ci_high, fallback = intervals(
             observed, replicates, jack, method=method, confidence_level=level
         )
+        names_a, names_b = list(mats_a), list(mats_b)
+        fallback_cells = [[names_a[i], names_b[j]] for i, j in np.argwhere(fallback)]
     if n_permutations:
         blocks = permutations(rng, n, n_permutations)
         null = permutation_table(reps_a, reps_b, blocks, debiased=debiased)
@@ -125,6 +149,7 @@ def cka_matrix_with_uncertainty(
             n_permutations=n_permutations,
             confidence_level=level,
             interval_method=method,
+            interval_fallback_cells=fallback_cells,
             resampling="half-sampling without replacement",
         ),
         ci_low=ci_low,
@@ -143,6 +168,11 @@ def _layers(acts: Mapping[str, Any], name: str) -> dict[str, np.ndarray]:
         str(key): np.asarray(as_matrix(to_numpy(value), f"{name}[{key!r}]"), dtype=np.float64)
         for key, value in acts.items()
     }
+
+
+def _scaled(x: np.ndarray) -> np.ndarray:
+    """``x`` times an exact power of two that keeps float64 products in range (CKA unchanged)."""
+    return power_of_two_scaled(x, np)[0]
 
 
 def _common_rows(mats_a: dict[str, np.ndarray], mats_b: dict[str, np.ndarray]) -> int:

@@ -8,7 +8,14 @@ from typing import Any, Literal
 import numpy as np
 
 from .._validation import warn_undefined
-from ._checks import activations_pair, check_choice, check_count, check_kernel
+from ._checks import (
+    activations_pair,
+    check_choice,
+    check_count,
+    check_kernel,
+    constant_argument,
+    scaled_for_kernel,
+)
 from ._engine import choose_form, represent
 from ._resampling import generator, permutations
 from ._results import PermutationTestResult
@@ -108,8 +115,12 @@ def permutation_test(
         raise ValueError("method='features' needs kernel='linear'; use method='gram' or 'auto'")
     else:
         form = method
-    options = {"kernel": kernel, "threshold": threshold, "sigma": sigma}
-    rep_x, rep_y = represent(xm, form, **options), represent(ym, form, **options)
+    if constant_argument({"x": xm, "y": ym}) is not None:
+        return PermutationTestResult(np.nan, np.nan, np.full(n_permutations, np.nan))
+    (xm, sigma_x), (ym, sigma_y) = (scaled_for_kernel(a, kernel, sigma) for a in (xm, ym))
+    options = {"kernel": kernel, "threshold": threshold}
+    rep_x = represent(xm, form, sigma=sigma_x, **options)
+    rep_y = represent(ym, form, sigma=sigma_y, **options)
     observed = observed_table([rep_x], [rep_y], debiased=debiased)
     if np.isnan(observed[0, 0]):
         warn_undefined(
