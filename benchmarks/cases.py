@@ -1,8 +1,13 @@
 """The cases of the suite. Each returns table rows (dicts); every ratio is of two times from one run.
 
 Row keys: ``case``, ``params`` (dict), ``contender``, ``seconds``, ``ratio`` with ``ratio_of``
-(what over what), ``error`` (absolute difference from the float64 truth or from ``cka_sim``),
-``peak_bytes`` (peak memory above the level before the call), ``value``, ``note``.
+(what over what: for ``cka_sim`` the library's own floor), ``ratio2`` with ``ratio2_of`` (for
+``cka_sim`` the machine's fastest floor, see :mod:`benchmarks.floors`), ``error`` (absolute
+difference from the float64 truth or from ``cka_sim``), ``peak_bytes`` (peak memory above the
+level before the call), ``value``, ``note``.
+
+Every ``cka_sim`` contender runs once per entry of ``Context.libs``: the current package and, with
+``--baseline``, an older one (:mod:`benchmarks.baseline`), timed in the same interleaved rounds.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from . import peers as peer_lib
-from .data import CNN_LAYERS, activations, build_cnn, build_loader, debiased_cka_float64
+from .data import activations, debiased_cka_float64
+from .floors import library_products, sum_floors
 from .timing import PeakMemory, interleaved_best, synchronizer
 
 Row = dict[str, Any]
@@ -24,17 +31,23 @@ Row = dict[str, Any]
 
 @dataclass
 class Context:
-    """What every case needs: device, repeats, time budget per measurement, peers, a logger."""
+    """What every case needs: device, repeats, time budget per measurement, peers, a logger, and
+    the ``cka_sim`` packages to time (label -> package; default: the current one)."""
 
     device: str
     repeats: int
     budget_s: float
     peers: dict[str, peer_lib.Peer]
     log: Callable[[str], None] = print
+    libs: dict[str, ModuleType] = field(default_factory=dict)
     sync: Callable[[], None] = field(init=False)
 
     def __post_init__(self) -> None:
         self.sync = synchronizer(self.device)
+        if not self.libs:
+            import cka_sim
+
+            self.libs = {"cka_sim": cka_sim}
 
     def time(self, fns: list[Callable[[], Any]]) -> list[float]:
         return interleaved_best(fns, repeats=self.repeats, sync=self.sync, budget_s=self.budget_s)
@@ -55,6 +68,8 @@ def row(case: str, params: dict[str, Any], contender: str, **values: Any) -> Row
         "seconds": None,
         "ratio": None,
         "ratio_of": "",
+        "ratio2": None,
+        "ratio2_of": "",
         "error": None,
         "peak_bytes": None,
         "value": None,
@@ -64,17 +79,54 @@ def row(case: str, params: dict[str, Any], contender: str, **values: Any) -> Row
     return out
 
 
-def _floor(xc: Any, yc: Any) -> Callable[[], Any]:
-    """The three products a feature-form linear CKA cannot avoid, on centred data."""
-    return lambda: (xc.T @ xc, yc.T @ yc, yc.T @ xc)
-
-
 def gram_bytes(n: int, itemsize: int) -> int:
     return n * n * itemsize
 
 
+def _time_with_products(
+    ctx: Context,
+    products: dict[str, dict[str, Callable[[], Any]]],
+    fns: dict[str, Callable[[], Any]],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Time every product of every library and every contender in the same interleaved rounds.
+
+    Returns (floors: library -> seconds and "fastest" -> seconds, contender -> seconds).
+    """
+    keys = [(lib, prod) for lib, prods in products.items() for prod in prods]
+    calls = [products[lib][prod] for lib, prod in keys] + list(fns.values())
+    times = ctx.time(calls)
+    floors = sum_floors(dict(zip(keys, times[: len(keys)], strict=True)))
+    return floors, dict(zip(fns, times[len(keys) :], strict=True))
+
+
+def _floor_rows(
+    case: str, params: dict[str, Any], floors: dict[str, float], only: tuple[str, ...] = ()
+) -> list[Row]:
+    """One row per floor (``only``: just those libraries), each over the fastest floor."""
+    rows = []
+    for lib, seconds in floors.items():
+        if only and lib not in only:
+            continue
+        name = "fastest floor" if lib == "fastest" else f"GEMM floor ({lib})"
+        rows.append(
+            row(
+                case,
+                params,
+                name,
+                seconds=seconds,
+                ratio=1.0 if lib != "fastest" else None,
+                ratio_of="/floor" if lib != "fastest" else "",
+                ratio2=seconds / floors["fastest"],
+                ratio2_of="/fastest",
+                note="each product in the faster library" if lib == "fastest" else "",
+            )
+        )
+    return rows
+
+
 def linear(ctx: Context, sizes: list[tuple[int, int]], peer_max_n: int) -> list[Row]:
-    """``linear_cka`` (biased and debiased, torch on the device; NumPy on the CPU) vs the floor.
+    """``linear_cka`` (biased and debiased; torch tensors on the device, NumPy on the CPU) against
+    the library's own three products and the machine's fastest (:mod:`benchmarks.floors`).
 
     Peers compute the debiased estimator (pytorch-cka has no other), so their ratio is to
     ``cka_sim`` debiased. They form n x n Grams: beyond ``peer_max_n`` they are skipped with the
@@ -90,17 +142,24 @@ def linear(ctx: Context, sizes: list[tuple[int, int]], peer_max_n: int) -> list[
 
 
 def _linear_one(ctx: Context, n: int, p: int, peer_max_n: int) -> list[Row]:
-    from cka_sim import linear_cka
-
     params = {"n": n, "p": p}
     rows: list[Row] = []
     x, y = activations(n, p, device=ctx.device)
-    xc, yc = x - x.mean(0), y - y.mean(0)
-    fns = {
-        "GEMM floor (torch)": _floor(xc, yc),
-        "cka_sim": lambda: float(linear_cka(x, y)),
-        "cka_sim debiased": lambda: float(linear_cka(x, y, debiased=True)),
-    }
+    products = library_products(x - x.mean(0), y - y.mean(0), ctx.device)
+    inputs = {"torch": (x, y)}
+    if ctx.device == "cpu":
+        inputs["numpy"] = (x.numpy(), y.numpy())
+    fns: dict[str, Callable[[], Any]] = {}
+    library_of: dict[str, str] = {}
+    for label, package in ctx.libs.items():
+        for lib, (a, b) in inputs.items():
+            suffix = "" if lib == "torch" else " numpy"
+            for debiased in (False, True):
+                name = label + suffix + (" debiased" if debiased else "")
+                fns[name] = lambda a=a, b=b, f=package.linear_cka, d=debiased: float(
+                    f(a, b, debiased=d)
+                )
+                library_of[name] = lib
     for name, peer in ctx.peers.items():
         if not peer.available:
             rows.append(row("linear", params, name, note=peer.missing))
@@ -111,13 +170,15 @@ def _linear_one(ctx: Context, n: int, p: int, peer_max_n: int) -> list[Row]:
         else:
             fn = peer_lib.linear_debiased(name)
             fns[name] = lambda fn=fn: fn(x, y)
-    times = dict(zip(fns, ctx.time(list(fns.values())), strict=True))
-    floor, ours_db = times["GEMM floor (torch)"], times["cka_sim debiased"]
+    floors, times = _time_with_products(ctx, products, fns)
+    rows += _floor_rows("linear", params, floors)
+    ours_db = times["cka_sim debiased"]
     for name, seconds in times.items():
         note = ""
-        if name.startswith(("cka_sim", "GEMM")):
+        if name in library_of:
+            floor = floors[library_of[name]]
             ratio, of = seconds / floor, "/floor"
-            if name.startswith("cka_sim"):
+            if library_of[name] == "torch":
                 note = f"{100 * floor / seconds:.0f}% of the GEMM rate"
         else:
             ratio, of = seconds / ours_db, "/cka_sim db"
@@ -129,36 +190,10 @@ def _linear_one(ctx: Context, n: int, p: int, peer_max_n: int) -> list[Row]:
                 seconds=seconds,
                 ratio=ratio,
                 ratio_of=of,
+                ratio2=seconds / floors["fastest"],
+                ratio2_of="/fastest",
                 peak_bytes=ctx.peak(fns[name]),
                 note=note,
-            )
-        )
-    if ctx.device == "cpu":
-        rows += _linear_numpy(ctx, x.numpy(), y.numpy(), params)
-    return rows
-
-
-def _linear_numpy(ctx: Context, x: np.ndarray, y: np.ndarray, params: dict[str, Any]) -> list[Row]:
-    """NumPy input: ``linear_cka`` against NumPy's own three products."""
-    from cka_sim import linear_cka
-
-    xc, yc = x - x.mean(0), y - y.mean(0)
-    fns = [_floor(xc, yc), lambda: linear_cka(x, y), lambda: linear_cka(x, y, debiased=True)]
-    t_floor, t_ours, t_db = ctx.time(fns)
-    rows = [row("linear", params, "GEMM floor (numpy)", seconds=t_floor, ratio=1.0)]
-    for name, seconds, fn in (
-        ("cka_sim numpy", t_ours, fns[1]),
-        ("cka_sim numpy debiased", t_db, fns[2]),
-    ):
-        rows.append(
-            row(
-                "linear",
-                params,
-                name,
-                seconds=seconds,
-                ratio=seconds / t_floor,
-                ratio_of="/floor",
-                peak_bytes=ctx.peak(fn),
             )
         )
     return rows
@@ -166,18 +201,17 @@ def _linear_numpy(ctx: Context, x: np.ndarray, y: np.ndarray, params: dict[str, 
 
 def accuracy(ctx: Context, n: int, p: int, means: list[float]) -> list[Row]:
     """Debiased linear CKA of float32 inputs with feature means 0, 10, 100 vs the float64 truth."""
-    from cka_sim import linear_cka
-
     rows: list[Row] = []
     for mean in means:
         params = {"n": n, "p": p, "feature mean": mean}
         x, y = activations(n, p, mean=mean, seed=1, device=ctx.device)
         x_np, y_np = x.cpu().numpy(), y.cpu().numpy()
         truth = debiased_cka_float64(x_np, y_np)
-        contenders: dict[str, Callable[[], float]] = {
-            "cka_sim": lambda x=x, y=y: float(linear_cka(x, y, debiased=True)),
-            "cka_sim numpy": lambda x=x_np, y=y_np: float(linear_cka(x, y, debiased=True)),
-        }
+        contenders: dict[str, Callable[[], float]] = {}
+        for label, package in ctx.libs.items():
+            f = package.linear_cka
+            contenders[label] = lambda f=f, x=x, y=y: float(f(x, y, debiased=True))
+            contenders[f"{label} numpy"] = lambda f=f, x=x_np, y=y_np: float(f(x, y, debiased=True))
         for name, peer in ctx.peers.items():
             if peer.available:
                 fn = peer_lib.linear_debiased(name)
@@ -239,34 +273,42 @@ def rbf(ctx: Context, sizes: list[int], p: int, threshold: float) -> list[Row]:
 
 
 def streaming(ctx: Context, shapes: list[tuple[int, int, int]]) -> list[Row]:
-    """``StreamingCKA.update`` per batch vs the three products of that batch (steady state)."""
-    from cka_sim import StreamingCKA
-
+    """``StreamingCKA.update`` per batch (steady state: merging into an existing state) against
+    the three products of that batch, in its own library and in the machine's fastest."""
     rows: list[Row] = []
-    backends = ["torch"] + (["numpy"] if ctx.device == "cpu" else [])
     for m, p1, p2 in shapes:
         x, y = activations(m, max(p1, p2), seed=3, device=ctx.device)
         x, y = x[:, :p1].contiguous(), y[:, :p2].contiguous() - 20.0
-        for backend in backends:
-            xb, yb = (x, y) if backend == "torch" else (x.numpy(), y.numpy())
-            for debiased in (False, True):
-                params = {"m": m, "p1": p1, "p2": p2, "debiased": debiased, "backend": backend}
-                acc = StreamingCKA(debiased=debiased).update(xb, yb)  # merging into a state
-                floor = _floor(xb, yb)
-                t_floor, t_update = ctx.time(
-                    [floor, lambda acc=acc, xb=xb, yb=yb: acc.update(xb, yb)]
+        shape = {"m": m, "p1": p1, "p2": p2}
+        # the floor: the products of the batch as it comes (centring it is the library's work)
+        products = library_products(x, y, ctx.device)
+        inputs = {"torch": (x, y)}
+        if ctx.device == "cpu":
+            inputs["numpy"] = (x.numpy(), y.numpy())
+        fns: dict[tuple[str, str, bool], Callable[[], Any]] = {}
+        for label, package in ctx.libs.items():
+            for backend, (xb, yb) in inputs.items():
+                for debiased in (False, True):
+                    acc = package.StreamingCKA(debiased=debiased).update(xb, yb)
+                    fns[(label, backend, debiased)] = lambda acc=acc, a=xb, b=yb: acc.update(a, b)
+        floors, times = _time_with_products(ctx, products, fns)  # type: ignore[arg-type]
+        for lib in inputs:
+            rows += _floor_rows("streaming", {**shape, "backend": lib}, floors, only=(lib,))
+        rows += _floor_rows("streaming", shape, floors, only=("fastest",))
+        for (label, backend, debiased), seconds in times.items():
+            params = {**shape, "debiased": debiased, "backend": backend}
+            rows.append(
+                row(
+                    "streaming",
+                    params,
+                    f"{label} update" if label != "cka_sim" else "StreamingCKA.update",
+                    seconds=seconds,
+                    ratio=seconds / floors[backend],
+                    ratio_of="/floor",
+                    ratio2=seconds / floors["fastest"],
+                    ratio2_of="/fastest",
                 )
-                rows.append(row("streaming", params, "GEMM floor", seconds=t_floor, ratio=1.0))
-                rows.append(
-                    row(
-                        "streaming",
-                        params,
-                        "StreamingCKA.update",
-                        seconds=t_update,
-                        ratio=t_update / t_floor,
-                        ratio_of="/floor",
-                    )
-                )
+            )
     return rows
 
 
@@ -293,113 +335,6 @@ def streaming_memory(ctx: Context, totals: list[int], p: int, batch: int) -> lis
                 ratio=None if peak is None else peak / state,
                 ratio_of="/state",
                 note=f"an n x n float32 Gram would be {gram_bytes(total, 4) / 2**30:.0f} GiB",
-            )
-        )
-    return rows
-
-
-def compare(ctx: Context, n: int, batch_size: int, rounds: int = 1) -> list[Row]:
-    """``compare_models`` vs pytorch-cka ``compute_cka``: same models, loader, layers, estimator.
-
-    Both compute the debiased minibatch CKA (HSIC₁ per batch, Nguyen et al.) of the 10 layers of
-    one CNN against the 10 layers of another. "forward only" runs the two models over the loader;
-    "forward + Gram products" adds one plain ``out @ out.T`` per layer and batch: the work both
-    libraries share, which bounds any speed-up. After a warm-up of two batches the contenders
-    run one after the other, ``rounds`` times, and each keeps its best time.
-    """
-    import torch
-
-    from cka_sim.torch import compare_models
-
-    params = {"n": n, "batch": batch_size, "layers": f"{len(CNN_LAYERS)}x{len(CNN_LAYERS)}"}
-    model_a = build_cnn(0).to(ctx.device)
-    model_b = build_cnn(1).to(ctx.device)
-    loader = build_loader(n, batch_size)
-    rows: list[Row] = []
-
-    def forward_only() -> None:
-        with torch.inference_mode():
-            for x, _ in loader:
-                x = x.to(ctx.device)
-                model_a(x)
-                model_b(x)
-
-    def ours() -> np.ndarray:
-        result = compare_models(
-            model_a, model_b, loader, layers_a=CNN_LAYERS, layers_b=CNN_LAYERS, progress=False
-        )
-        return result.values
-
-    def forward_and_grams() -> None:
-        """The work both libraries must do: the forward passes and one m x m Gram per layer."""
-        outputs: list[Any] = []
-        hooks = [
-            model.get_submodule(name).register_forward_hook(
-                lambda module, args, out: outputs.append(out.reshape(out.shape[0], -1))
-            )
-            for model in (model_a, model_b)
-            for name in CNN_LAYERS
-        ]
-        try:
-            with torch.inference_mode():
-                for x, _ in loader:
-                    x = x.to(ctx.device)
-                    model_a(x)
-                    model_b(x)
-                    for out in outputs:
-                        out @ out.T
-                    outputs.clear()
-        finally:
-            for hook in hooks:
-                hook.remove()
-
-    fns: dict[str, Callable[[], Any]] = {
-        "forward only": forward_only,
-        "forward + Gram products": forward_and_grams,
-        "cka_sim": ours,
-    }
-    peer = ctx.peers["pytorch-cka"]
-    if peer.available:
-        fns["pytorch-cka"] = lambda: peer_lib.compare_models(
-            "pytorch-cka", model_a, model_b, loader, CNN_LAYERS, ctx.device
-        )
-    else:
-        rows.append(row("compare_models", params, "pytorch-cka", note=peer.missing))
-    with torch.inference_mode():  # warm-up: kernels and allocator
-        for i, (x, _) in enumerate(loader):
-            model_a(x.to(ctx.device))
-            model_b(x.to(ctx.device))
-            if i == 1:
-                break
-    results: dict[str, Any] = {}
-    times: dict[str, float] = dict.fromkeys(fns, float("inf"))
-    peaks: dict[str, int | None] = {}
-    for round_ in range(rounds):  # interleaved rounds; each contender keeps its best
-        for name, fn in fns.items():
-            ctx.log(f"  compare_models: {name} (round {round_ + 1} of {rounds})")
-            gc.collect()
-            with PeakMemory(ctx.device) as peak:
-                start = time.perf_counter()
-                results[name] = fn()
-                ctx.sync()
-                times[name] = min(times[name], time.perf_counter() - start)
-            peaks.setdefault(name, peak.bytes)
-    ours_values = results["cka_sim"]
-    for name, seconds in times.items():
-        error = None
-        if name == "pytorch-cka":
-            error = float(np.nanmax(np.abs(results[name] - ours_values)))
-        rows.append(
-            row(
-                "compare_models",
-                params,
-                name,
-                seconds=seconds,
-                ratio=seconds / times["cka_sim"],
-                ratio_of="/cka_sim",
-                error=error,
-                peak_bytes=peaks[name],
-                note="error: max |peer - cka_sim| over the matrix" if error is not None else "",
             )
         )
     return rows

@@ -18,10 +18,19 @@ CASE_TITLES = {
 }
 
 RATIO_LEGEND = (
-    "ratio: /floor = time over the GEMM floor of the same data, same library and device; "
+    "ratio: /floor = time over the library's own floor (its plain matmuls of the same data on "
+    "the same device; compare_models: forward + GEMM Grams); "
     "/cka_sim (db) = time over cka_sim's (debiased) time on the same data; "
-    "/state = peak memory over the float64 state 8·3p² bytes"
+    "/state = peak memory over the float64 state 8·3p² bytes. "
+    "vs fastest: time over the machine's fastest floor (each product in the faster of torch and "
+    "NumPy, SYRK where symmetric; compare_models: forward + the faster of the measured symmetric "
+    "Grams and the half-flop Grams)"
 )
+
+
+def _ratio(r: Row, key: str = "ratio") -> str:
+    value = r.get(key)
+    return "" if value is None else f"{value:.2f}x {r.get(key + '_of', '')}".rstrip()
 
 
 def _fmt(value: Any, kind: str) -> str:
@@ -47,14 +56,14 @@ def table(rows: list[Row], machine: str) -> str:
             continue
         lines += ["", f"== {title}"]
         lines.append(
-            f"{'params':<46} {'contender':<24} {'seconds':>9} {'ratio':>18} {'|error|':>8} "
-            f"{'peak MiB':>9}  note"
+            f"{'params':<46} {'contender':<26} {'seconds':>9} {'ratio':>18} {'vs fastest':>16} "
+            f"{'|error|':>8} {'peak MiB':>9}  note"
         )
         for r in block:
             params = " ".join(f"{k}={v}" for k, v in r["params"].items())
-            ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x {r['ratio_of']}"
             lines.append(
-                f"{params:<46} {r['contender']:<24} {_fmt(r['seconds'], 's'):>9} {ratio:>18} "
+                f"{params:<46} {r['contender']:<26} {_fmt(r['seconds'], 's'):>9} "
+                f"{_ratio(r) or '-':>18} {_ratio(r, 'ratio2') or '-':>16} "
                 f"{_fmt(r['error'], 'e'):>8} {_fmt(r['peak_bytes'], 'mib'):>9}  {r['note']}"
             )
     lines += ["", RATIO_LEGEND]
@@ -63,12 +72,12 @@ def table(rows: list[Row], machine: str) -> str:
 
 def _cells(r: Row) -> list[str]:
     params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
-    ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x {r['ratio_of']}"
     return [
         params,
         r["contender"],
         _fmt(r["seconds"], "s"),
-        ratio,
+        _ratio(r),
+        _ratio(r, "ratio2"),
         _fmt(r["error"], "e"),
         _fmt(r["peak_bytes"], "mib"),
         r["note"].replace("|", "\\|"),
@@ -86,8 +95,8 @@ def markdown(rows: list[Row], machine: str) -> str:
             "",
             f"**{title}**",
             "",
-            "| params | contender | seconds | ratio | abs error | peak MiB | note |",
-            "|---|---|---:|---:|---:|---:|---|",
+            "| params | contender | seconds | ratio | vs fastest | abs error | peak MiB | note |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
         ]
         lines += ["| " + " | ".join(_cells(r)) + " |" for r in block]
     lines += ["", RATIO_LEGEND]
@@ -106,8 +115,9 @@ def before_after(before: dict[str, Any], after: dict[str, Any]) -> str:
         f"after: {after['meta']['cka_sim']['path']} ({after['meta']['date_utc']}); "
         f"machine: {after['meta']['machine']}",
         "",
-        "| case | params | contender | ratio before | ratio after | seconds before | seconds after |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| case | params | contender | ratio before | ratio after | vs fastest before "
+        "| vs fastest after | seconds before | seconds after |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in after["rows"]:
         b = old.get(key(r))
@@ -115,8 +125,8 @@ def before_after(before: dict[str, Any], after: dict[str, Any]) -> str:
             continue
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
         lines.append(
-            f"| {r['case']} | {params} | {r['contender']} | {b['ratio']:.2f}x {b['ratio_of']} | "
-            f"{r['ratio']:.2f}x {r['ratio_of']} | {_fmt(b['seconds'], 's')} | "
+            f"| {r['case']} | {params} | {r['contender']} | {_ratio(b)} | {_ratio(r)} | "
+            f"{_ratio(b, 'ratio2')} | {_ratio(r, 'ratio2')} | {_fmt(b['seconds'], 's')} | "
             f"{_fmt(r['seconds'], 's')} |"
         )
     return "\n".join(lines)

@@ -15,6 +15,10 @@ ckatorch), ``streaming`` (``StreamingCKA.update`` vs the batch's floor), ``memor
 
 ``--device cuda`` runs the same code with torch tensors on the GPU (the floor is then the
 device's own torch GEMMs); it stops with a message when torch sees no CUDA device.
+
+``--baseline REV`` (a git revision, or a folder holding a ``cka_sim`` package) times that older
+``cka_sim`` beside the current one in every round of the ``linear``, ``accuracy``, ``streaming``
+and ``compare_models`` cases: before/after ratios measured side by side in one run.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: make the ``benchmarks`` packag
     # before/after figures) takes precedence over the checkout's own.
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import cases, report
+from benchmarks import baseline, case_compare, cases, report
 from benchmarks.peers import peers
 from benchmarks.timing import machine
 
@@ -117,6 +121,7 @@ class Config:
         full.linear_sizes = [(4000, 512), (20000, 1024)]
         full.rbf_sizes = [4000]
         full.memory_totals = [200_000]
+        full.budget_s = 20.0  # more contenders per round (floors per library, --baseline)
         return full
 
     @classmethod
@@ -163,9 +168,16 @@ def run_suite(
     selected: tuple[str, ...] = CASES,
     threads: int | None = None,
     log: callable = print,  # type: ignore[valid-type]
+    baseline_spec: str | None = None,
 ) -> dict:
-    """Run the selected cases; print and write the results. Returns the JSON record."""
+    """Run the selected cases; print and write the results. Returns the JSON record.
+
+    ``baseline_spec``: a git revision or a folder holding an older ``cka_sim``, timed beside the
+    current one (see :mod:`benchmarks.baseline`).
+    """
     import torch
+
+    import cka_sim
 
     check_device(device)
     if threads is not None:
@@ -175,7 +187,12 @@ def run_suite(
     for peer in found.values():
         if not peer.available:
             log(f"peer skipped: {peer.missing}")
-    ctx = cases.Context(device, config.repeats, config.budget_s, found, log)
+    libs = {"cka_sim": cka_sim}
+    if baseline_spec is not None:
+        label, package = baseline.load(baseline_spec)
+        libs[label] = package
+        log(f"baseline {label}: {Path(package.__file__).parent}")
+    ctx = cases.Context(device, config.repeats, config.budget_s, found, log, libs)
     rows: list[cases.Row] = []
     started = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -195,18 +212,21 @@ def run_suite(
                 ctx, config.memory_totals, config.memory_p, config.memory_batch
             )
         elif case == "compare_models":
-            rows += cases.compare(
+            rows += case_compare.compare(
                 ctx, config.compare_n, config.compare_batch, config.compare_rounds
             )
         else:
             raise ValueError(f"unknown case {case!r}; cases are {CASES}")
         seconds[case] = time.perf_counter() - begin
     stamp = datetime.datetime.now(datetime.timezone.utc)
-    import cka_sim
-
     meta = {
         "machine": host.description,
         "cka_sim": {"version": cka_sim.__version__, "path": str(Path(cka_sim.__file__).parent)},
+        "baseline": {
+            label: str(Path(package.__file__).parent)
+            for label, package in libs.items()
+            if label != "cka_sim"
+        },
         "machine_info": host.info,
         "config": asdict(config),
         "cases": list(selected),
@@ -244,9 +264,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
     parser.add_argument(
         "--preset",
-        choices=("full", "quick", "goals"),
+        choices=("full", "quick", "goals", "tiny"),
         default=None,
-        help="sizes: full (default), quick (= --quick), goals (only the sizes the goals name)",
+        help="sizes: full (default), quick (= --quick), goals (only the sizes the goals name), "
+        "tiny (seconds, to check the machinery)",
     )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:index]")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
@@ -255,6 +276,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)"
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="REV",
+        help="also time the cka_sim of this git revision (or folder) side by side",
     )
     args = parser.parse_args(argv)
     if args.device != "cpu" and not args.device.startswith("cuda"):
@@ -267,13 +294,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads is not None:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     preset = args.preset or ("quick" if args.quick else "full")
-    config = {"full": Config.full, "quick": Config.quick, "goals": Config.goals}[preset]()
+    presets = {
+        "full": Config.full,
+        "quick": Config.quick,
+        "goals": Config.goals,
+        "tiny": Config.tiny,
+    }
     run_suite(
-        config,
+        presets[preset](),
         device=args.device,
         out=args.out,
         selected=tuple(args.case) if args.case else CASES,
         threads=args.threads,
+        baseline_spec=args.baseline,
     )
 
 

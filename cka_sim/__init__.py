@@ -11,11 +11,13 @@ imported by ``import cka_sim``. See ``docs/estimators.md`` for formulas and nume
 """
 
 from .cka import cka, kernel_cka, linear_cka
+from .deconfounded import deconfounded_cka, deconfounded_cka_from_grams
 from .exceptions import CKAUndefinedWarning
 from .hsic import hsic
 from .kernels import center_gram, gram_linear, gram_polynomial, gram_rbf
 from .matrix import cka_matrix
 from .minibatch import MinibatchCKA
+from .procrustes import procrustes_distance, procrustes_similarity
 from .result import CKAResult
 from .stats import bootstrap_ci, cka_matrix_with_uncertainty, permutation_test
 from .streaming import StreamingCKA, StreamingCKAMatrix
@@ -34,6 +36,8 @@ __all__ = [
     "cka",
     "cka_matrix",
     "cka_matrix_with_uncertainty",
+    "deconfounded_cka",
+    "deconfounded_cka_from_grams",
     "gram_linear",
     "gram_polynomial",
     "gram_rbf",
@@ -41,4 +45,6 @@ __all__ = [
     "kernel_cka",
     "linear_cka",
     "permutation_test",
+    "procrustes_distance",
+    "procrustes_similarity",
 ]

@@ -179,10 +179,10 @@ def check_positive(value: float | None, name: str) -> None:
         raise ValueError(f"{name} must be a positive finite number; got {value!r}")
 
 
-def warn_undefined(what: str, reason: str, stacklevel: int = 3) -> None:
-    """Warn that CKA is undefined (NaN is returned) and why."""
+def warn_undefined(what: str, reason: str, stacklevel: int = 3, *, measure: str = "CKA") -> None:
+    """Warn that ``measure`` is undefined (NaN is returned) and why."""
     warnings.warn(
-        f"CKA is undefined for {what}: {reason}; returning NaN",
+        f"{measure} is undefined for {what}: {reason}; returning NaN",
         CKAUndefinedWarning,
         stacklevel=stacklevel,
     )

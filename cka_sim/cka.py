@@ -15,6 +15,7 @@ from ._backend import (
     power_of_two_scaled,
     to_float64,
     to_scalar,
+    transposed_product,
 )
 from ._validation import check_gram_pair, check_pair, check_positive, warn_undefined
 from .kernels import centered, gram_linear, gram_polynomial, gram_rbf
@@ -142,7 +143,10 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
     -----
     Features are centred before any product (the mean is summed in float64), the products run in
     the input's floating dtype, and every reduction runs in float64: float32 activations with
-    feature means of 1000 give the float64 answer to about 1e-7.
+    feature means of 1000 give the float64 answer to about 1e-7. For torch CPU tensors that need
+    no gradient (and torch on more than one thread) the feature-form products run through NumPy's
+    BLAS on zero-copy views, which has the symmetric product torch lacks; tensors that need a
+    gradient keep the torch path.
 
     References
     ----------
@@ -186,9 +190,10 @@ def _centred_product(
 ) -> Array:
     """Float64 ``(B - 1δ_bᵀ)ᵀ (A - 1δ_aᵀ)`` from the one-pass centred ``A``, ``B``.
 
-    The product runs in the input dtype; the rank-one residual-mean correction in float64.
+    The product runs in the input dtype (see :func:`~cka_sim._backend.transposed_product`); the
+    rank-one residual-mean correction in float64.
     """
-    product = to_float64(xp.matrix_transpose(b) @ a, xp)
+    product = to_float64(transposed_product(b, a, xp), xp)
     if delta_a is None or delta_b is None:
         return product
     return product - a.shape[0] * (delta_b[:, None] * delta_a[None, :])

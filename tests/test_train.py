@@ -329,3 +329,12 @@ def test_zoo_in_worker_processes_reports_failures(tmp_path):
             test=False,
         )
     assert is_complete(tmp_path / "a-32px" / "beta_vae" / "seed0", 2)
+
+
+def test_a_run_directory_in_use_is_refused_at_once(tmp_path, data):
+    from vae_zoo.storage import DirectoryLockedError, lock_directory
+
+    with lock_directory(tmp_path / "run"):
+        with pytest.raises(DirectoryLockedError, match="in use by process"):
+            train(data[0], tmp_path / "run", TINY, progress=False)
+    assert not any((tmp_path / "run").iterdir())  # nothing trained, nothing written

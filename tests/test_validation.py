@@ -5,7 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cka_sim import center_gram, cka, gram_rbf, hsic, kernel_cka, linear_cka
+from cka_sim import (
+    center_gram,
+    cka,
+    deconfounded_cka,
+    deconfounded_cka_from_grams,
+    gram_rbf,
+    hsic,
+    kernel_cka,
+    linear_cka,
+    procrustes_distance,
+    procrustes_similarity,
+)
 
 rng = np.random.default_rng(0)
 X = rng.standard_normal((10, 3))
@@ -31,6 +42,46 @@ Y = rng.standard_normal((10, 4))
 def test_linear_cka_bad_inputs(x, y, kwargs, error, match):
     with pytest.raises(error, match=match):
         linear_cka(x, y, **kwargs)
+    # The other measures refuse the same inputs with the same messages.
+    with pytest.raises(error, match=match):
+        deconfounded_cka(x, y, rng.standard_normal((10, 2)), **kwargs)
+    if not kwargs:  # Procrustes has neither ``method`` nor ``debiased``
+        for measure in (procrustes_similarity, procrustes_distance):
+            with pytest.raises(error, match=match):
+                measure(x, y)
+
+
+@pytest.mark.parametrize(
+    ("z", "kwargs", "error", "match"),
+    [
+        (X[:9], {}, ValueError, "confounder must have one row per example.*9 rows and 10"),
+        (np.where(X > 1, np.nan, X), {}, ValueError, "confounder contains NaN or infinity"),
+        (X[:, 0], {}, ValueError, r"confounder must have shape.*reshape\(-1, 1\)"),
+        (np.empty((10, 0)), {}, ValueError, "confounder is empty"),
+        (np.array([["a", "b"]] * 10), {}, TypeError, "confounder must hold numbers"),
+        (X + 1j, {}, TypeError, "confounder must be real"),
+        (np.ones((10, 3)), {}, ValueError, "confounder is constant"),
+        (X, {"method": "svd"}, ValueError, "method must be"),
+    ],
+)
+def test_deconfounded_cka_bad_confounder(z, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        deconfounded_cka(X, Y, z, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kz", "match"),
+    [
+        (np.eye(5), "gram_confounder must be the same size as gram_x"),
+        (np.triu(np.ones((4, 4))), "gram_confounder is not symmetric"),
+        (np.where(np.eye(4) > 0, np.inf, 0.5), "gram_confounder contains NaN"),
+        (np.ones((4, 3)), "gram_confounder must be a square"),
+    ],
+)
+def test_deconfounded_gram_bad_confounder(kz, match):
+    k = np.eye(4) + 0.5
+    with pytest.raises(ValueError, match=match):
+        deconfounded_cka_from_grams(k, k, kz)
 
 
 def test_ragged_lists_are_rejected():

@@ -61,6 +61,7 @@ from .checkpoint import (
 from .datasets.base import ImageDataset
 from .models import ConvVAE, check_images_fit, make_model
 from .objectives import OBJECTIVES, Objective, make_objective
+from .storage import DirectoryLockedError, describe_os_error, lock_directory
 
 __all__ = [
     "METRICS_NAME",
@@ -355,7 +356,9 @@ def train(
     data : ImageDataset
         Training images (``uint8``); the model's channels and size must match.
     out_dir : str or Path
-        Run directory. When it holds a checkpoint, training resumes from it (the settings in
+        Run directory, locked while training: a second process on it fails at once with
+        :class:`~vae_zoo.storage.DirectoryLockedError`, naming the first. When it holds a
+        checkpoint, training resumes from it (the settings in
         ``TrainConfig.RESUME_KEYS`` and the data must be the same); a complete run is returned
         as is.
     config : TrainConfig, optional
@@ -384,25 +387,25 @@ def train(
     """
     config = config or TrainConfig()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     previous_threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
-        return _run(
-            data,
-            out,
-            config,
-            test_data,
-            init_model,
-            trainable,
-            reinitialised,
-            metadata or {},
-            progress,
-            interrupt_after,
-        )
-    finally:
-        torch.set_num_threads(previous_threads)
+    with lock_directory(out):
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        try:
+            return _run(
+                data,
+                out,
+                config,
+                test_data,
+                init_model,
+                trainable,
+                reinitialised,
+                metadata or {},
+                progress,
+                interrupt_after,
+            )
+        finally:
+            torch.set_num_threads(previous_threads)
 
 
 def _run(
@@ -688,8 +691,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             else load(args.dataset, split="test", size=args.size, data_dir=args.data_dir)
         )
         result = train(data, args.out, config, test_data=test, progress=not args.no_progress)
-    except (ValueError, CheckpointError, FileNotFoundError) as exc:
+    except (ValueError, CheckpointError, DirectoryLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a missing dataset, a full disk, a read-only --out
+        print(f"error: {describe_os_error(exc, '--out')}", file=sys.stderr)
         return 2
     print(
         json.dumps(

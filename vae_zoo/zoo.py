@@ -42,6 +42,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .datasets.base import ImageDataset
+from .storage import DirectoryLockedError, describe_os_error
 from .train import TrainConfig, add_param_argument, is_complete, train
 
 __all__ = [
@@ -165,13 +166,16 @@ def _load_cached(loader: Loader, name: str, split: str, size: int) -> ImageDatas
     return _DATA_CACHE[key]
 
 
-def _train_job(job: _Job) -> tuple[ZooRun, str | None]:
-    """Run one job; return ``(run, None)`` or ``(run, formatted error)`` (never raises)."""
+def _train_job(job: _Job) -> tuple[ZooRun, str | OSError | None]:
+    """Run one job; return ``(run, None)``, ``(run, formatted error)`` or, for a file-system
+    error such as a full disk, ``(run, the OSError)`` (never raises)."""
     try:
         data = _load_cached(job.loader, job.run.dataset, "train", job.size)
         test = _load_cached(job.loader, job.run.dataset, "test", job.size) if job.test else None
         train(data, job.out_dir, job.config, test_data=test, progress=False)
         return job.run, None
+    except OSError as exc:
+        return job.run, exc
     except Exception:
         return job.run, traceback.format_exc()
 
@@ -220,6 +224,9 @@ def run_zoo(
     ------
     ZooError
         After all other runs finished, when some runs failed; lists each failure.
+    OSError
+        After all other runs finished, when a run could not read or write its files (a full
+        disk, a read-only directory, a missing dataset).
     """
     base = config or TrainConfig()
     loader = loader or DatasetLoader()
@@ -231,7 +238,7 @@ def run_zoo(
         )
         jobs.append(_Job(run, run.run_dir(out_dir, size), cfg, loader, size, test))
     todo = [job for job in jobs if not is_complete(job.out_dir, job.config.steps)]
-    failures: list[tuple[ZooRun, str]] = []
+    failures: list[tuple[ZooRun, str | OSError]] = []
     bar = tqdm(
         total=len(jobs), initial=len(jobs) - len(todo), desc="zoo", unit="run", disable=not progress
     )
@@ -251,6 +258,9 @@ def run_zoo(
                     failures.append((run, error))
                 bar.update(1)
     bar.close()
+    for _, error in failures:
+        if isinstance(error, OSError):
+            raise error  # a full disk or unwritable directory is one error, not one per run
     if failures:
         lines = [f"- {r.dataset} seed {r.seed} {r.tag}:\n{err}" for r, err in failures]
         raise ZooError(f"{len(failures)} of {len(todo)} zoo runs failed:\n" + "\n".join(lines))
@@ -298,8 +308,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             loader=DatasetLoader(args.data_dir, args.max_examples),
         )
-    except (ValueError, ZooError) as exc:
+    except (ValueError, ZooError, DirectoryLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a missing dataset, a full disk, a read-only --out
+        print(f"error: {describe_os_error(exc, '--out')}", file=sys.stderr)
         return 2
     print(
         json.dumps(

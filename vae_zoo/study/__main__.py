@@ -84,12 +84,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vae_zoo.study: error: {err}", file=sys.stderr)
         return 2
     out = args.out or ("runs/study-quick" if args.quick else "runs/study")
+    from ..storage import DirectoryLockedError, describe_os_error
+    from ..zoo import ZooError
     from .run import run_study
 
     try:
         run_study(config, out, progress=not args.quiet)
-    except ValueError as err:
+    except (ValueError, DirectoryLockedError, ZooError) as err:
         print(f"vae_zoo.study: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # read-only --out, full disk: nothing half-written is left behind
+        print(f"vae_zoo.study: error: {describe_os_error(err, '--out')}", file=sys.stderr)
         return 2
     return 0
 

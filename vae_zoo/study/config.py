@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,10 @@ ENCODER_CLAIM_LAYERS: tuple[str, ...] = tuple(name for name in ENCODER_LAYERS if
 DECODER_CLAIM_LAYERS: tuple[str, ...] = tuple(name for name in DECODER_LAYERS if name != "output")
 
 RECIPES: tuple[str, ...] = ("decoder", "encoder", "all", "paper", "scratch")
+
+#: Settings that change how fast the study runs but not its results (every training process
+#: uses one thread whatever the worker count): a study directory may be resumed with others.
+RESULT_NEUTRAL: frozenset[str] = frozenset({"workers"})
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,12 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (recorded in ``results.json``)."""
         return dataclasses.asdict(self)
+
+    def differs_from(self, saved: dict[str, Any]) -> list[str]:
+        """Result-changing settings whose values differ from ``saved`` (a :meth:`to_dict`)."""
+        current = json.loads(json.dumps(self.to_dict()))
+        keys = (set(current) | set(saved)) - RESULT_NEUTRAL
+        return sorted(key for key in keys if saved.get(key) != current.get(key))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudyConfig:

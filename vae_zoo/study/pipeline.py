@@ -1,7 +1,9 @@
 """The study's stages, each resumable: zoo, CKA, transfer, probes, then verdicts and report.
 
-Every stage writes its results atomically (temporary file, then rename) and skips work whose
-result file exists, so a study killed at any point continues where it stopped when started again.
+Every stage writes its results atomically (temporary file, then rename), records their SHA-256
+in the study's ``manifest.json``, and skips only work whose result file still has that checksum,
+so a study killed at any point continues where it stopped when started again, and a truncated or
+overwritten result is recomputed.
 Training runs resume from their last checkpoint (:mod:`vae_zoo.train`).
 """
 
@@ -11,8 +13,6 @@ import dataclasses
 import functools
 import json
 import multiprocessing
-import os
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import storage
 from ..checkpoint import load_model
 from ..datasets import ImageDataset
 from ..models import make_model
@@ -45,12 +46,8 @@ RANDOM = "random"
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, default=_json_default)
-    os.replace(tmp, path)
+    """Write JSON atomically (see :mod:`vae_zoo.storage`)."""
+    storage.write_json(path, data, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:
@@ -65,11 +62,7 @@ def _json_default(value: Any) -> Any:
 
 def write_npz(path: Path, **arrays: np.ndarray) -> None:
     """Write an ``.npz`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(tmp, path)
+    storage.atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 class Study:
@@ -101,6 +94,8 @@ class Study:
         self._log = log or print
         self._check_datasets()
         self._check_config()
+        #: Checksums of the finished stage outputs: only outputs that verify are skipped.
+        self.manifest = storage.Manifest(self.out)
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -119,17 +114,15 @@ class Study:
 
     def _check_config(self) -> None:
         path = self.out / "config.json"
-        current = json.loads(json.dumps(self.config.to_dict()))
         if path.exists():
-            saved = json.loads(path.read_text())
-            if saved != current:
-                changed = sorted(k for k in current if saved.get(k) != current[k])
+            changed = self.config.differs_from(json.loads(path.read_text()))
+            if changed:
                 raise ValueError(
                     f"{self.out} holds a study with other settings (differs in {changed}); use "
                     "another --out directory, or delete this one to start over"
                 )
         else:
-            write_json(path, current)
+            write_json(path, self.config.to_dict())
 
     def log(self, message: str) -> None:
         if self.progress:
@@ -212,7 +205,7 @@ class Study:
     def measure_cka(self, models: dict[str, torch.nn.Module]) -> None:
         """Stage 2: CKA between every pair of models on each dataset's held-out images."""
         c = self.config
-        todo = [name for name in c.datasets if not self.cka_path(name).exists()]
+        todo = [name for name in c.datasets if not self.manifest.verified(self.cka_path(name))]
         self.log(
             f"[2/5] CKA on {len(c.datasets)} evaluation sets ({len(todo)} to compute), {c.cka_examples} examples, {len(models)} models"
         )
@@ -245,6 +238,7 @@ class Study:
         meta = {"models": ids, "units": [list(u) for u in unit_layers()], "n_examples": len(images)}
         arrays["meta"] = np.array(json.dumps(meta))
         write_npz(self.cka_path(name), **arrays)
+        self.manifest.record(self.cka_path(name))
 
     def load_cka(self, name: str) -> dict[str, Any]:
         with np.load(self.cka_path(name), allow_pickle=False) as data:
@@ -313,7 +307,7 @@ class Study:
     def run_transfers(self, checkpoints: dict[str, Path]) -> None:
         """Stage 3: every recipe for every ordered (source, target) pair, same budget."""
         jobs = self.transfer_jobs(checkpoints)
-        todo = [job for job in jobs if not (Path(job.out_dir) / "transfer.json").exists()]
+        todo = [job for job in jobs if not self.manifest.verified(_transfer_file(job.out_dir))]
         self.log(
             f"[3/5] transfer: {len(jobs)} runs of {self.config.transfer_steps} steps ({len(todo)} to run)"
         )
@@ -326,7 +320,7 @@ class Study:
         )
         if self.config.workers <= 1 or len(todo) <= 1:
             for job in todo:
-                _run_transfer(job)
+                self.manifest.record(_transfer_file(_run_transfer(job)))
                 bar.update(1)
         else:
             context = multiprocessing.get_context("spawn")
@@ -334,7 +328,7 @@ class Study:
                 max_workers=min(self.config.workers, len(todo)), mp_context=context
             ) as pool:
                 for future in as_completed([pool.submit(_run_transfer, job) for job in todo]):
-                    future.result()
+                    self.manifest.record(_transfer_file(future.result()))
                     bar.update(1)
         bar.close()
 
@@ -374,7 +368,9 @@ class Study:
         from .probes import probe_accuracy
 
         path = self.probe_path()
-        done: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
+        done: dict[str, dict[str, float]] = (
+            json.loads(path.read_text()) if self.manifest.verified(path) else {}
+        )
         c = self.config
         todo = [(t, m) for t in c.datasets for m in models if m not in done.get(t, {})]
         self.log(
@@ -392,6 +388,7 @@ class Study:
                 device=c.device,
             )
             write_json(path, done)
+            self.manifest.record(path)
         return done
 
 
@@ -429,8 +426,12 @@ def _cached_load(loader: DatasetLoader, name: str, split: str, size: int) -> Ima
     return loader(name, split, size)
 
 
+def _transfer_file(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "transfer.json"
+
+
 def _read_transfer(run_dir: Path) -> dict[int, float]:
-    record = json.loads((run_dir / "transfer.json").read_text())
+    record = json.loads(_transfer_file(run_dir).read_text())
     return {int(step): float(loss) for step, loss in record["test_loss"].items()}
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..storage import lock_directory
 from .analysis import cka_claims, transfer_claim, visual_claim
 from .config import ENCODER_CLAIM_LAYERS, StudyConfig
 from .criteria import Claim, Interval
@@ -29,7 +30,17 @@ paper's own setting."""
 
 
 def run_study(config: StudyConfig, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the study in ``out_dir`` and return the content of ``results.json``."""
+    """Run (or resume) the study in ``out_dir`` and return the content of ``results.json``.
+
+    The study holds an exclusive lock on ``out_dir`` while it runs (see
+    :func:`vae_zoo.storage.lock_directory`): a second study on the same directory raises
+    :class:`~vae_zoo.storage.DirectoryLockedError` at once, naming the process that holds it.
+    """
+    with lock_directory(out_dir):
+        return _run_locked(config, out_dir, progress=progress)
+
+
+def _run_locked(config: StudyConfig, out_dir: str | Path, *, progress: bool) -> dict[str, Any]:
     start = time.perf_counter()
     study = Study(config, out_dir, progress=progress)
     checkpoints = study.train_zoo()

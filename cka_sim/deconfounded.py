@@ -1,0 +1,327 @@
+r"""Deconfounded CKA (Cui et al., 2022): CKA after regressing out the input's similarity structure.
+
+Every layer of a network inherits part of the similarity structure of its input, so two networks
+(even two random ones) look similar under CKA partly because they see the same inputs. Deconfounded
+CKA removes that shared part: each centred Gram :math:`K` is regressed, over its :math:`n^2`
+entries, on the centred Gram :math:`K_Z` of a confounder (typically the flattened inputs), and CKA
+is computed from the residuals.
+
+With column-centred data every row and column of :math:`K` and :math:`K_Z` sums to zero, so the
+least-squares fit of :math:`\operatorname{vec}(K)` on :math:`[\mathbf 1, \operatorname{vec}(K_Z)]`
+has intercept exactly zero and slope :math:`\hat\alpha = \langle K, K_Z\rangle/\langle K_Z,
+K_Z\rangle`. Every inner product of the residuals :math:`R = K - \hat\alpha K_Z` then follows from
+inner products of the original Grams, which in feature form are Frobenius norms of p x q products
+(:math:`\langle \bar X\bar X^\top, \bar Z\bar Z^\top\rangle = \lVert \bar Z^\top\bar X\rVert_F^2`):
+
+.. math:: \langle R_X, R_Y\rangle_h = h(K, L) - \hat\alpha_Y h(K, K_Z) - \hat\alpha_X h(L, K_Z)
+          + \hat\alpha_X\hat\alpha_Y h(K_Z, K_Z)
+
+for :math:`h` the biased (:math:`\langle HKH, HLH\rangle`) or the unbiased (U-centred) HSIC,
+both linear in each argument. Biased, this is :math:`h(K,L) - h(K,K_Z)h(L,K_Z)/h(K_Z,K_Z)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._backend import Array, as_output, center_with_residual, to_float64, to_scalar
+from ._validation import (
+    _same_library,
+    as_array,
+    as_matrix,
+    check_gram,
+    check_gram_pair,
+    check_pair,
+    warn_undefined,
+)
+from .cka import (
+    Method,
+    _centred_product,
+    _check_not_constant,
+    _cka_of_grams,
+    _is_constant,
+    _ratio,
+    _row_sq_norms,
+    debiased_feature_hsic,
+)
+from .kernels import centered
+
+# A residual Gram whose squared norm is below this many units of the working precision, relative
+# to the Gram it came from, is rounding noise: the representation is (numerically) a multiple of
+# the confounder's Gram, and nothing is left to compare.
+_RESIDUAL_ULPS = 1000.0
+
+
+def deconfounded_cka(
+    x: Any, y: Any, confounder: Any, *, debiased: bool = False, method: Method = "auto"
+) -> Any:
+    r"""Deconfounded linear CKA (dCKA) of two sets of activations, adjusted for a confounder.
+
+    With :math:`K = \bar X\bar X^\top`, :math:`L = \bar Y\bar Y^\top` and
+    :math:`K_Z = \bar Z\bar Z^\top` the linear Grams of the column-centred activations and
+    confounder, each of :math:`K`, :math:`L` is regressed on :math:`[\mathbf 1, K_Z]` by ordinary
+    least squares over all :math:`n^2` entries, and dCKA is CKA of the residual Grams
+    :math:`R_X = K - \hat\alpha_X K_Z - \hat c_X \mathbf 1\mathbf 1^\top` (here
+    :math:`\hat c_X = 0` exactly and :math:`\hat\alpha_X = \lVert \bar Z^\top\bar X\rVert_F^2 /
+    \lVert \bar Z^\top\bar Z\rVert_F^2`):
+
+    .. math:: \mathrm{dCKA}(X, Y; Z) = \frac{\mathrm{HSIC}(R_X, R_Y)}
+              {\sqrt{\mathrm{HSIC}(R_X, R_X)\,\mathrm{HSIC}(R_Y, R_Y)}}
+
+    Biased, this is a partial correlation of Grams:
+    :math:`(a_{XY} - a_{XZ}a_{YZ}/a_{ZZ}) / \sqrt{(a_{XX} - a_{XZ}^2/a_{ZZ})(a_{YY} -
+    a_{YZ}^2/a_{ZZ})}` with :math:`a_{UV} = \lVert \bar V^\top \bar U\rVert_F^2`.
+
+    Parameters
+    ----------
+    x : array_like or torch.Tensor, shape (n, p1, ...)
+        Activations of the first representation, one row per example (flattened to (n, p1)).
+    y : array_like or torch.Tensor, shape (n, p2, ...)
+        Activations of the second representation for the same examples.
+    confounder : array_like or torch.Tensor, shape (n, q, ...)
+        What to adjust for, for the same examples: typically the inputs, flattened.
+    debiased : bool, default False
+        Use the unbiased HSIC₁ (Song et al., 2012) of the residual Grams (needs ``n >= 4``); the
+        regression is the same.
+    method : {"auto", "features", "gram"}, default "auto"
+        ``"features"`` uses p x p, p x q and q x q products (O(n (p + q)²) time,
+        O((p + q)²) memory), ``"gram"`` the n x n Grams; ``"auto"`` picks the one with fewer
+        flops. Both give the same number.
+
+    Returns
+    -------
+    float or torch.Tensor
+        A Python float for NumPy input; a 0-dim float64 tensor on the input's device for torch.
+        NaN with a :class:`~cka_sim.exceptions.CKAUndefinedWarning` when ``x`` or ``y`` is
+        constant, when its Gram is (to rounding) a multiple of the confounder's so that no
+        residual is left, or when a debiased residual self-HSIC is not positive.
+
+    Raises
+    ------
+    ValueError
+        If the confounder is constant (there is nothing to adjust for), besides every error of
+        :func:`~cka_sim.linear_cka`.
+
+    Notes
+    -----
+    dCKA is invariant to orthogonal transforms and isotropic scaling of ``x``, ``y`` and
+    ``confounder``, and to translations of each. Only the part of a Gram that is linear in
+    :math:`K_Z` is removed: a representation that is a non-linear function of the input keeps the
+    rest. Numerics follow :func:`~cka_sim.linear_cka` (centre first, products in the input
+    dtype, reductions in float64). The residual's share of a Gram sets the precision: float32
+    input gives about 1e-7 / (1 - R²) where R² is the share of :math:`\lVert K\rVert_F^2`
+    explained by :math:`K_Z`.
+
+    References
+    ----------
+    Cui, Kumar, Marttinen & Kaski (2022), *Deconfounded Representation Similarity for Comparison
+    of Neural Networks*, NeurIPS. Kornblith, Norouzi, Lee & Hinton (2019), ICML.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim import deconfounded_cka, linear_cka
+    >>> rng = np.random.default_rng(0)
+    >>> z = rng.standard_normal((2000, 8))
+    >>> q, _ = np.linalg.qr(rng.standard_normal((32, 8)))
+    >>> x = z @ q.T + 0.3 * rng.standard_normal((2000, 32))  # the input, embedded, plus noise
+    >>> y = z @ q.T + 0.3 * rng.standard_normal((2000, 32))
+    >>> round(linear_cka(x, y), 2), abs(deconfounded_cka(x, y, z)) < 0.05
+    (0.82, True)
+    """
+    if method not in ("auto", "features", "gram"):
+        raise ValueError(f"method must be 'auto', 'features' or 'gram'; got {method!r}")
+    xm, ym, xp = check_pair(x, y, min_rows=4 if debiased else 2, check_values=False)
+    zm = _check_confounder(x, confounder, min_rows=4 if debiased else 2)
+    n, p1, p2, q = xm.shape[0], xm.shape[1], ym.shape[1], zm.shape[1]
+    if method == "auto":
+        feature_flops = p1 * p1 + p2 * p2 + q * q + p1 * p2 + p1 * q + p2 * q
+        method = "features" if feature_flops <= n * (p1 + p2 + q) else "gram"
+    common = xp.result_type(xm, ym, zm)  # products need one dtype
+    xm, ym, zm = (a if a.dtype == common else xp.astype(a, common) for a in (xm, ym, zm))
+    if _check_not_constant(xm, ym, xp) is not None:
+        return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
+    if _is_constant(zm, xp):
+        raise _constant_confounder_error("confounder")
+    centred = [
+        center_with_residual(a, xp, name) for a, name in ((xm, "x"), (ym, "y"), (zm, "confounder"))
+    ]
+    tolerance = _RESIDUAL_ULPS * float(np.finfo(_numpy_dtype(common)).eps)
+    if method == "gram":
+        t = xp.matrix_transpose
+        k, l, kz = (to_float64(a @ t(a), xp) for a, _ in centred)
+        return as_output(_dcka_of_grams(k, l, kz, xp, debiased, tolerance, ("x", "y")))
+    return as_output(_dcka_features(centred, xp, debiased, tolerance))
+
+
+def deconfounded_cka_from_grams(
+    gram_x: Any, gram_y: Any, gram_confounder: Any, *, debiased: bool = False
+) -> Any:
+    r"""Deconfounded CKA of precomputed Gram matrices (any kernels).
+
+    Each Gram is centred first (:math:`HKH`), then :math:`HKH` and :math:`HLH` are regressed on
+    :math:`[\mathbf 1, HK_ZH]` over all :math:`n^2` entries, and the result is CKA of the
+    residuals, as in :func:`deconfounded_cka` (which this equals for linear Grams
+    ``x @ x.T``, ``y @ y.T``, ``z @ z.T``, centred or not).
+
+    Parameters
+    ----------
+    gram_x, gram_y : array_like or torch.Tensor, shape (n, n)
+        Symmetric Gram matrices of the two representations over the same examples.
+    gram_confounder : array_like or torch.Tensor, shape (n, n)
+        Symmetric Gram matrix of the confounder over the same examples (for example an RBF Gram
+        of the inputs).
+    debiased : bool, default False
+        Unbiased HSIC₁ of the residuals (needs ``n >= 4``).
+
+    Returns
+    -------
+    float or torch.Tensor
+        As :func:`deconfounded_cka`.
+
+    References
+    ----------
+    Cui, Kumar, Marttinen & Kaski (2022), NeurIPS.
+    """
+    min_size = 4 if debiased else 2
+    k, l, xp = check_gram_pair(gram_x, gram_y, min_size=min_size)
+    raw = as_array(gram_confounder, "gram_confounder")
+    _same_library(as_array(gram_x, "gram_x"), raw, ("gram_x", "gram_confounder"))
+    kz = check_gram(raw, "gram_confounder", min_size=min_size)
+    if tuple(kz.shape) != tuple(k.shape):
+        raise ValueError(
+            f"gram_confounder must be the same size as gram_x; got {tuple(kz.shape)} and "
+            f"{tuple(k.shape)}"
+        )
+    dtypes = [_numpy_dtype(as_array(g, "gram").dtype) for g in (gram_x, gram_y, gram_confounder)]
+    eps = max(float(np.finfo(d).eps) if np.issubdtype(d, np.floating) else 0.0 for d in dtypes)
+    tolerance = _RESIDUAL_ULPS * max(eps, float(np.finfo(np.float64).eps))
+    names = ("gram_x", "gram_y")
+    return as_output(_dcka_of_grams(k, l, kz, xp, debiased, tolerance, names))
+
+
+def _check_confounder(x: Any, confounder: Any, *, min_rows: int) -> Array:
+    """Validate the confounder against ``x``: same library and device, same examples."""
+    z = as_array(confounder, "confounder")
+    xa = as_array(x, "x")
+    _same_library(xa, z, ("x", "confounder"))
+    if z.ndim >= 1 and xa.ndim >= 1 and z.shape[0] != xa.shape[0]:
+        raise ValueError(
+            f"confounder must have one row per example, as x; got {z.shape[0]} rows and "
+            f"{xa.shape[0]}"
+        )
+    return as_matrix(z, "confounder", min_rows=min_rows, check_values=False)
+
+
+def _constant_confounder_error(name: str) -> ValueError:
+    return ValueError(
+        f"{name} is constant (all its features are the same for every example), so its Gram "
+        "matrix is zero after centring and there is nothing to adjust for; pass the inputs "
+        "that vary across examples, or use linear_cka"
+    )
+
+
+def _numpy_dtype(dtype: Any) -> np.dtype:
+    """The NumPy dtype of a NumPy or torch dtype (torch.float32 -> float32)."""
+    return np.dtype(str(dtype).removeprefix("torch."))
+
+
+def _centred_is_zero(raw: Array, cent: Array, xp: Any) -> bool:
+    """True when a centred Gram is rounding noise of its raw Gram (constant features).
+
+    The rule of :func:`cka_sim.cka.cka`: every entry within 64 n float64 units of the largest.
+    """
+    tolerance = 64 * raw.shape[0] * np.finfo(np.float64).eps
+    return to_scalar(xp.max(xp.abs(cent))) <= tolerance * to_scalar(xp.max(xp.abs(raw)))
+
+
+def _slopes(
+    a_xz: Array, a_yz: Array, a_zz: Array, a_xx: Array, a_yy: Array, tolerance: float, names: Any
+) -> tuple[Array, Array] | None:
+    """The regression slopes, or None (with a warning) when a residual is rounding noise."""
+    alpha_x, alpha_y = a_xz / a_zz, a_yz / a_zz
+    for name, a_self, a_cross, alpha in (
+        (names[0], a_xx, a_xz, alpha_x),
+        (names[1], a_yy, a_yz, alpha_y),
+    ):
+        share = to_scalar(a_self - alpha * a_cross) / to_scalar(a_self)
+        if share <= tolerance:
+            warn_undefined(
+                name,
+                "its Gram matrix is a multiple of the confounder's Gram to within rounding, so "
+                f"nothing is left after deconfounding (residual share {max(share, 0.0):.2g}); "
+                "use float64 if the input was float32",
+                5,
+                measure="deconfounded CKA",
+            )
+            return None
+    return alpha_x, alpha_y
+
+
+def _residual_hsic(
+    h_xy: Array, h_xz: Array, h_yz: Array, h_zz: Array, alpha_x: Array, alpha_y: Array
+) -> Array:
+    r"""HSIC of residual Grams from HSICs of the originals (HSIC is bilinear).
+
+    :math:`h(K - \alpha_X K_Z, L - \alpha_Y K_Z)` for biased or unbiased ``h``.
+    """
+    return h_xy - alpha_y * h_xz - alpha_x * h_yz + alpha_x * alpha_y * h_zz
+
+
+def _dcka_features(
+    centred: list[tuple[Array, Array | None]], xp: Any, debiased: bool, tolerance: float
+) -> Array:
+    """Feature-form dCKA of centred ``x``, ``y``, ``z`` (each with its residual mean)."""
+    (xc, dx), (yc, dy), (zc, dz) = centred
+    n = xc.shape[0]
+
+    def a(u: tuple[Array, Array | None], v: tuple[Array, Array | None]) -> Array:
+        product = _centred_product(u[0], v[0], u[1], v[1], xp)
+        return xp.sum(product * product)
+
+    x, y, z = centred
+    a_xx, a_yy, a_zz = a(x, x), a(y, y), a(z, z)
+    a_xy, a_xz, a_yz = a(x, y), a(x, z), a(y, z)
+    if to_scalar(a_zz) == 0.0:
+        raise _constant_confounder_error("confounder")
+    slopes = _slopes(a_xz, a_yz, a_zz, a_xx, a_yy, tolerance, ("x", "y"))
+    if slopes is None:
+        return a_xy * float("nan")
+    alpha_x, alpha_y = slopes
+    h = {"xx": a_xx, "yy": a_yy, "zz": a_zz, "xy": a_xy, "xz": a_xz, "yz": a_yz}
+    if debiased:
+        r = {"x": _row_sq_norms(xc, dx, xp), "y": _row_sq_norms(yc, dy, xp)}
+        r["z"] = _row_sq_norms(zc, dz, xp)
+        s = {key: xp.sum(value) for key, value in r.items()}
+        for pair in h:
+            u, v = pair
+            h[pair] = debiased_feature_hsic(h[pair], xp.sum(r[u] * r[v]), s[u], s[v], n)
+    h_xy = _residual_hsic(h["xy"], h["xz"], h["yz"], h["zz"], alpha_x, alpha_y)
+    h_xx = _residual_hsic(h["xx"], h["xz"], h["xz"], h["zz"], alpha_x, alpha_x)
+    h_yy = _residual_hsic(h["yy"], h["yz"], h["yz"], h["zz"], alpha_y, alpha_y)
+    return _ratio(h_xy, h_xx, h_yy, n, ("x", "y"), debiased)
+
+
+def _dcka_of_grams(
+    k: Array, l: Array, kz: Array, xp: Any, debiased: bool, tolerance: float, names: Any
+) -> Array:
+    """dCKA of validated float64 Grams: centre, regress on the confounder's Gram, CKA."""
+    kc, lc, zc = (centered(g, xp, unbiased=False) for g in (k, l, kz))
+    for name, raw, cent in ((names[0], k, kc), (names[1], l, lc)):
+        if _centred_is_zero(raw, cent, xp):
+            reason = "its centred Gram matrix is zero (all features constant)"
+            warn_undefined(name, reason, 4, measure="deconfounded CKA")
+            return xp.sum(kc) * float("nan")
+    if _centred_is_zero(kz, zc, xp):
+        raise _constant_confounder_error(
+            "gram_confounder" if names[0] == "gram_x" else "confounder"
+        )
+    a_zz, a_xx, a_yy = xp.sum(zc * zc), xp.sum(kc * kc), xp.sum(lc * lc)
+    slopes = _slopes(xp.sum(kc * zc), xp.sum(lc * zc), a_zz, a_xx, a_yy, tolerance, names)
+    if slopes is None:
+        return a_xx * float("nan")
+    residual_x = kc - slopes[0] * zc
+    residual_y = lc - slopes[1] * zc
+    return _cka_of_grams(residual_x, residual_y, xp, debiased=debiased, names=names)

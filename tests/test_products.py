@@ -1,0 +1,81 @@
+"""Where the feature-form products of torch tensors run: NumPy's BLAS for CPU tensors that need no
+gradient (while torch uses several threads), torch otherwise; the value is the same either way."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cka_sim import linear_cka  # noqa: E402
+from cka_sim._backend import _numpy_views, namespace, transposed_product  # noqa: E402
+
+
+@pytest.fixture
+def two_threads():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(saved)
+
+
+def _data(dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(200, 12, generator=g, dtype=dtype), torch.randn(
+        200, 7, generator=g, dtype=dtype
+    )
+
+
+def test_plain_cpu_tensors_share_memory_with_their_numpy_views(two_threads):
+    x, y = _data()
+    views = _numpy_views(x, y)
+    assert views is not None
+    assert np.shares_memory(views[0], x.numpy()) and np.shares_memory(views[1], y.numpy())
+    self_views = _numpy_views(x, x)
+    assert self_views[0] is self_views[1]  # one buffer, so NumPy can take its SYRK path
+
+
+@pytest.mark.parametrize(
+    "case", ["requires_grad", "float16", "mixed dtypes", "one thread"], ids=lambda c: c
+)
+def test_tensors_that_must_stay_in_torch_do(case, two_threads):
+    x, y = _data()
+    if case == "requires_grad":
+        x.requires_grad_(True)
+    elif case == "float16":
+        x, y = x.half(), y.half()
+    elif case == "mixed dtypes":
+        y = y.double()
+    else:
+        torch.set_num_threads(1)
+    assert _numpy_views(x, y) is None
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_transposed_product_is_the_matrix_product(threads, dtype):
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x, y = _data(dtype)
+        got = transposed_product(y, x, namespace(x))
+        assert isinstance(got, torch.Tensor) and got.dtype == dtype and got.shape == (7, 12)
+        np.testing.assert_allclose(got.numpy(), y.numpy().T @ x.numpy(), rtol=1e-5, atol=1e-5)
+        gram = transposed_product(x, x, namespace(x))
+        np.testing.assert_allclose(gram.numpy(), x.numpy().T @ x.numpy(), rtol=1e-5, atol=1e-5)
+    finally:
+        torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_linear_cka_of_tensors_is_that_of_arrays_on_either_path(debiased, two_threads):
+    x, y = _data()
+    y = y + 0.5 * x[:, :7] + 10.0
+    want = linear_cka(x.double().numpy(), y.double().numpy(), debiased=debiased)
+    fast = linear_cka(x, y, debiased=debiased)
+    assert fast.dtype == torch.float64 and fast.shape == ()
+    xg = x.clone().requires_grad_(True)
+    slow = linear_cka(xg, y, debiased=debiased)
+    slow.backward()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()
+    assert float(fast) == pytest.approx(want, abs=1e-6)
+    assert float(slow.detach()) == pytest.approx(want, abs=1e-6)
