@@ -26,7 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Array, as_output, center_with_residual, to_float64, to_scalar
+from ._backend import (
+    Array,
+    as_output,
+    center_with_residual,
+    power_of_two_scaled,
+    to_float64,
+    to_scalar,
+)
 from ._validation import (
     _same_library,
     as_array,
@@ -141,13 +148,14 @@ def deconfounded_cka(
         method = "features" if feature_flops <= n * (p1 + p2 + q) else "gram"
     common = xp.result_type(xm, ym, zm)  # products need one dtype
     xm, ym, zm = (a if a.dtype == common else xp.astype(a, common) for a in (xm, ym, zm))
+    centred = [  # each scaled by a power of two first (the products stay in range); NaN raises
+        center_with_residual(power_of_two_scaled(a, xp)[0], xp, name)
+        for a, name in ((xm, "x"), (ym, "y"), (zm, "confounder"))
+    ]
     if _check_not_constant(xm, ym, xp) is not None:
         return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
     if _is_constant(zm, xp):
         raise _constant_confounder_error("confounder")
-    centred = [
-        center_with_residual(a, xp, name) for a, name in ((xm, "x"), (ym, "y"), (zm, "confounder"))
-    ]
     tolerance = _RESIDUAL_ULPS * float(np.finfo(_numpy_dtype(common)).eps)
     if method == "gram":
         t = xp.matrix_transpose
@@ -199,6 +207,7 @@ def deconfounded_cka_from_grams(
     eps = max(float(np.finfo(d).eps) if np.issubdtype(d, np.floating) else 0.0 for d in dtypes)
     tolerance = _RESIDUAL_ULPS * max(eps, float(np.finfo(np.float64).eps))
     names = ("gram_x", "gram_y")
+    k, l, kz = (power_of_two_scaled(g, xp)[0] for g in (k, l, kz))
     return as_output(_dcka_of_grams(k, l, kz, xp, debiased, tolerance, names))
 
 

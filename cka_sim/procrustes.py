@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._backend import Array, as_output, center_with_residual, to_float64
+from ._backend import Array, as_output, center_with_residual, power_of_two_scaled, to_float64
 from ._validation import check_pair, warn_undefined
 from .cka import _centred_product, _is_constant, _row_sq_norms
 
@@ -76,14 +76,14 @@ def procrustes_similarity(x: Any, y: Any) -> Any:
     if xm.dtype != ym.dtype:  # products need one dtype; promote (float32 with float64 -> float64)
         common = xp.result_type(xm, ym)
         xm, ym = xp.astype(xm, common), xp.astype(ym, common)
+    xc, dx = center_with_residual(power_of_two_scaled(xm, xp)[0], xp, "x")  # NaN/inf: raises
+    yc, dy = center_with_residual(power_of_two_scaled(ym, xp)[0], xp, "y")
     for name, value in (("x", xm), ("y", ym)):
         if _is_constant(value, xp):
             warn_undefined(
                 name, "all of its features are constant (zero norm)", 3, measure="Procrustes"
             )
             return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
-    xc, dx = center_with_residual(xm, xp, "x")
-    yc, dy = center_with_residual(ym, xp, "y")
     norms = xp.sum(_row_sq_norms(xc, dx, xp)) * xp.sum(_row_sq_norms(yc, dy, xp))
     return as_output(_nuclear_norm(xc, yc, dx, dy, xp) / norms**0.5)
 

@@ -40,10 +40,12 @@ from cka_sim import (
     cka,
     cka_matrix,
     cka_matrix_with_uncertainty,
+    deconfounded_cka,
     hsic,
     kernel_cka,
     linear_cka,
     permutation_test,
+    procrustes_similarity,
 )
 
 torch = pytest.importorskip("torch")
@@ -53,7 +55,7 @@ TOLERANCE = {"float64": 1e-9, "float32": 1e-5}
 MAX_EXPONENT = {"float64": 1000, "float32": 120}
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=120,
     deadline=None,
     derandomize=True,
     database=None,
@@ -368,9 +370,48 @@ def test_cka_matrix(case: Case, debiased: bool) -> None:
     check(case, compute, _ref_linear(case, debiased), names=LAYER_NAMES, error_names=KEYS)
 
 
+@FUZZ
+@given(case=cases())
+def test_procrustes_similarity(case: Case) -> None:
+    def reference() -> float:
+        xc, yc = ref_centre(case.x.values), ref_centre(case.y.values)
+        nuclear = np.linalg.svd(xc.T @ yc, compute_uv=False).sum()
+        return float(nuclear / (np.linalg.norm(xc) * np.linalg.norm(yc)))
+
+    check(case, lambda: procrustes_similarity(case.x.given, case.y.given), reference)
+
+
+@FUZZ
+@given(
+    case=cases(min_n=6),
+    debiased=st.booleans(),
+    method=st.sampled_from(["features", "gram"]),
+    ez=st.integers(-100, 100),
+    q=st.integers(1, 3),
+)
+def test_deconfounded_cka(case: Case, debiased: bool, method: str, ez: int, q: int) -> None:
+    n = case.x.values.shape[0]
+    z = np.random.default_rng(n + q).standard_normal((n, q))
+    zs = _side(z, ez, case.dtype, case.library, None, np.random.default_rng(0))
+
+    def reference() -> float | None:
+        k, l, kz = (ref_linear_gram(s.values) for s in (case.x, case.y, zs))
+        h = np.eye(n) - np.ones((n, n)) / n
+        kz_c = h @ kz @ h
+        residuals = [g - np.sum(g * kz_c) / np.sum(kz_c * kz_c) * kz for g in (k, l)]
+        return ref_cka(*residuals, debiased)
+
+    def compute() -> Any:
+        return deconfounded_cka(
+            case.x.given, case.y.given, zs.given, debiased=debiased, method=method
+        )
+
+    check(case, compute, reference)
+
+
 # --- statistics ---------------------------------------------------------------------------------
 
-STATS = settings(FUZZ, max_examples=30)
+STATS = settings(FUZZ, max_examples=50)
 
 
 @STATS

@@ -25,11 +25,13 @@ from cka_sim import (
     cka,
     cka_matrix,
     cka_matrix_with_uncertainty,
+    deconfounded_cka,
     gram_linear,
     hsic,
     kernel_cka,
     linear_cka,
     permutation_test,
+    procrustes_similarity,
 )
 from cka_sim.__main__ import main
 
@@ -69,6 +71,13 @@ def _exact_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
 
 # --- magnitude: every estimator, every power of two -------------------------------------------
 
+
+def _confounder(x: Any) -> np.ndarray:
+    """A confounder at the magnitude and dtype of ``x`` (the deconfounded value depends on it)."""
+    z = np.random.default_rng(5).standard_normal((x.shape[0], 3))
+    return (z * float(np.max(np.abs(x)))).astype(x.dtype)
+
+
 ESTIMATORS: dict[str, Callable[[Any, Any], float]] = {
     "linear_cka features": lambda x, y: linear_cka(x, y, method="features"),
     "linear_cka gram": lambda x, y: linear_cka(x, y, method="gram"),
@@ -77,6 +86,9 @@ ESTIMATORS: dict[str, Callable[[Any, Any], float]] = {
     "kernel_cka linear debiased": lambda x, y: kernel_cka(x, y, kernel="linear", debiased=True),
     "cka_matrix": lambda x, y: cka_matrix({"x": x}, {"y": y}).values[0, 0],
     "cka_matrix debiased": lambda x, y: cka_matrix([x], [y], debiased=True).values[0, 0],
+    "deconfounded_cka": lambda x, y: deconfounded_cka(x, y, _confounder(x)),
+    "deconfounded_cka gram": lambda x, y: deconfounded_cka(x, y, _confounder(x), method="gram"),
+    "procrustes_similarity": procrustes_similarity,
     "permutation_test": lambda x, y: permutation_test(x, y, n_permutations=9, seed=0).statistic,
     "bootstrap_ci": lambda x, y: bootstrap_ci(x, y, n_resamples=9, seed=0).statistic,
     "cka_matrix_with_uncertainty": lambda x, y: cka_matrix_with_uncertainty(
@@ -354,6 +366,9 @@ MASKED_CALLS: dict[str, Callable[[Any, Any], Any]] = {
     "StreamingCKA": lambda x, y: StreamingCKA().update(x, y),
     "StreamingCKAMatrix": lambda x, y: StreamingCKAMatrix().update([x], [y]),
     "MinibatchCKA": lambda x, y: MinibatchCKA().update([x], [y]),
+    "deconfounded_cka": lambda x, y: deconfounded_cka(x, y, _confounder(x)),
+    "deconfounded_cka gram": lambda x, y: deconfounded_cka(x, y, _confounder(x), method="gram"),
+    "procrustes_similarity": procrustes_similarity,
     "permutation_test": lambda x, y: permutation_test(x, y, n_permutations=9),
     "bootstrap_ci": lambda x, y: bootstrap_ci(x, y, n_resamples=9),
     "cka_matrix_with_uncertainty": lambda x, y: cka_matrix_with_uncertainty({"x": x}, {"y": y}),
