@@ -15,6 +15,7 @@ CASE_TITLES = {
     "streaming": "StreamingCKA.update per batch vs that batch's GEMM floor (float32)",
     "memory": "StreamingCKA fed in batches: peak memory above the start",
     "compare_models": "compare_models vs pytorch-cka compute_cka (debiased minibatch CKA)",
+    "procrustes": "procrustes_similarity vs one GEMM + one p x p SVD (float32, feature means 10)",
 }
 
 RATIO_LEGEND = (

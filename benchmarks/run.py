@@ -36,11 +36,11 @@ if __package__ in (None, ""):  # run as a script: make the ``benchmarks`` packag
     # before/after figures) takes precedence over the checkout's own.
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import baseline, case_compare, cases, report
+from benchmarks import baseline, case_compare, case_measures, cases, report
 from benchmarks.peers import peers
 from benchmarks.timing import machine
 
-CASES = ("linear", "accuracy", "rbf", "streaming", "memory", "compare_models")
+CASES = ("linear", "accuracy", "rbf", "streaming", "memory", "compare_models", "procrustes")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -62,6 +62,7 @@ class Config:
     compare_n: int
     compare_batch: int
     compare_rounds: int = 1
+    procrustes_sizes: list[tuple[int, int]] = field(default_factory=lambda: [(20000, 1024)])
     repeats: int = 5
     budget_s: float = 10.0
     means: list[float] = field(default_factory=lambda: [0.0, 10.0, 100.0])
@@ -109,6 +110,7 @@ class Config:
             memory_batch=2048,
             compare_n=1024,
             compare_batch=128,
+            procrustes_sizes=[(4000, 256)],
             repeats=3,
             budget_s=2.0,
         )
@@ -141,6 +143,7 @@ class Config:
             memory_batch=64,
             compare_n=32,
             compare_batch=16,
+            procrustes_sizes=[(64, 8)],
             repeats=1,
             budget_s=0.1,
         )
@@ -215,6 +218,8 @@ def run_suite(
             rows += case_compare.compare(
                 ctx, config.compare_n, config.compare_batch, config.compare_rounds
             )
+        elif case == "procrustes":
+            rows += case_measures.procrustes(ctx, config.procrustes_sizes)
         else:
             raise ValueError(f"unknown case {case!r}; cases are {CASES}")
         seconds[case] = time.perf_counter() - begin

@@ -64,7 +64,7 @@ def center_columns(x: Array, xp: Any) -> Array:
     n = x.shape[0]
     mean = xp.sum(x, axis=0, dtype=xp.float64) / n
     if x.dtype == xp.float64:
-        return centre_float64(x, mean, xp)
+        return centre_float64(x, mean, xp)[0]
     xc = x - xp.astype(mean, x.dtype)
     residual = xp.sum(xc, axis=0, dtype=xp.float64) / n
     return xc - xp.astype(residual, x.dtype)
@@ -178,8 +178,9 @@ _RESIDUAL_TOLERANCE_FLOAT64 = 1e-7
 _EPS64 = float(np.finfo(np.float64).eps)
 
 
-def centre_float64(x: Array, mean: Array, xp: Any) -> Array:
-    """``x - mean`` for float64 ``x``, with a second pass when the first may leave a residual.
+def centre_float64(x: Array, mean: Array, xp: Any) -> tuple[Array, Array]:
+    """``(x - centre, centre)`` for float64 ``x``: ``centre`` is ``mean``, or ``mean`` plus the
+    residual mean of a second pass when the first may leave one that matters.
 
     A float64 column sum of ``n`` values with a common offset ``μ`` is off by up to about
     ``n·ε·|μ|`` (NumPy adds the rows of a C-ordered array one after the other), so at feature
@@ -192,33 +193,9 @@ def centre_float64(x: Array, mean: Array, xp: Any) -> Array:
     xc = x - mean
     bound = n * _EPS64 * to_scalar(xp.sum(mean * mean)) ** 0.5
     if bound <= _RESIDUAL_TOLERANCE_FLOAT64 * spread(xc, xp):
-        return xc
-    return xc - xp.sum(xc, axis=0) / n
-
-
-def center_with_residual(x: Array, xp: Any, name: str) -> tuple[Array, Array | None]:
-    """Centre the columns of ``x`` in one pass; return the centred data and its residual mean.
-
-    float64 input: the float64 column mean is subtracted and the residual is None. float32 input:
-    see :func:`centre_float32`; ``delta``, the residual mean, is returned instead of being
-    subtracted in a second pass over the data: callers correct their products with it
-    (``Xcᵀ Xc - n δδᵀ``), which is exact and costs O(p²) instead of O(n p).
-
-    Non-finite values are found from the column sums: a column holding NaN or inf cannot have a
-    finite sum, so the O(n p) scan runs only when a sum is not finite.
-    """
-    n = x.shape[0]
-    sums = xp.sum(x, axis=0)
-    if not bool(xp.all(xp.isfinite(sums))):
-        if not bool(xp.all(xp.isfinite(x))):
-            raise ValueError(
-                f"{name} contains NaN or infinity; remove or impute those values first"
-            )
-        sums = xp.sum(x, axis=0, dtype=xp.float64)  # finite float32 values whose sum overflows
-    if x.dtype == xp.float64:
-        return centre_float64(x, sums / n, xp), None
-    xc, _, residual = centre_float32(x, xp, sums)
-    return xc, residual
+        return xc, mean
+    residual = xp.sum(xc, axis=0) / n
+    return xc - residual, mean + residual
 
 
 def _numpy_views(a: Array, b: Array) -> tuple[Any, Any] | None:

@@ -8,16 +8,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._backend import (
-    Array,
-    as_output,
-    center_with_residual,
-    power_of_two_scaled,
-    to_float64,
-    to_scalar,
-    transposed_product,
-)
+from ._backend import Array, as_output, power_of_two_scaled, to_float64, to_scalar
+from ._batch import prepare_finite
+from ._moments import Moments
 from ._validation import check_gram_pair, check_pair, check_positive, warn_undefined
+from .hsic import gram_inner
 from .kernels import centered, gram_linear, gram_polynomial, gram_rbf
 
 Method = Literal["auto", "features", "gram"]
@@ -66,7 +61,8 @@ def _cka_of_grams(k: Array, l: Array, xp: Any, *, debiased: bool, names: tuple[s
         if to_scalar(xp.max(xp.abs(cent))) <= tolerance * to_scalar(xp.max(xp.abs(raw))):
             warn_undefined(name, "its centred Gram matrix is zero (all features constant)", 4)
             return xp.sum(kc * lc) * float("nan")
-    return _ratio(xp.sum(kc * lc), xp.sum(kc * kc), xp.sum(lc * lc), n, names, debiased)
+    h_xy, h_xx, h_yy = gram_inner(kc, lc, xp), gram_inner(kc, kc, xp), gram_inner(lc, lc, xp)
+    return _ratio(h_xy, h_xx, h_yy, n, names, debiased)
 
 
 def _ratio(
@@ -82,7 +78,7 @@ def _ratio(
                 4,
             )
             return h_xy * float("nan")
-    return h_xy / (h_xx * h_yy) ** 0.5
+    return h_xy / (h_xx**0.5 * h_yy**0.5)  # roots first: h_xx * h_yy can leave float64's range
 
 
 def _is_constant(x: Array, xp: Any) -> bool:
@@ -146,7 +142,8 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
     feature means of 1000 give the float64 answer to about 1e-7. For torch CPU tensors that need
     no gradient (and torch on more than one thread) the feature-form products run through NumPy's
     BLAS on zero-copy views, which has the symmetric product torch lacks; tensors that need a
-    gradient keep the torch path.
+    gradient keep the torch path. The feature form is computed by the code of
+    :class:`~cka_sim.StreamingCKA`, from the statistics of one batch.
 
     References
     ----------
@@ -171,83 +168,18 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
     if xm.dtype != ym.dtype:  # products need one dtype; promote (float32 with float64 -> float64)
         common = xp.result_type(xm, ym)
         xm, ym = xp.astype(xm, common), xp.astype(ym, common)
-    xs, ys = power_of_two_scaled(xm, xp)[0], power_of_two_scaled(ym, xp)[0]
-    xc, delta_x = center_with_residual(xs, xp, "x")  # raises on NaN or infinity
-    yc, delta_y = center_with_residual(ys, xp, "y")
+    units = [prepare_finite(a, name, xp) for a, name in ((xm, "x"), (ym, "y"))]  # NaN raises
     if _check_not_constant(xm, ym, xp) is not None:
         return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
     if method == "gram":
         # The float64 re-centring of the Grams in _cka_of_grams removes the residual means.
         t = xp.matrix_transpose
-        k = to_float64(xc @ t(xc), xp)
-        l = to_float64(yc @ t(yc), xp)
+        k, l = (to_float64(u.data @ t(u.data), xp) for u in units)
         return as_output(_cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y")))
-    return as_output(_linear_cka_features(xc, yc, delta_x, delta_y, xp, debiased=debiased))
-
-
-def _centred_product(
-    a: Array, b: Array, delta_a: Array | None, delta_b: Array | None, xp: Any
-) -> Array:
-    """Float64 ``(B - 1δ_bᵀ)ᵀ (A - 1δ_aᵀ)`` from the one-pass centred ``A``, ``B``.
-
-    The product runs in the input dtype (see :func:`~cka_sim._backend.transposed_product`); the
-    rank-one residual-mean correction in float64.
-    """
-    product = to_float64(transposed_product(b, a, xp), xp)
-    if delta_a is None or delta_b is None:
-        return product
-    return product - a.shape[0] * (delta_b[:, None] * delta_a[None, :])
-
-
-def _row_sq_norms(a: Array, delta: Array | None, xp: Any) -> Array:
-    """Float64 squared norms of the rows of ``A - 1δᵀ``."""
-    norms = to_float64(xp.sum(a * a, axis=1), xp)  # input dtype: ~1e-7 relative, as the GEMMs
-    if delta is None:
-        return norms
-    shift = to_float64(a @ xp.astype(delta, a.dtype), xp)
-    return norms - 2.0 * shift + xp.sum(delta * delta)
-
-
-def _linear_cka_features(
-    xc: Array,
-    yc: Array,
-    delta_x: Array | None,
-    delta_y: Array | None,
-    xp: Any,
-    *,
-    debiased: bool,
-) -> Array:
-    """Feature-form linear CKA of centred activations (see :func:`linear_cka`)."""
-
-    def frobenius_sq(a: Array) -> Array:
-        return xp.sum(a * a)
-
-    h_xy = frobenius_sq(_centred_product(xc, yc, delta_x, delta_y, xp))
-    h_xx = frobenius_sq(_centred_product(xc, xc, delta_x, delta_x, xp))
-    h_yy = frobenius_sq(_centred_product(yc, yc, delta_y, delta_y, xp))
-    n = xc.shape[0]
-    if debiased:
-        r_x = _row_sq_norms(xc, delta_x, xp)
-        r_y = _row_sq_norms(yc, delta_y, xp)
-        s_x, s_y = xp.sum(r_x), xp.sum(r_y)
-        h_xy = debiased_feature_hsic(h_xy, xp.sum(r_x * r_y), s_x, s_y, n)
-        h_xx = debiased_feature_hsic(h_xx, xp.sum(r_x * r_x), s_x, s_x, n)
-        h_yy = debiased_feature_hsic(h_yy, xp.sum(r_y * r_y), s_y, s_y, n)
-    return _ratio(h_xy, h_xx, h_yy, n, ("x", "y"), debiased)
-
-
-def debiased_feature_hsic(h: Array, rr: Array, s_x: Array, s_y: Array, n: int) -> Array:
-    r"""Debiased linear HSIC in feature form, up to the factor :math:`1/(n(n-3))`.
-
-    ``h`` is :math:`\lVert \bar Y^\top \bar X\rVert_F^2`, ``rr`` is :math:`r_X^\top r_Y` with
-    :math:`r` the squared row norms of the centred activations, ``s_x``, ``s_y`` their sums:
-
-    .. math:: h - \frac{n}{n-2} r_X^\top r_Y + \frac{s_X s_Y}{(n-1)(n-2)}
-
-    This equals :math:`\langle U(K), U(L)\rangle` of the U-centred linear Grams exactly, so it can
-    be mixed with Gram-form terms in one ratio. Works elementwise on arrays of terms.
-    """
-    return h - (n / (n - 2)) * rr + s_x * s_y / ((n - 1) * (n - 2))
+    # the feature form is one batch of StreamingCKA: the same statistics, the same code
+    one_batch = Moments.from_batch(units, [(0, 1)], debiased, xp, mergeable=False)
+    (h_xx, h_yy), (h_xy,) = one_batch.finalise().hsic_terms()
+    return as_output(_ratio(h_xy, h_xx, h_yy, n, ("x", "y"), debiased))
 
 
 def kernel_cka(

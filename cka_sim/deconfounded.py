@@ -26,14 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import (
-    Array,
-    as_output,
-    center_with_residual,
-    power_of_two_scaled,
-    to_float64,
-    to_scalar,
-)
+from ._backend import Array, as_output, power_of_two_scaled, to_float64, to_scalar
+from ._batch import centre_finite
 from ._validation import (
     _same_library,
     as_array,
@@ -45,14 +39,12 @@ from ._validation import (
 )
 from .cka import (
     Method,
-    _centred_product,
     _check_not_constant,
     _cka_of_grams,
     _is_constant,
     _ratio,
-    _row_sq_norms,
-    debiased_feature_hsic,
 )
+from .hsic import centred_product, debiased_feature_hsic, row_sq_norms
 from .kernels import centered
 
 # A residual Gram whose squared norm is below this many units of the working precision, relative
@@ -148,11 +140,8 @@ def deconfounded_cka(
         method = "features" if feature_flops <= n * (p1 + p2 + q) else "gram"
     common = xp.result_type(xm, ym, zm)  # products need one dtype
     xm, ym, zm = (a if a.dtype == common else xp.astype(a, common) for a in (xm, ym, zm))
-    centred = [  # each scaled by a power of two first (the products stay in range); NaN raises
-        center_with_residual(power_of_two_scaled(a, xp)[0], xp, name)
-        for a, name in ((xm, "x"), (ym, "y"), (zm, "confounder"))
-    ]
-    if _check_not_constant(xm, ym, xp) is not None:
+    centred = [centre_finite(a, xp, name) for a, name in ((xm, "x"), (ym, "y"), (zm, "confounder"))]
+    if _check_not_constant(xm, ym, xp) is not None:  # after the NaN check of centre_finite
         return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
     if _is_constant(zm, xp):
         raise _constant_confounder_error("confounder")
@@ -207,7 +196,7 @@ def deconfounded_cka_from_grams(
     eps = max(float(np.finfo(d).eps) if np.issubdtype(d, np.floating) else 0.0 for d in dtypes)
     tolerance = _RESIDUAL_ULPS * max(eps, float(np.finfo(np.float64).eps))
     names = ("gram_x", "gram_y")
-    k, l, kz = (power_of_two_scaled(g, xp)[0] for g in (k, l, kz))
+    k, l, kz = (power_of_two_scaled(g, xp)[0] for g in (k, l, kz))  # products in range
     return as_output(_dcka_of_grams(k, l, kz, xp, debiased, tolerance, names))
 
 
@@ -287,7 +276,7 @@ def _dcka_features(
     n = xc.shape[0]
 
     def a(u: tuple[Array, Array | None], v: tuple[Array, Array | None]) -> Array:
-        product = _centred_product(u[0], v[0], u[1], v[1], xp)
+        product = centred_product(u[0], v[0], u[1], v[1], xp)
         return xp.sum(product * product)
 
     x, y, z = centred
@@ -301,8 +290,8 @@ def _dcka_features(
     alpha_x, alpha_y = slopes
     h = {"xx": a_xx, "yy": a_yy, "zz": a_zz, "xy": a_xy, "xz": a_xz, "yz": a_yz}
     if debiased:
-        r = {"x": _row_sq_norms(xc, dx, xp), "y": _row_sq_norms(yc, dy, xp)}
-        r["z"] = _row_sq_norms(zc, dz, xp)
+        r = {"x": row_sq_norms(xc, dx, xp), "y": row_sq_norms(yc, dy, xp)}
+        r["z"] = row_sq_norms(zc, dz, xp)
         s = {key: xp.sum(value) for key, value in r.items()}
         for pair in h:
             u, v = pair

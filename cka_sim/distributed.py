@@ -1,7 +1,8 @@
 r"""Reduce the streaming accumulators across a ``torch.distributed`` process group.
 
 Every accumulator's ``all_reduce(group=None)`` calls into this module; call it on every process
-of the group (it is a collective). Any backend works: NCCL (statistics on the current CUDA
+of the group (it is a collective). This module knows collectives only, not accumulators: the
+exact reduction of centred moments lives with them (:func:`cka_sim._moments.all_reduce_moments`). Any backend works: NCCL (statistics on the current CUDA
 device), gloo or MPI (CPU). NumPy-backed accumulators are copied to a tensor for the
 communication and back.
 
@@ -79,10 +80,9 @@ def _agree(values: list[Any], what: str) -> Any:
     return first
 
 
-def gather_names(names: Any, group: Any) -> Any:
-    """The layer names every process agrees on (processes without data pass ``None``)."""
-    agreed = _agree(gather_objects(names, group), "layer names")
-    return agreed if agreed is not None else ([], [], False)
+def agree(local: Any, group: Any, what: str) -> Any:
+    """The value every process that has one agrees on (``None`` where no process has one)."""
+    return _agree(gather_objects(local, group), what)
 
 
 def to_comm(a: Array, device: Any) -> Any:
@@ -116,55 +116,34 @@ def all_reduce_sum(arrays: list[Array], group: Any, like: Any = None) -> list[Ar
     return out
 
 
-def all_reduce_moments(m: Any, signature: dict[str, Any], group: Any) -> Any:
-    """Exact reduction of a streaming ``_Moments`` state (``None`` when this process saw no data)."""
+def gather_counts_and_means(
+    n: int, means: list[Array], group: Any, like: Any
+) -> tuple[list[int], list[list[Array]]]:
+    """Every process's count and means (one ``all_gather``), in rank order.
+
+    Returns the counts and, per unit, the list of every process's mean, in ``like``'s library.
+    """
     import torch
 
-    from .streaming import _Moments
-
     dist = _dist()
-    agreed = _agree(
-        gather_objects(signature if signature.get("widths") is not None else None, group),
-        "accumulator shape",
-    )
-    if agreed is None:
-        return m  # no process saw any data
-    like = None if m is None else m.mean[0]
     device = comm_device(group, like)
-    if m is None:
-        xp = _torch_namespace()
-        m = _Moments.zeros(
-            agreed["widths"], [tuple(p) for p in agreed["pairs"]], agreed["debiased"], xp, device
-        )
-        like = m.mean[0]
-    # 1-2: counts and means of every process, then the global mean (same order on every rank)
     local = torch.cat(
-        [torch.tensor([float(m.n)], dtype=torch.float64, device=device)]
-        + [to_comm(mu, device) for mu in m.mean]
+        [torch.tensor([float(n)], dtype=torch.float64, device=device)]
+        + [to_comm(mu, device) for mu in means]
     )
     gathered = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
     dist.all_gather(gathered, local, group=group)
     counts = [round(float(g[0])) for g in gathered]
-    total = sum(counts)
-    mean_flat = sum(g[1:] * (c / total) for g, c in zip(gathered, counts, strict=True) if c)
-    new_mean, start = [], 0
-    for width in m.widths:
-        new_mean.append(from_comm(mean_flat[start : start + width], like))
+    per_unit, start = [], 1
+    for mu in means:
+        width = int(mu.shape[0])
+        per_unit.append([from_comm(g[start : start + width], like) for g in gathered])
         start += width
-    # 3: move this process's sums to the global mean; 4: add them
-    shifted = m.recentred(new_mean, m.namespace())
-    fields = shifted.sum_fields()
-    arrays = [a for _, values in fields for a in values]
-    reduced = all_reduce_sum(arrays, group, like)
-    k = 0
-    for name, values in fields:
-        setattr(shifted, name, reduced[k : k + len(values)])
-        k += len(values)
-    shifted.n = total
-    return shifted
+    return counts, per_unit
 
 
-def _torch_namespace() -> Any:
+def torch_namespace() -> Any:
+    """The array-API namespace of torch (for a process that holds no state yet)."""
     from array_api_compat import torch as xp
 
     return xp

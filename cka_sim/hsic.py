@@ -8,7 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Array, as_output, power_of_two_scaled, times_power_of_two, to_scalar
+from ._backend import (
+    Array,
+    as_output,
+    is_torch,
+    power_of_two_scaled,
+    times_power_of_two,
+    to_float64,
+    to_scalar,
+    transposed_product,
+)
 from ._validation import check_gram_pair
 from .kernels import centered
 
@@ -67,5 +76,62 @@ def hsic(gram_x: Any, gram_y: Any, *, unbiased: bool = False) -> Any:
 def hsic_of_valid(k: Array, l: Array, xp: Any, *, unbiased: bool) -> Array:
     """HSIC of validated float64 Grams (no checks)."""
     n = k.shape[0]
-    product = xp.sum(centered(k, xp, unbiased=unbiased) * centered(l, xp, unbiased=unbiased))
+    product = gram_inner(centered(k, xp, unbiased=unbiased), centered(l, xp, unbiased=unbiased), xp)
     return product / (n * (n - 3)) if unbiased else product / (n - 1) ** 2
+
+
+def gram_inner(kc: Array, lc: Array, xp: Any) -> Array:
+    r"""HSIC in Gram form, up to its factor: :math:`\langle \bar K, \bar L\rangle_F`.
+
+    With (U-)centred Grams (:func:`~cka_sim.kernels.centered`) this is
+    :math:`(n-1)^2\,\mathrm{HSIC}_0` or :math:`n(n-3)\,\mathrm{HSIC}_1`. Works on stacks
+    (..., n, n), pair by pair (NumPy without a temporary).
+    """
+    if is_torch(kc):
+        return xp.sum(kc * lc, axis=(-2, -1))
+    return np.einsum("...ij,...ij->...", kc, lc)
+
+
+def debiased_feature_hsic(h: Array, rr: Array, s_x: Array, s_y: Array, n: int) -> Array:
+    r"""Debiased linear HSIC in feature form, up to the factor :math:`1/(n(n-3))`.
+
+    ``h`` is :math:`\lVert \bar Y^\top \bar X\rVert_F^2`, ``rr`` is :math:`r_X^\top r_Y` with
+    :math:`r` the squared row norms of the centred activations (:func:`row_sq_norms`), ``s_x``,
+    ``s_y`` their sums:
+
+    .. math:: h - \frac{n}{n-2} r_X^\top r_Y + \frac{s_X s_Y}{(n-1)(n-2)}
+
+    This equals :math:`\langle U(K), U(L)\rangle` of the U-centred linear Grams exactly
+    (Song et al. 2012), so it can be mixed with Gram-form terms in one ratio. Works elementwise
+    on arrays of terms.
+    """
+    return h - (n / (n - 2)) * rr + s_x * s_y / ((n - 1) * (n - 2))
+
+
+def row_sq_norms(xc: Array, residual: Array | None, xp: Any) -> Array:
+    """Float64 squared norms of the rows of ``xc - 1 residualᵀ``: ``r`` of the debiased HSIC.
+
+    ``‖xc_i - δ‖² = ‖xc_i‖² - 2 xc_i·δ + ‖δ‖²``: the squares are summed in the input dtype (about
+    1e-7 relative for float32, as the GEMMs themselves), the residual ``δ`` (float64, see
+    :func:`~cka_sim._batch.prepare_layer`) is removed in float64.
+    """
+    norms = to_float64(xp.sum(xc * xc, axis=1), xp)
+    if residual is None:
+        return norms
+    shift = to_float64(xc @ xp.astype(residual, xc.dtype), xp)
+    return norms - 2.0 * shift + xp.sum(residual * residual)
+
+
+def centred_product(
+    a: Array, b: Array, delta_a: Array | None, delta_b: Array | None, xp: Any
+) -> Array:
+    """Float64 ``(B - 1δ_bᵀ)ᵀ (A - 1δ_aᵀ)`` from translated ``A``, ``B`` and their residual means.
+
+    The product runs in the input dtype (see :func:`~cka_sim._backend.transposed_product`); the
+    rank-one residual-mean correction in float64 (residuals from
+    :func:`~cka_sim._batch.prepare_layer`; ``None``: nothing to correct).
+    """
+    product = to_float64(transposed_product(b, a, xp), xp)
+    if delta_a is None or delta_b is None:
+        return product
+    return product - a.shape[0] * (delta_b[:, None] * delta_a[None, :])

@@ -17,7 +17,8 @@ from ._backend import (
 )
 from ._layers import as_layers, ratio_matrix, to_numpy
 from ._validation import as_matrix
-from .cka import _is_constant, debiased_feature_hsic
+from .cka import _is_constant
+from .hsic import debiased_feature_hsic, gram_inner
 from .kernels import centered
 from .result import CKAResult, default_metadata
 
@@ -54,7 +55,7 @@ def _pair_hsic(a: _Layer, b: _Layer) -> Array:
     feature_cost = n * a.p * b.p
     gram_cost = n * n + a.gram_cost() + b.gram_cost()
     if gram_cost < feature_cost:
-        return xp.sum(a.centred_gram() * b.centred_gram())
+        return gram_inner(a.centred_gram(), b.centred_gram(), xp)
     xa, xb = a.xc, b.xc
     if xa.dtype != xb.dtype:
         common = xp.result_type(xa, xb)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .result import CKAResult
+if TYPE_CHECKING:  # the result module imports this one (CKAResult.plot); no import back
+    from .result import CKAResult
 
 _MISSING = 'cka_sim.plot needs matplotlib; install the plot extra: pip install "cka-sim[plot]"'
 _NAN_COLOUR = "0.75"
@@ -26,8 +27,15 @@ def _pyplot() -> Any:
     return plt
 
 
+def _is_result(value: Any) -> bool:
+    """A :class:`~cka_sim.CKAResult`, recognised by its class without importing its module."""
+    return any(
+        c.__name__ == "CKAResult" and c.__module__ == "cka_sim.result" for c in type(value).__mro__
+    )
+
+
 def _check_result(result: Any, name: str) -> CKAResult:
-    if not isinstance(result, CKAResult):
+    if not _is_result(result):
         raise TypeError(
             f"{name} must be a CKAResult (e.g. from cka_sim.cka_matrix); got {type(result).__name__}"
         )
@@ -198,7 +206,7 @@ def layer_curve(
         corresponding layer names of the first result.
     """
     plt = _pyplot()
-    if isinstance(results, CKAResult):
+    if _is_result(results):
         results = [results]
     results = [_check_result(r, f"results[{i}]") for i, r in enumerate(results)]
     if not results:

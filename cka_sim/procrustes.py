@@ -17,9 +17,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._backend import Array, as_output, center_with_residual, power_of_two_scaled, to_float64
+from ._backend import Array, as_output, to_float64
+from ._batch import centre_finite
 from ._validation import check_pair, warn_undefined
-from .cka import _centred_product, _is_constant, _row_sq_norms
+from .cka import _is_constant
+from .hsic import centred_product, row_sq_norms
 
 
 def procrustes_similarity(x: Any, y: Any) -> Any:
@@ -76,15 +78,15 @@ def procrustes_similarity(x: Any, y: Any) -> Any:
     if xm.dtype != ym.dtype:  # products need one dtype; promote (float32 with float64 -> float64)
         common = xp.result_type(xm, ym)
         xm, ym = xp.astype(xm, common), xp.astype(ym, common)
-    xc, dx = center_with_residual(power_of_two_scaled(xm, xp)[0], xp, "x")  # NaN/inf: raises
-    yc, dy = center_with_residual(power_of_two_scaled(ym, xp)[0], xp, "y")
+    xc, dx = centre_finite(xm, xp, "x")  # NaN or infinity raise here, before constancy
+    yc, dy = centre_finite(ym, xp, "y")
     for name, value in (("x", xm), ("y", ym)):
         if _is_constant(value, xp):
             warn_undefined(
                 name, "all of its features are constant (zero norm)", 3, measure="Procrustes"
             )
             return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
-    norms = xp.sum(_row_sq_norms(xc, dx, xp)) * xp.sum(_row_sq_norms(yc, dy, xp))
+    norms = xp.sum(row_sq_norms(xc, dx, xp)) * xp.sum(row_sq_norms(yc, dy, xp))
     return as_output(_nuclear_norm(xc, yc, dx, dy, xp) / norms**0.5)
 
 
@@ -144,7 +146,7 @@ def _nuclear_norm(xc: Array, yc: Array, dx: Array | None, dy: Array | None, xp: 
     r"""Float64 :math:`\lVert \bar X^\top\bar Y\rVert_*` from the one-pass centred data."""
     n = xc.shape[0]
     if xc.shape[1] <= n and yc.shape[1] <= n:
-        return xp.sum(xp.linalg.svdvals(_centred_product(xc, yc, dx, dy, xp)))
+        return xp.sum(xp.linalg.svdvals(centred_product(xc, yc, dx, dy, xp)))
     a, b = _reduced(xc, dx, xp), _reduced(yc, dy, xp)
     return xp.sum(xp.linalg.svdvals(to_float64(xp.matrix_transpose(b) @ a, xp)))
 

@@ -680,80 +680,22 @@ def compare_models(
     Revisited*, ICML. Nguyen, Raghu & Kornblith (2021), *Do Wide and Deep Networks Learn the Same
     Things?*, ICLR.
     """
-    from tqdm.auto import tqdm
-
     _check_module(model_a, "model_a")
     _check_module(model_b, "model_b")
     if estimator not in ("minibatch", "exact"):
         raise ValueError(f"estimator must be 'minibatch' or 'exact'; got {estimator!r}")
     names_a = [n for n, _ in _resolve_layers(model_a, _or_default(model_a, layers_a), "layers_a")]
     names_b = [n for n, _ in _resolve_layers(model_b, _or_default(model_b, layers_b), "layers_b")]
-    same_model = model_a is model_b
     if device is not None:
         device = torch.device(device)
         model_a.to(device)
         model_b.to(device)
-    device_a, device_b = _model_device(model_a), _model_device(model_b)
     world_size = _distributed_world()
-    rank = torch.distributed.get_rank() if world_size is not None else 0
     accumulator = _make_accumulator(estimator, debiased, memory_budget_bytes)
-    from_callable = callable(input_key)
-
-    n_batches = 0
-    dtypes: set[str] = set()
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_restore_training_modes(model_a, model_b))
-        model_a.eval()
-        model_b.eval()
-        # The minibatch estimator only needs each batch's features near zero (HSIC is invariant
-        # to translating them): the hook stores the flattened, translated copy, which replaces
-        # the clone that protects the output from later in-place operations.
-        minibatch = estimator == "minibatch"
-        transform = _translated_rows if minibatch else None
-        if same_model:
-            union = list(dict.fromkeys(names_a + names_b))
-            store_a = store_b = stack.enter_context(
-                record_activations(model_a, union, transform=transform)
-            )
-        else:
-            store_a = stack.enter_context(record_activations(model_a, names_a, transform=transform))
-            store_b = stack.enter_context(record_activations(model_b, names_b, transform=transform))
-        bar = stack.enter_context(
-            tqdm(
-                loader,
-                total=_length(loader),
-                desc="compare_models",
-                unit="batch",
-                disable=not progress or rank != 0,
-            )
-        )
-        with torch.inference_mode():
-            for batch in bar:
-                inputs = extract_inputs(batch, input_key)
-                store_a.clear()
-                store_b.clear()
-                _run(model_a, inputs, device_a, from_callable)
-                if not same_model:
-                    _run(model_b, inputs, device_b, from_callable)
-                acts_a = _collect(store_a, names_a, "layers_a", n_batches)
-                if same_model and names_b == names_a:
-                    acts_b = acts_a  # one mapping: the accumulator forms each Gram once
-                else:
-                    acts_b = _collect(store_b, names_b, "layers_b", n_batches)
-                if device_b != device_a:
-                    acts_b = {name: t.to(device_a) for name, t in acts_b.items()}
-                dtypes.update(str(t.dtype) for t in (*acts_a.values(), *acts_b.values()))
-                if minibatch:
-                    accumulator._update(acts_a, acts_b, translated=True)
-                else:
-                    accumulator.update(acts_a, acts_b)
-                # Free this batch's activations before the next forward pass, not after it.
-                del acts_a, acts_b
-                store_a.clear()
-                store_b.clear()
-                n_batches += 1
-    if n_batches == 0:
-        raise ValueError("loader yielded no batches; compare_models needs at least one")
+    # capture -> accumulate -> result
+    prepare = _preparing(accumulator) if estimator == "minibatch" else None
+    with _Capture(model_a, model_b, names_a, names_b, input_key, prepare) as capture:
+        n_batches, dtypes = _accumulate(accumulator, capture, loader, progress, world_size)
     if world_size is not None:
         accumulator.all_reduce()
     result = accumulator.compute()
@@ -766,15 +708,15 @@ def compare_models(
         {
             "model_a": type(model_a).__name__,
             "model_b": type(model_b).__name__,
-            "same_model": same_model,
+            "same_model": capture.same_model,
             "layers_a": names_a,
             "layers_b": names_b,
             "estimator": estimator,
             "debiased": debiased,
             "activation_dtype": sorted(dtypes),
-            "device": str(device_a),
-            "device_a": str(device_a),
-            "device_b": str(device_b),
+            "device": str(capture.device_a),
+            "device_a": str(capture.device_a),
+            "device_b": str(capture.device_b),
             "n_batches": n_batches,
             "world_size": world_size or 1,
         }
@@ -782,19 +724,121 @@ def compare_models(
     return result
 
 
-def _translated_rows(tensor: torch.Tensor) -> torch.Tensor:
-    """A new (m, p) tensor: ``tensor`` flattened per example, minus its column means.
+class _Capture:
+    """Both models' recorded layers, one batch at a time (a context manager).
+
+    On entry both models go to eval mode and the hooks are attached; on exit (also on errors) the
+    hooks are removed and every submodule's training flag is restored. For the minibatch estimator
+    each hook stores the layer output prepared by :meth:`MinibatchCKA.prepare` (flattened and
+    translated; HSIC is invariant to translating the features), which replaces the clone that
+    protects the output from later in-place operations (``prepare``, a hook transform).
+    """
+
+    def __init__(
+        self,
+        model_a: nn.Module,
+        model_b: nn.Module,
+        names_a: list[str],
+        names_b: list[str],
+        input_key: InputKey | None,
+        prepare: Callable[[torch.Tensor], Any] | None,
+    ) -> None:
+        self.models = (model_a, model_b)
+        self.names_a, self.names_b = names_a, names_b
+        self.same_model = model_a is model_b
+        self.device_a, self.device_b = _model_device(model_a), _model_device(model_b)
+        self.input_key = input_key
+        self._transform = prepare
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> _Capture:
+        model_a, model_b = self.models
+        stack, transform = self._stack, self._transform
+        stack.enter_context(_restore_training_modes(model_a, model_b))
+        model_a.eval()
+        model_b.eval()
+        if self.same_model:
+            union = list(dict.fromkeys(self.names_a + self.names_b))
+            self.store_a = self.store_b = stack.enter_context(
+                record_activations(model_a, union, transform=transform)
+            )
+        else:
+            self.store_a = stack.enter_context(
+                record_activations(model_a, self.names_a, transform=transform)
+            )
+            self.store_b = stack.enter_context(
+                record_activations(model_b, self.names_b, transform=transform)
+            )
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.close()
+
+    def run(self, batch: Any, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The recorded outputs of both models on one batch (model B's on model A's device)."""
+        inputs = extract_inputs(batch, self.input_key)
+        from_callable = callable(self.input_key)
+        self.clear()
+        _run(self.models[0], inputs, self.device_a, from_callable)
+        if not self.same_model:
+            _run(self.models[1], inputs, self.device_b, from_callable)
+        acts_a = _collect(self.store_a, self.names_a, "layers_a", index)
+        if self.same_model and self.names_b == self.names_a:
+            acts_b = acts_a  # one mapping: the accumulator forms each Gram once
+        else:
+            acts_b = _collect(self.store_b, self.names_b, "layers_b", index)
+        if self.device_b != self.device_a:
+            acts_b = {name: t.to(self.device_a) for name, t in acts_b.items()}
+        return acts_a, acts_b
+
+    def clear(self) -> None:
+        self.store_a.clear()
+        self.store_b.clear()
+
+
+def _accumulate(
+    accumulator: Any,
+    capture: _Capture,
+    loader: Iterable[Any],
+    progress: bool,
+    world_size: int | None,
+) -> tuple[int, set[str]]:
+    """Feed every batch's recorded layers to the accumulator; the batch count and dtypes seen."""
+    from tqdm.auto import tqdm
+
+    rank = torch.distributed.get_rank() if world_size is not None else 0
+    n_batches, dtypes = 0, set()
+    disable = not progress or rank != 0
+    total = _length(loader)
+    with tqdm(loader, total=total, desc="compare_models", unit="batch", disable=disable) as bar:
+        with torch.inference_mode():
+            for batch in bar:
+                acts_a, acts_b = capture.run(batch, n_batches)
+                dtypes.update(str(t.dtype) for t in (*acts_a.values(), *acts_b.values()))
+                accumulator.update(acts_a, acts_b)
+                # Free this batch's activations before the next forward pass, not after it.
+                del acts_a, acts_b
+                capture.clear()
+                n_batches += 1
+    if n_batches == 0:
+        raise ValueError("loader yielded no batches; compare_models needs at least one")
+    return n_batches, dtypes
+
+
+def _preparing(accumulator: Any) -> Callable[[torch.Tensor], Any]:
+    """The hook transform: a layer output flattened per example and prepared for ``accumulator``.
 
     Half precision is upcast to float32 and integers to float64 first, as the accumulators do.
+    An output that cannot be a batch is cloned instead, for ``update`` to report.
     """
-    from . import minibatch
-    from ._backend import namespace
 
-    flat = tensor.reshape(tensor.shape[0], -1) if tensor.dim() != 2 else tensor
-    if flat.dim() != 2 or flat.shape[0] == 0:
-        return tensor.clone()  # let the accumulator's validation report the shape
-    out = minibatch._translated(flat, namespace(flat))
-    return out if out.data_ptr() != tensor.data_ptr() else out.clone()
+    def prepare(tensor: torch.Tensor) -> Any:
+        if tensor.dim() == 0 or tensor.shape[0] == 0 or tensor[0].numel() == 0:
+            return tensor.clone()
+        flat = tensor.reshape(tensor.shape[0], -1) if tensor.dim() != 2 else tensor
+        return accumulator.prepare(flat, "layer output")
+
+    return prepare
 
 
 def _or_default(model: nn.Module, layers: Iterable[LayerSpec] | None) -> Iterable[LayerSpec]:

@@ -23,7 +23,18 @@ def test_tiny_suite_writes_table_json_and_plot(tmp_path, capsys):
     data = json.loads((tmp_path / record["json"].split("/")[-1]).read_text())
     assert data["meta"]["cases"] == list(CASES)
     cases = {row["case"] for row in data["rows"]}
-    assert cases == {"linear", "accuracy", "rbf", "streaming", "memory", "compare_models"}
+    assert cases == {
+        "linear",
+        "accuracy",
+        "rbf",
+        "streaming",
+        "memory",
+        "compare_models",
+        "procrustes",
+    }
+    procrustes = [r for r in data["rows"] if r["case"] == "procrustes"]
+    assert {r["contender"] for r in procrustes} >= {"GEMM + SVD floor (numpy)", "cka_sim numpy"}
+    assert all(r["error"] < 1e-6 for r in procrustes if r["error"] is not None)
     ours = [r for r in data["rows"] if r["case"] == "linear" and r["contender"] == "cka_sim"]
     assert ours and all(r["seconds"] > 0 and r["ratio"] > 0 for r in ours)
     accuracy = [r for r in data["rows"] if r["case"] == "accuracy" and r["contender"] == "cka_sim"]

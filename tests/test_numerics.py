@@ -35,11 +35,6 @@ from cka_sim import (
 )
 from cka_sim.__main__ import main
 
-# Accumulator defects that wait for the accumulators' single batch-preparation step.
-ACCUMULATORS_PENDING = pytest.mark.xfail(
-    strict=True, reason="rescaling and the exact constant test in the accumulators' batch step"
-)
-
 
 @pytest.fixture(scope="module")
 def pair() -> tuple[np.ndarray, np.ndarray]:
@@ -151,11 +146,29 @@ def test_estimators_do_not_depend_on_the_magnitude(name, dtype, pair) -> None:
     _check_scale_invariance(ESTIMATORS[name], pair, dtype)
 
 
-@ACCUMULATORS_PENDING
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("library", ["numpy", "torch"])
 @pytest.mark.parametrize("name", list(ACCUMULATORS))
-def test_accumulators_do_not_depend_on_the_magnitude(name, dtype, pair) -> None:
-    _check_scale_invariance(ACCUMULATORS[name], pair, dtype)
+def test_accumulators_do_not_depend_on_the_magnitude(name, library, pair) -> None:
+    # float32: every magnitude. float64: within 2**±200, where their float64 statistics (up to
+    # fourth powers) fit; beyond it a ValueError names the batch and the power of two to apply.
+    convert = _torch_convert if library == "torch" else (lambda a: a)
+    _check_scale_invariance(
+        lambda x, y: ACCUMULATORS[name](convert(x), convert(y)), pair, "float32"
+    )
+    bx, by = pair
+    for k in (-190, -120, 0, 120, 190):  # the largest magnitude of the data (batches: below)
+        value = ACCUMULATORS[name](convert(_scaled(bx, k, "float64")), convert(by))
+        assert value == pytest.approx(ACCUMULATORS[name](bx, by), abs=1e-9)
+    for k in (-1000, -260, 260, 1000):
+        with pytest.raises(
+            ValueError, match=r"x.* has values of magnitude about 2\*\*-?\d+.*2\.0\*\*"
+        ):
+            ACCUMULATORS[name](convert(_scaled(bx, k, "float64")), convert(by))
+
+
+def _torch_convert(a: np.ndarray) -> Any:
+    torch = pytest.importorskip("torch")
+    return torch.from_numpy(np.ascontiguousarray(a))
 
 
 @pytest.mark.parametrize("method", ["features", "gram"])
@@ -238,15 +251,8 @@ def test_cka_matrix_with_uncertainty_warns_for_a_constant_layer_by_name() -> Non
     )
 
 
-@pytest.mark.parametrize(
-    ("library", "debiased"),
-    [
-        pytest.param("numpy", False, marks=ACCUMULATORS_PENDING),
-        pytest.param("numpy", True, marks=ACCUMULATORS_PENDING),
-        ("torch", False),
-        pytest.param("torch", True, marks=ACCUMULATORS_PENDING),
-    ],
-)
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("debiased", [False, True])
 def test_accumulators_warn_for_a_constant_float64_layer(library, debiased) -> None:
     x = np.full((100, 3), 0.1)
     y = np.random.default_rng(0).standard_normal((100, 2))
@@ -407,3 +413,47 @@ def test_statistics_accept_bfloat16_as_linear_cka_does(pair) -> None:
     )
     res = cka_matrix_with_uncertainty({"x": x}, {"y": y}, n_resamples=9, n_permutations=9)
     assert res.values[0, 0] == pytest.approx(float(expected), abs=1e-6)
+
+
+def test_minibatch_refuses_numpy_and_torch_mixed_by_name() -> None:
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((16, 3))
+    with pytest.raises(TypeError, match="acts_a holds NumPy arrays but acts_b holds torch tensors"):
+        MinibatchCKA().update({"a": x}, {"b": torch.from_numpy(x)})
+    with pytest.raises(TypeError, match="acts_a holds torch tensors but acts_b holds NumPy arrays"):
+        MinibatchCKA().update([torch.from_numpy(x)], [x])
+
+
+def test_compare_models_names_a_layer_whose_output_is_not_a_batch() -> None:
+    torch = pytest.importorskip("torch")
+    from cka_sim.torch import compare_models
+
+    class Scalar(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 2)
+
+        def forward(self, x: Any) -> Any:
+            return self.linear(x).sum()  # a 0-dim output
+
+    loader = [torch.randn(8, 3) for _ in range(2)]
+    for estimator in ("minibatch", "exact"):
+        with pytest.raises(ValueError, match=r"acts_a\[''\] must have shape \(n_examples"):
+            compare_models(
+                Scalar(),
+                Scalar(),
+                loader,
+                layers_a=[""],
+                layers_b=["linear"],
+                estimator=estimator,
+                progress=False,
+            )
+
+
+def test_streaming_single_batch_is_exact_at_mean_1e9_spread_1e5(pair) -> None:
+    bx, by = pair
+    x, y = 1e9 + 1e-5 * bx[:20, :3], by[:20, :2]
+    exact = _exact_linear_cka(x, y)
+    assert float(StreamingCKA().update(x, y).compute()) == pytest.approx(exact, abs=1e-10)
+    acc = StreamingCKAMatrix().update({"x": x}, {"y": y})
+    assert acc.compute().values[0, 0] == pytest.approx(exact, abs=1e-10)

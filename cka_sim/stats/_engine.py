@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..kernels import gram_rbf
+from .._backend import namespace
+from ..hsic import debiased_feature_hsic, gram_inner
+from ..kernels import centered, gram_rbf
 
 Form = Literal["features", "gram"]
 
@@ -95,23 +97,6 @@ class Terms:
     row_sq: np.ndarray | None
 
 
-def center_grams(k: np.ndarray, *, unbiased: bool) -> np.ndarray:
-    """Centre a stack of (b, m, m) Grams: HKH, or the U-centring of Székely & Rizzo (2014)."""
-    m = k.shape[-1]
-    if not unbiased:
-        col = k.mean(axis=-2, keepdims=True)
-        row = k.mean(axis=-1, keepdims=True)
-        return k - col - row + col.mean(axis=-1, keepdims=True)
-    k = k.copy()
-    diag = np.arange(m)
-    k[..., diag, diag] = 0.0
-    means = k.sum(axis=-2) / (m - 2)
-    means = means - means.sum(axis=-1, keepdims=True) / (2 * (m - 1))
-    out = k - means[..., None, :] - means[..., :, None]
-    out[..., diag, diag] = 0.0
-    return out
-
-
 def restrict(rep: Representation, idx: np.ndarray, *, debiased: bool) -> Terms:
     """Gather the rows (and columns, for a Gram) ``idx`` (b, m) of a layer and centre them."""
     if rep.form == "features":
@@ -119,7 +104,8 @@ def restrict(rep: Representation, idx: np.ndarray, *, debiased: bool) -> Terms:
         xs = xs - xs.mean(axis=1, keepdims=True)
         row_sq = np.einsum("bmp,bmp->bm", xs, xs) if debiased else None
         return Terms("features", xs, row_sq)
-    return Terms("gram", center_grams(gather_grams(rep.data, idx), unbiased=debiased), None)
+    grams = gather_grams(rep.data, idx)
+    return Terms("gram", centered(grams, namespace(grams), unbiased=debiased), None)
 
 
 def gather_grams(k: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -143,15 +129,14 @@ def hsic_terms(a: Terms, b: Terms, *, debiased: bool) -> np.ndarray:
     """
     if a.form == "features":
         prod = np.matmul(a.data.transpose(0, 2, 1), b.data)
-        h = np.einsum("bij,bij->b", prod, prod)
+        h = gram_inner(prod, prod, np)
         if debiased:
             assert a.row_sq is not None and b.row_sq is not None
-            m = a.data.shape[1]
+            rr = np.einsum("bm,bm->b", a.row_sq, b.row_sq)
             s_a, s_b = a.row_sq.sum(axis=1), b.row_sq.sum(axis=1)
-            h = h - m / (m - 2) * np.einsum("bm,bm->b", a.row_sq, b.row_sq)
-            h = h + s_a * s_b / ((m - 1) * (m - 2))
+            h = debiased_feature_hsic(h, rr, s_a, s_b, a.data.shape[1])
         return h
-    return np.einsum("bij,bij->b", a.data, b.data)
+    return gram_inner(a.data, b.data, np)
 
 
 def cka_from_terms(h_xy: np.ndarray, h_xx: np.ndarray, h_yy: np.ndarray) -> np.ndarray:
@@ -204,8 +189,7 @@ class Permuted:
                 assert self.terms.row_sq is not None and permuted.row_sq is not None
                 r_x = self.terms.row_sq[0]
                 s_x, s_y = r_x.sum(), permuted.row_sq[0].sum()
-                h = h - n / (n - 2) * (permuted.row_sq @ r_x)
-                h = h + s_x * s_y / ((n - 1) * (n - 2))
+                h = debiased_feature_hsic(h, permuted.row_sq @ r_x, s_x, s_y, n)
             return h
         b = permuted.data.shape[0]
         return permuted.data.reshape(b, -1) @ data.ravel()

@@ -1,0 +1,276 @@
+"""Accumulator state declared once; reset, merge, all_reduce and (de)serialisation derived from it.
+
+An accumulator (:class:`~cka_sim.StreamingCKA`, :class:`~cka_sim.StreamingCKAMatrix`,
+:class:`~cka_sim.MinibatchCKA`) lists its state in ``_STATE``: attribute name -> reduction.
+Everything that handles the whole state (:meth:`Accumulator.reset`, :meth:`~Accumulator.merge`,
+:meth:`~Accumulator.all_reduce`, :meth:`~Accumulator.state_dict`,
+:meth:`~Accumulator.load_state_dict`) reads that table and nothing else, so a new piece of state
+is one line. The reductions:
+
+- :class:`Sum`: float64 arrays added (``None`` before the first batch);
+- :class:`Count`: integers added;
+- :class:`Agree`: layer names and layout flags, which must be equal on both sides;
+- :class:`CentredMoments`: a :class:`~cka_sim._moments.Moments`, moved to the shared mean and then
+  added (Chan, Golub & LeVeque 1979).
+
+``update`` is each estimator's own: prepare the batch (:func:`cka_sim._batch.prepare_layers`),
+form its statistics, and reduce them into the state with the same reductions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ._backend import is_torch, namespace
+from ._batch import Prepared, prepare_layer
+from ._layers import check_names, to_numpy
+from ._moments import Moments, all_reduce_moments, merge_moments
+from ._validation import as_matrix
+
+_FORMAT_VERSION = 1
+
+
+class Reduction:
+    """How one piece of state starts, combines, travels and is saved."""
+
+    def default(self) -> Any:
+        return None
+
+    def merge(self, a: Any, b: Any, what: str) -> Any:
+        raise NotImplementedError
+
+    def save(self, key: str, value: Any, out: dict[str, Any]) -> None:
+        if value is not None:
+            out[key] = value
+
+    def load(self, key: str, state: dict[str, Any]) -> Any:
+        return state.get(key)
+
+    def signature(self, value: Any) -> Any:
+        """What every process of an ``all_reduce`` must agree on (``None``: nothing)."""
+        return None
+
+
+@dataclass(frozen=True)
+class Sum(Reduction):
+    """Float64 arrays of one shape, added."""
+
+    def merge(self, a: Any, b: Any, what: str) -> Any:
+        return b if a is None else a if b is None else a + b
+
+    def signature(self, value: Any) -> Any:
+        return None if value is None else tuple(int(s) for s in value.shape)
+
+
+@dataclass(frozen=True)
+class Count(Reduction):
+    """An integer count, added."""
+
+    def default(self) -> int:
+        return 0
+
+    def merge(self, a: Any, b: Any, what: str) -> int:
+        return int(a) + int(b)
+
+    def load(self, key: str, state: dict[str, Any]) -> int:
+        return int(state[key])
+
+
+@dataclass(frozen=True)
+class Agree(Reduction):
+    """A layout value (layer names, a flag) that both sides of a merge must share."""
+
+    label: str
+    kind: type = list
+
+    def default(self) -> Any:
+        return self.kind()
+
+    def merge(self, a: Any, b: Any, what: str) -> Any:
+        if self.kind is list:
+            check_names(a, b, f"the other accumulator's {self.label}")
+        elif a != b:
+            raise ValueError(f"{what}: the accumulators differ in {self.label} ({a!r} and {b!r})")
+        return a
+
+    def save(self, key: str, value: Any, out: dict[str, Any]) -> None:
+        out[key] = list(value) if self.kind is list else value
+
+    def load(self, key: str, state: dict[str, Any]) -> Any:
+        value = state[key]
+        return [str(s) for s in value] if self.kind is list else self.kind(value)
+
+    def signature(self, value: Any) -> Any:
+        return list(value) if self.kind is list else value
+
+
+@dataclass(frozen=True)
+class CentredMoments(Reduction):
+    """A :class:`~cka_sim._moments.Moments`: shift to the shared mean, then add."""
+
+    def merge(self, a: Any, b: Any, what: str) -> Any:
+        return merge_moments(a, b, what)
+
+    def save(self, key: str, value: Any, out: dict[str, Any]) -> None:
+        if value is not None:
+            out.update(value.to_dict())
+
+    def load(self, key: str, state: dict[str, Any]) -> Any:
+        return Moments.from_dict(state) if "n" in state else None
+
+    def signature(self, value: Any) -> Any:
+        if value is None:
+            return None
+        return {"debiased": value.debiased, "pairs": value.pairs, "widths": value.widths}
+
+    @staticmethod
+    def absorb(state: Moments | None, batch: Moments, what: str) -> Moments:
+        """``state`` with a fresh batch's statistics added (the batch's arrays are reused)."""
+        if state is None:
+            return batch.finalise()
+        state.check_same_device(batch, what)
+        return state.combined(batch, state.namespace(), consume=True)
+
+
+class Accumulator:
+    """Base of the accumulators: ``_STATE`` declares the state, the rest is derived from it.
+
+    Subclasses set ``_STATE`` (attribute -> :class:`Reduction`), ``_SETTINGS`` (constructor
+    arguments a state must share to be merged or loaded), ``_EXACT`` (how a batch is prepared,
+    see :func:`~cka_sim._batch.prepare_layer`) and define ``n_examples``, ``update``, ``compute``.
+    """
+
+    _STATE: ClassVar[dict[str, Reduction]]
+    _SETTINGS: ClassVar[tuple[str, ...]] = ("debiased",)
+    _EXACT: ClassVar[bool] = True
+
+    n_examples: int
+
+    def reset(self) -> Any:
+        """Forget all data seen (and the layer names)."""
+        for attr, reduction in self._STATE.items():
+            setattr(self, attr, reduction.default())
+        return self
+
+    def prepare(self, activations: Any, name: str = "activations") -> Prepared:
+        """One layer's activations (m, ...) validated and prepared as :meth:`update` would.
+
+        :meth:`update` accepts the result in place of the activations. :func:`~cka_sim.torch.
+        compare_models` prepares each layer output in its forward hook, so that the prepared copy
+        replaces the copy that protects it from later in-place operations.
+        """
+        if is_torch(activations):
+            activations = activations.detach()
+        x = as_matrix(activations, name, min_rows=1, check_values=not is_torch(activations))
+        return prepare_layer(x, namespace(x), exact=self._EXACT, name=name)
+
+    # -- derived from _STATE -------------------------------------------------------------------
+    def _check_compatible(self, other: Any, what: str) -> None:
+        if type(other) is not type(self):
+            raise TypeError(f"cannot {what} a {type(other).__name__} into a {type(self).__name__}")
+        for setting in self._SETTINGS:
+            mine, theirs = getattr(self, setting), getattr(other, setting)
+            if mine != theirs:
+                raise ValueError(
+                    f"cannot {what} accumulators with {setting}={mine} and {setting}={theirs}"
+                )
+
+    def merge(self, other: Any) -> Any:
+        """Add the statistics of ``other`` (disjoint data, same layers and settings); returns ``self``."""
+        self._check_compatible(other, "merge")
+        if other.n_examples == 0:
+            return self
+        what = f"{type(self).__name__}.merge"
+        if self.n_examples == 0:
+            merged = {attr: getattr(other, attr) for attr in self._STATE}
+        else:  # every field first, so that a refused merge leaves ``self`` as it was
+            merged = {
+                attr: r.merge(getattr(self, attr), getattr(other, attr), what)
+                for attr, r in self._STATE.items()
+            }
+        for attr, value in merged.items():
+            setattr(self, attr, list(value) if isinstance(value, list) else value)
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state as a flat dict of arrays and plain values (``torch.save``/``np.savez``-able)."""
+        out: dict[str, Any] = {"kind": type(self).__name__, "format_version": _FORMAT_VERSION}
+        out.update({setting: getattr(self, setting) for setting in self._SETTINGS})
+        for attr, reduction in self._STATE.items():
+            reduction.save(attr.lstrip("_"), getattr(self, attr), out)
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any:
+        """Restore a state from :meth:`state_dict` (arrays may be NumPy or torch)."""
+        kind = type(self).__name__
+        if state.get("kind") != kind:
+            raise ValueError(
+                f"this state_dict is from {state.get('kind')!r}, not {kind}; load it into a "
+                f"{state.get('kind')} instead"
+            )
+        if int(state.get("format_version", -1)) != _FORMAT_VERSION:
+            raise ValueError(f"unsupported {kind} state format {state.get('format_version')!r}")
+        for setting in self._SETTINGS:
+            if setting not in state or _plain(state[setting]) != getattr(self, setting):
+                raise ValueError(
+                    f"the state_dict has {setting}={_plain(state.get(setting))} but this {kind} "
+                    f"has {setting}={getattr(self, setting)}; create the {kind} with "
+                    f"{setting}={_plain(state.get(setting))} to load it"
+                )
+        loaded = {attr: r.load(attr.lstrip("_"), state) for attr, r in self._STATE.items()}
+        for attr, value in loaded.items():
+            setattr(self, attr, value)
+        return self
+
+    def all_reduce(self, group: Any = None) -> Any:
+        """Combine the accumulators of every process of a ``torch.distributed`` group, in place.
+
+        Afterwards every process holds the statistics of the union of all processes' data. Call
+        it on every process of ``group`` (it is a collective); see :mod:`cka_sim.distributed`.
+        """
+        from . import distributed
+
+        empty = self.n_examples == 0
+        local = None
+        if not empty:
+            local = {a: r.signature(getattr(self, a)) for a, r in self._STATE.items()}
+        agreed = distributed.agree(local, group, "layers and settings")
+        if agreed is None:
+            return self  # no process saw any data
+        if empty:
+            self.reset()
+            for attr, r in self._STATE.items():
+                if isinstance(r, Agree):
+                    setattr(self, attr, r.load(attr, {attr: agreed[attr]}))
+                elif isinstance(r, Sum):
+                    setattr(self, attr, np.zeros(agreed[attr]))
+        self._all_reduce_sums(group)
+        for attr, r in self._STATE.items():
+            if isinstance(r, CentredMoments):
+                setattr(self, attr, all_reduce_moments(getattr(self, attr), agreed[attr], group))
+        return self
+
+    def _all_reduce_sums(self, group: Any) -> None:
+        from .distributed import all_reduce_sum
+
+        sums = [a for a, r in self._STATE.items() if isinstance(r, Sum)]
+        counts = [a for a, r in self._STATE.items() if isinstance(r, Count)]
+        if not sums and not counts:
+            return
+        like = getattr(self, sums[0]) if sums else None
+        packed = np.array([getattr(self, a) for a in counts], dtype=np.float64)
+        reduced = all_reduce_sum([getattr(self, a) for a in sums] + [packed], group, like)
+        for attr, value in zip(sums, reduced, strict=False):
+            setattr(self, attr, value)
+        for attr, value in zip(counts, to_numpy(reduced[-1]), strict=True):
+            setattr(self, attr, round(float(value)))
+
+
+def _plain(value: Any) -> Any:
+    """A 0-dim array (from ``np.savez`` or ``torch.save``) as a Python value."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    return value

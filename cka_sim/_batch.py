@@ -1,0 +1,225 @@
+"""The one place where a batch of activations is prepared before its statistics are formed.
+
+Every estimator that forms statistics from activations goes through :func:`prepare_layer`:
+:func:`~cka_sim.linear_cka` (its feature form is one batch of :class:`~cka_sim.StreamingCKA`),
+:class:`~cka_sim.StreamingCKA`, :class:`~cka_sim.StreamingCKAMatrix` and
+:class:`~cka_sim.MinibatchCKA` (also when :func:`cka_sim.torch.compare_models` prepares layer
+outputs inside the forward hooks). A layer is validated (shape, dtype, optionally finiteness),
+upcast to its compute dtype (half precision to float32, integers to float64) and translated near
+zero; what the translation missed is kept as an exact float64 residual where an estimator needs
+it. Per-layer numerics (input rescaling, constant-layer detection) belong in
+:func:`prepare_layer` and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._backend import (
+    _RESIDUAL_TOLERANCE,
+    Array,
+    centre_float32,
+    centre_float64,
+    is_torch,
+    max_abs_exponent,
+    namespace,
+    power_of_two_scaled,
+    spread,
+    to_float64,
+    to_scalar,
+)
+from ._validation import as_matrix, check_finite
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One layer of one batch, ready for its statistics.
+
+    Attributes
+    ----------
+    data : Array, shape (m, p)
+        The activations in their compute dtype, translated: ``x - centre``.
+    mean : Array or None, shape (p,)
+        Float64 column means (``exact`` preparation only).
+    residual : Array or None, shape (p,)
+        Float64 column means of ``data``: what the translation missed (``exact`` float32 only;
+        ``None`` when nothing was missed).
+    """
+
+    data: Array
+    mean: Array | None = None
+    residual: Array | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    def to(self, device: Any) -> Prepared:
+        """The same layer on another torch device."""
+        if not is_torch(self.data):
+            return self
+        mean, residual = (None if a is None else a.to(device) for a in (self.mean, self.residual))
+        return Prepared(self.data.to(device), mean, residual)
+
+
+# float32 batches whose largest magnitude lies outside 2**±W are prepared in float64 (see
+# prepare_layer); float64 batches outside 2**±W64 are refused by the accumulators.
+_WINDOW_FLOAT32 = 16
+_WINDOW_FLOAT64 = 200
+
+
+def prepare_layer(
+    x: Array, xp: Any, *, exact: bool, name: str = "x", ranged: bool = False
+) -> Prepared:
+    """Prepare one validated (m, p) layer (:func:`~cka_sim._validation.as_matrix` upcast it).
+
+    Magnitude: the accumulators merge the statistics of many batches, so every batch of a layer
+    must be in the same units and cannot be rescaled on its own. A float32 batch whose largest
+    magnitude lies outside ``2**±16`` is converted to float64 (exactly), where products of any
+    float32 values neither underflow nor overflow; a float64 batch outside ``2**±200`` (where the
+    fourth-order float64 statistics would leave the float64 range) is refused with a
+    ``ValueError`` naming it. ``ranged=True``: the caller has already brought the magnitude into
+    range (the one-shot functions scale by a power of two, :func:`prepare_finite`).
+
+    Constant: a batch whose rows are all equal (tested exactly: the first two rows, then all) is
+    prepared as exact zeros about its first row, so its centred sums are exactly zero, and a
+    layer that is constant over all batches has an exactly zero self-HSIC, which the
+    estimators report as undefined (NaN with a warning naming it) instead of returning the
+    quotient of rounding errors.
+
+    ``exact=True`` (full-data estimators): the layer is centred on its column mean and the float64
+    mean is kept. float64: ``xc = x - mean`` with the exact float64 mean (no residual). float32:
+    the mean is computed in float32 and what it misses, the mean of ``xc``, is summed from ``xc``
+    itself (:func:`~cka_sim._backend.centre_float32`) and kept as ``residual``; callers remove it
+    from their float64 products (``xcᵀxc - m δδᵀ``), which is exact.
+
+    ``exact=False`` (:class:`~cka_sim.MinibatchCKA`): HSIC of one batch is invariant to
+    translating the features, and its (m, m) Gram is (U-)centred in float64 afterwards, so the
+    mean need not be exact: the subtraction only brings the features near zero so that a float32
+    Gram keeps the digits of their spread rather than of their offset (one reduction and one
+    subtraction in the input dtype, no float64 pass). Only when a float32 mean can be off by more
+    than 1 % of the spread (feature means hundreds of times the spread) is it centred exactly.
+    """
+    if not ranged:
+        x = _in_range(x, xp, name)
+    if _all_rows_equal(x, xp):
+        return Prepared(x * 0.0, to_float64(x[0], xp) if exact else None)
+    if not exact:
+        return Prepared(_translated(x, xp))
+    if x.dtype == xp.float64:
+        xc, mean = centre_float64(x, xp.sum(x, axis=0) / x.shape[0], xp)
+        return Prepared(xc, mean)
+    xc, centre, residual = centre_float32(x, xp)
+    return Prepared(xc, to_float64(centre, xp) + residual, residual)
+
+
+def prepare_finite(x: Array, name: str, xp: Any) -> Prepared:
+    """:func:`prepare_layer` (``exact``) for the functional forms, refusing NaN and infinity.
+
+    Non-finite values are found from the float64 means: a column holding NaN or inf cannot have a
+    finite mean, so the O(n p) scan runs only when a mean is not finite.
+    """
+    x = power_of_two_scaled(x, xp)[0]  # one shot: its own power of two, any magnitude
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: reported just below
+        unit = prepare_layer(x, xp, exact=True, name=name, ranged=True)
+    if not bool(xp.all(xp.isfinite(unit.mean))):
+        check_finite(x, name, xp)
+    return unit
+
+
+def centre_finite(x: Array, xp: Any, name: str) -> tuple[Array, Array | None]:
+    """``x`` centred by :func:`prepare_finite`, and its float64 residual mean (or None)."""
+    unit = prepare_finite(x, name, xp)
+    return unit.data, unit.residual
+
+
+def _in_range(x: Array, xp: Any, name: str) -> Array:
+    """``x``, or float64 ``x`` for float32 beyond ``2**±16``; a ValueError for float64 beyond
+    ``2**±200`` (see :func:`prepare_layer`)."""
+    exponent = max_abs_exponent(x, xp)  # None: all zero, or NaN/inf (reported elsewhere)
+    if exponent is None:
+        return x
+    if x.dtype == xp.float64:
+        if abs(exponent) > _WINDOW_FLOAT64:
+            raise ValueError(
+                f"{name} has values of magnitude about 2**{exponent}; the accumulators' float64 "
+                f"statistics (up to fourth powers) hold magnitudes up to 2**±{_WINDOW_FLOAT64} "
+                f"only. Multiply every batch of this layer by one power of two, e.g. "
+                f"{name} * 2.0**{-exponent} (CKA does not change), or use linear_cka / "
+                "cka_matrix, which take any magnitude"
+            )
+        return x
+    if abs(exponent) > _WINDOW_FLOAT32:
+        return xp.astype(x, xp.float64)
+    return x
+
+
+def _all_rows_equal(x: Array, xp: Any) -> bool:
+    """True when every row of ``x`` equals the first; two rows settle almost every input."""
+    if x.shape[0] > 1 and not bool(xp.all(x[1:2, :] == x[0:1, :])):
+        return False
+    return bool(xp.all(x == x[0:1, :]))
+
+
+def _translated(x: Array, xp: Any) -> Array:
+    """``x`` minus its column means in ``x``'s dtype (see :func:`prepare_layer`)."""
+    centre = xp.mean(x, axis=0)
+    xc = x - centre
+    if x.dtype == xp.float32:
+        # A float32 mean of m values is off by at most about m·ε·|mean|.
+        bound = (
+            x.shape[0]
+            * float(np.finfo(np.float32).eps)
+            * to_scalar(xp.sum(to_float64(centre, xp) ** 2)) ** 0.5
+        )
+        if bound > _RESIDUAL_TOLERANCE * spread(xc, xp):
+            xc = centre_float32(x, xp)[0]
+    return xc
+
+
+def prepare_layers(
+    layers: list[tuple[str, Any]], side: str, *, exact: bool, rows: int | None = None
+) -> tuple[list[Prepared], Any]:
+    """Validate and prepare every layer of one side of a batch; return them and their namespace.
+
+    ``layers`` are ``(name, activations)`` pairs (``activations`` may already be
+    :class:`Prepared`, e.g. by :func:`cka_sim.torch.compare_models`' hooks). torch tensors are
+    detached and not scanned for NaN here (that would synchronise the device on every batch; the
+    accumulators check their state instead). All layers, and ``rows`` when given, must have the
+    same number of examples, one array library and one device.
+    """
+    out: list[Prepared] = []
+    for name, value in layers:
+        if isinstance(value, Prepared):
+            out.append(value)
+            continue
+        if is_torch(value):
+            value = value.detach()
+        label = f"{side}[{name!r}]"
+        x = as_matrix(value, label, min_rows=1, check_values=not is_torch(value))
+        out.append(prepare_layer(x, namespace(x), exact=exact, name=label))
+    check_same_batch([p.data for p in out], rows)
+    return out, namespace(*[p.data for p in out])
+
+
+def check_same_batch(units: list[Array], rows: int | None = None) -> None:
+    """Raise unless ``units`` share one number of rows (and ``rows``), one library, one device."""
+    counts = {int(u.shape[0]) for u in units} | ({rows} if rows is not None else set())
+    if len(counts) != 1:
+        raise ValueError(
+            "the layers of one batch must have the same number of rows: the same number of "
+            f"examples in every layer; got {sorted(counts)}"
+        )
+    if len({is_torch(u) for u in units}) != 1:
+        raise TypeError("mix of NumPy arrays and torch tensors in one batch; use one kind")
+    if is_torch(units[0]):
+        devices = {str(u.device) for u in units}
+        if len(devices) != 1:
+            raise ValueError(f"the layers of one batch are on several devices: {sorted(devices)}")
