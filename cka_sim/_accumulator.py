@@ -158,9 +158,9 @@ class Accumulator:
     def prepare(self, activations: Any, name: str = "activations") -> Prepared:
         """One layer's activations (m, ...) validated and prepared as :meth:`update` would.
 
-        :meth:`update` accepts the result in place of the activations. :func:`~cka_sim.torch.
-        compare_models` prepares each layer output in its forward hook, so that the prepared copy
-        replaces the copy that protects it from later in-place operations.
+        :meth:`update` accepts the result in place of the activations.
+        :func:`~cka_sim.torch.compare_models` prepares each layer output in its forward hook, so
+        that the prepared copy replaces the copy that protects it from later in-place operations.
         """
         if is_torch(activations):
             activations = activations.detach()

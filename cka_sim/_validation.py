@@ -171,6 +171,38 @@ def check_gram_pair(gram_x: Any, gram_y: Any, *, min_size: int = 2) -> tuple[Arr
     return kx, ky, namespace(kx, ky)
 
 
+def _listed(choices: tuple[str, ...]) -> str:
+    quoted = [repr(c) for c in choices]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``, else a ValueError naming ``name`` and listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"unknown {name} {value!r}: {name} must be {_listed(choices)}; got {value!r}"
+        )
+    return value
+
+
+def check_kernel_name(kernel: Any, choices: tuple[str, ...]) -> None:
+    """Accept a callable or one of the built-in kernel names ``choices``."""
+    if not callable(kernel) and (not isinstance(kernel, str) or kernel not in choices):
+        raise ValueError(
+            f"unknown kernel {kernel!r}; use {', '.join(repr(c) for c in choices)} or a callable "
+            "that maps (n, p) activations to their (n, n) Gram matrix"
+        )
+
+
+def check_count(value: Any, name: str, *, minimum: int = 1) -> int:
+    """An integer count of at least ``minimum``, or a TypeError/ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}; got {value}")
+    return int(value)
+
+
 def check_positive(value: float | None, name: str) -> None:
     """Raise unless ``value`` is None or a finite positive number."""
     if value is None:

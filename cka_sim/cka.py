@@ -11,11 +11,19 @@ import numpy as np
 from ._backend import Array, as_output, power_of_two_scaled, to_float64, to_scalar
 from ._batch import prepare_finite
 from ._moments import Moments
-from ._validation import check_gram_pair, check_pair, check_positive, warn_undefined
+from ._validation import (
+    check_choice,
+    check_gram_pair,
+    check_kernel_name,
+    check_pair,
+    check_positive,
+    warn_undefined,
+)
 from .hsic import gram_inner
 from .kernels import centered, gram_linear, gram_polynomial, gram_rbf
 
 Method = Literal["auto", "features", "gram"]
+METHODS = ("auto", "features", "gram")
 KernelName = Literal["rbf", "linear", "polynomial"]
 
 
@@ -159,8 +167,7 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
     >>> round(linear_cka(x, 3 * x + 1), 6)
     1.0
     """
-    if method not in ("auto", "features", "gram"):
-        raise ValueError(f"method must be 'auto', 'features' or 'gram'; got {method!r}")
+    check_choice(method, "method", METHODS)
     xm, ym, xp = check_pair(x, y, min_rows=4 if debiased else 2, check_values=False)
     n, p1, p2 = xm.shape[0], xm.shape[1], ym.shape[1]
     if method == "auto":
@@ -226,11 +233,7 @@ def kernel_cka(
     ----------
     Kornblith, Norouzi, Lee & Hinton (2019), ICML.
     """
-    if not callable(kernel) and kernel not in ("rbf", "linear", "polynomial"):
-        raise ValueError(
-            f"unknown kernel {kernel!r}; use 'rbf', 'linear', 'polynomial' or a callable that "
-            "maps (n, p) activations to an (n, n) Gram matrix"
-        )
+    check_kernel_name(kernel, ("rbf", "linear", "polynomial"))
     sigmas = sigma if isinstance(sigma, tuple) else (sigma, sigma)
     if len(sigmas) != 2:
         raise ValueError(f"sigma must be a number or a pair of numbers; got {sigma!r}")

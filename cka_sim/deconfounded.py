@@ -32,12 +32,14 @@ from ._validation import (
     _same_library,
     as_array,
     as_matrix,
+    check_choice,
     check_gram,
     check_gram_pair,
     check_pair,
     warn_undefined,
 )
 from .cka import (
+    METHODS,
     Method,
     _check_not_constant,
     _cka_of_grams,
@@ -130,8 +132,7 @@ def deconfounded_cka(
     >>> round(linear_cka(x, y), 2), abs(deconfounded_cka(x, y, z)) < 0.05
     (0.82, True)
     """
-    if method not in ("auto", "features", "gram"):
-        raise ValueError(f"method must be 'auto', 'features' or 'gram'; got {method!r}")
+    check_choice(method, "method", METHODS)
     xm, ym, xp = check_pair(x, y, min_rows=4 if debiased else 2, check_values=False)
     zm = _check_confounder(x, confounder, min_rows=4 if debiased else 2)
     n, p1, p2, q = xm.shape[0], xm.shape[1], ym.shape[1], zm.shape[1]

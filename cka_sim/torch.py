@@ -22,6 +22,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from ._validation import check_choice
 from .result import CKAResult
 
 __all__ = [
@@ -581,11 +582,9 @@ def _make_accumulator(estimator: str, debiased: bool, memory_budget_bytes: int |
                 "memory depends on the batch size, not on the layer widths); leave it as None"
             )
         return MinibatchCKA(debiased=debiased)
-    if estimator == "exact":
-        from .streaming import StreamingCKAMatrix
+    from .streaming import StreamingCKAMatrix
 
-        return StreamingCKAMatrix(debiased=debiased, memory_budget_bytes=memory_budget_bytes)
-    raise ValueError(f"estimator must be 'minibatch' or 'exact'; got {estimator!r}")
+    return StreamingCKAMatrix(debiased=debiased, memory_budget_bytes=memory_budget_bytes)
 
 
 def _distributed_world() -> int | None:
@@ -682,8 +681,7 @@ def compare_models(
     """
     _check_module(model_a, "model_a")
     _check_module(model_b, "model_b")
-    if estimator not in ("minibatch", "exact"):
-        raise ValueError(f"estimator must be 'minibatch' or 'exact'; got {estimator!r}")
+    check_choice(estimator, "estimator", ("minibatch", "exact"))
     names_a = [n for n, _ in _resolve_layers(model_a, _or_default(model_a, layers_a), "layers_a")]
     names_b = [n for n, _ in _resolve_layers(model_b, _or_default(model_b, layers_b), "layers_b")]
     if device is not None:

@@ -150,3 +150,12 @@ def test_check_images_fit_names_the_mismatch():
         check_images_fit(config, 3, 32, dataset="shapes3d")
     with pytest.raises(DatasetMismatchError, match="64 px images .* size=32"):
         check_images_fit(config, 1, 64)
+
+
+def test_config_and_decoder_mode_checks_name_the_argument():
+    with pytest.raises(ValueError, match="latent_dim must be at least 1; got 0"):
+        ModelConfig(channels=1, size=32, latent_dim=0)
+    with pytest.raises(TypeError, match="channels must be an integer"):
+        ModelConfig(channels=1.5, size=32)
+    with pytest.raises(ValueError, match="unknown decode_from 'median': decode_from must be"):
+        ConvVAE(1, 32, decode_from="median")

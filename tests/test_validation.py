@@ -133,3 +133,20 @@ def test_unknown_kernel_and_bad_callable():
         kernel_cka(X, Y, kernel=lambda a: a)
     with pytest.raises(ValueError, match="sigma must be a number or a pair"):
         kernel_cka(X, Y, sigma=(1.0, 2.0, 3.0))
+
+
+def test_one_vocabulary_for_choices_and_counts():
+    from cka_sim._validation import check_choice, check_count
+
+    assert check_choice("gram", "method", ("features", "gram")) == "gram"
+    with pytest.raises(ValueError, match=r"unknown method 'svd': method must be 'a', 'b' or 'c'"):
+        check_choice("svd", "method", ("a", "b", "c"))
+    with pytest.raises(ValueError, match="unknown method 3"):
+        check_choice(3, "method", ("a",))
+    assert check_count(np.int64(5), "n") == 5
+    with pytest.raises(TypeError, match="n must be an integer; got float 2.5"):
+        check_count(2.5, "n")
+    with pytest.raises(TypeError, match="n must be an integer; got bool"):
+        check_count(True, "n")
+    with pytest.raises(ValueError, match="n must be at least 2; got 1"):
+        check_count(1, "n", minimum=2)

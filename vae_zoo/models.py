@@ -47,6 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import check_choice, check_positive_int
+
 __all__ = [
     "DECODER_LAYERS",
     "ENCODER_LAYERS",
@@ -96,6 +98,7 @@ LAYER_NAMES: tuple[str, ...] = ENCODER_LAYERS + LATENT_LAYERS + DECODER_LAYERS
 """All compared layers in the paper's order: module names for ``record_activations``."""
 
 DecodeFrom = Literal["sample", "mean"]
+DECODE_FROM = ("sample", "mean")
 
 
 class _ReLUConv2d(nn.Conv2d):
@@ -143,11 +146,8 @@ class ModelConfig:
                 f"ConvVAE supports image sizes {SUPPORTED_SIZES}, got size={self.size}: "
                 "load the dataset with size=32 or size=64"
             )
-        if self.channels < 1 or self.latent_dim < 1:
-            raise ValueError(
-                f"channels and latent_dim must be positive, got channels={self.channels}, "
-                f"latent_dim={self.latent_dim}"
-            )
+        check_positive_int(self.channels, "channels")
+        check_positive_int(self.latent_dim, "latent_dim")
 
     @property
     def feature_side(self) -> int:
@@ -247,8 +247,7 @@ class Reparameterize(nn.Module):
     ) -> Tensor:
         if mode == "mean":
             return mu
-        if mode != "sample":
-            raise ValueError(f"decode_from must be 'sample' or 'mean', got {mode!r}")
+        check_choice(mode, "decode_from", DECODE_FROM)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps
 
@@ -284,8 +283,7 @@ class ConvVAE(nn.Module):
         decode_from: DecodeFrom = "sample",
     ) -> None:
         super().__init__()
-        if decode_from not in ("sample", "mean"):
-            raise ValueError(f"decode_from must be 'sample' or 'mean', got {decode_from!r}")
+        check_choice(decode_from, "decode_from", DECODE_FROM)
         self.config = ModelConfig(channels=channels, size=size, latent_dim=latent_dim)
         self.decode_from: DecodeFrom = decode_from
         self.input = nn.Identity()

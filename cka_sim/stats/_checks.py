@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import is_torch, power_of_two_scaled
-from .._validation import check_pair, check_positive, warn_undefined
+from .._validation import check_kernel_name, check_pair, check_positive, warn_undefined
 from ..cka import _is_constant
 
 KERNELS = ("linear", "rbf")
@@ -61,15 +61,6 @@ def constant_argument(arrays: dict[str, np.ndarray]) -> str | None:
     return None
 
 
-def check_count(value: Any, name: str, *, minimum: int = 1) -> int:
-    """An integer count of at least ``minimum``, or a ValueError/TypeError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}; got {value}")
-    return int(value)
-
-
 def check_confidence_level(value: Any) -> float:
     """A confidence level strictly between 0 and 1."""
     try:
@@ -87,23 +78,11 @@ def check_kernel(
     kernel: str | Callable[[np.ndarray], Any], threshold: float, sigma: float | None
 ) -> None:
     """Accept ``"linear"``, ``"rbf"`` (with a positive threshold or sigma) or a callable."""
+    check_kernel_name(kernel, KERNELS)
     if callable(kernel):
         return
-    if kernel not in KERNELS:
-        raise ValueError(
-            f"unknown kernel {kernel!r}; use 'linear', 'rbf' or a callable that maps (n, p) "
-            "activations to their (n, n) Gram matrix"
-        )
     check_positive(threshold, "threshold")
     check_positive(sigma, "sigma")
-
-
-def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    """``value`` if it is one of ``choices``, else a ValueError listing them."""
-    if value not in choices:
-        listed = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"unknown {name} {value!r}; use one of {listed}")
-    return str(value)
 
 
 def check_debiased_rows(n: int, debiased: bool, rows_needed: int, what: str) -> None:

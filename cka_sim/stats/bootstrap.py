@@ -7,12 +7,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._validation import warn_undefined
+from .._validation import check_choice, check_count, warn_undefined
 from ._checks import (
     activations_pair,
-    check_choice,
     check_confidence_level,
-    check_count,
     check_debiased_rows,
     check_kernel,
     constant_argument,

@@ -8,13 +8,11 @@ from typing import Any, Literal
 import numpy as np
 
 from .._backend import power_of_two_scaled
-from .._validation import as_matrix, warn_undefined
+from .._validation import as_matrix, check_choice, check_count, warn_undefined
 from ..cka import _is_constant
 from ..result import CKAResult, default_metadata
 from ._checks import (
-    check_choice,
     check_confidence_level,
-    check_count,
     check_debiased_rows,
     to_numpy,
 )

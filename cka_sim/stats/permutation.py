@@ -7,15 +7,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._validation import warn_undefined
-from ._checks import (
-    activations_pair,
-    check_choice,
-    check_count,
-    check_kernel,
-    constant_argument,
-    scaled_for_kernel,
-)
+from .._validation import check_choice, check_count, warn_undefined
+from ._checks import activations_pair, check_kernel, constant_argument, scaled_for_kernel
 from ._engine import choose_form, represent
 from ._resampling import generator, permutations
 from ._results import PermutationTestResult
