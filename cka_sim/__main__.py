@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ._measures import MEASURES, estimator_name
 from .exceptions import CKAUndefinedWarning
 
 EXAMPLES = """\
@@ -31,6 +32,10 @@ examples:
       RBF CKA, printed as JSON
   python -m cka_sim model_a.npz model_b.npz --plot cka.png --save cka_result.npz
       every layer of model_a (one array per layer in the .npz) against every layer of model_b
+  python -m cka_sim a.npy b.npy --measure dcka --confounder inputs.npy --permutations 999
+      deconfounded CKA (adjusted for the inputs' similarity structure), with a p-value
+  python -m cka_sim a.npy b.npy --measure procrustes --bootstrap 1000
+      the orthogonal Procrustes similarity and distance, with a 95% interval
 
 Rows of every array are examples, in the same order in both files; trailing dimensions are
 flattened. Exit status: 0 on success, 1 when CKA is undefined for the two arrays (a constant
@@ -53,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("x", nargs="?", help="first activations: .npy array or .npz of layers")
     parser.add_argument("y", nargs="?", help="second activations, same examples, same kind")
     parser.add_argument("--debiased", action="store_true", help="debiased CKA (unbiased HSIC)")
+    parser.add_argument(
+        "--measure",
+        choices=MEASURES,
+        default="cka",
+        help="cka (default), dcka (deconfounded CKA: needs --confounder) or procrustes",
+    )
+    parser.add_argument(
+        "--confounder",
+        metavar="Z.npy",
+        help="--measure dcka: what to adjust for (e.g. the flattened inputs), same examples",
+    )
     parser.add_argument(
         "--kernel", choices=("linear", "rbf"), default="linear", help="kernel (default linear)"
     )
@@ -119,6 +135,23 @@ def _check_options(args: argparse.Namespace) -> None:
         raise InputError(f"--confidence must lie strictly between 0 and 1; got {args.confidence}")
     if args.threshold <= 0 or not math.isfinite(args.threshold):
         raise InputError(f"--threshold must be a positive number; got {args.threshold}")
+    if args.measure == "dcka" and args.confounder is None:
+        raise InputError("--measure dcka needs --confounder Z.npy (e.g. the flattened inputs)")
+    if args.measure != "dcka" and args.confounder is not None:
+        raise InputError("--confounder is used by --measure dcka only")
+    if args.measure != "cka" and args.kernel != "linear":
+        raise InputError(f"--measure {args.measure} is linear; drop --kernel {args.kernel}")
+    if args.measure == "procrustes" and args.debiased:
+        raise InputError("--measure procrustes has no debiased form; drop --debiased")
+
+
+def _confounder(args: argparse.Namespace) -> np.ndarray | None:
+    if args.confounder is None:
+        return None
+    z = _load(args.confounder)
+    if not isinstance(z, np.ndarray):
+        raise InputError(f"{args.confounder}: the confounder must be one .npy array, not a .npz")
+    return z
 
 
 def _load(path: str) -> np.ndarray | dict[str, np.ndarray]:
@@ -140,6 +173,8 @@ def _load(path: str) -> np.ndarray | dict[str, np.ndarray]:
 
 def _pair(args: argparse.Namespace) -> int:
     from .cka import kernel_cka, linear_cka
+    from .deconfounded import deconfounded_cka
+    from .procrustes import procrustes_similarity
     from .stats import bootstrap_ci, permutation_test
 
     x, y = _load(args.x), _load(args.y)
@@ -147,28 +182,42 @@ def _pair(args: argparse.Namespace) -> int:
         raise InputError("--plot and --save need .npz files of layers (a layer x layer matrix)")
     assert isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
     options: dict[str, Any] = {"debiased": args.debiased}
+    z = _confounder(args)
+    estimator = args.kernel + ("-debiased" if args.debiased else "")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CKAUndefinedWarning)
         if args.kernel == "rbf":
             options.update(kernel="rbf", threshold=args.threshold)
             value = kernel_cka(x, y, threshold=args.threshold, debiased=args.debiased)
-        else:
+        elif args.measure == "cka":
             value = linear_cka(x, y, debiased=args.debiased)
+        else:
+            options.update(measure=args.measure, confounder=z)
+            estimator = estimator_name(args.measure, args.debiased)
+            if args.measure == "dcka":
+                value = deconfounded_cka(x, y, z, debiased=args.debiased)
+            else:
+                value = procrustes_similarity(x, y)
     for record in caught:
         if not issubclass(record.category, CKAUndefinedWarning):
             warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
     if math.isnan(value):
         reasons = [str(r.message) for r in caught if issubclass(r.category, CKAUndefinedWarning)]
-        reason = reasons[0] if reasons else "CKA is undefined for these inputs; returning NaN"
+        reason = reasons[0] if reasons else f"{args.measure} is undefined for these inputs"
         if args.json:
-            print(json.dumps({"cka": None, "undefined": reason}))
+            print(json.dumps({"measure": args.measure, "value": None, "undefined": reason}))
         print(f"cka-sim: {reason}", file=sys.stderr)
         return 1
     out: dict[str, Any] = {
-        "cka": value,
-        "estimator": args.kernel + ("-debiased" if args.debiased else ""),
+        "measure": args.measure,
+        "value": value,
+        "estimator": estimator,
         "n_examples": int(x.shape[0]),
     }
+    if args.measure == "cka":
+        out["cka"] = value
+    if args.measure == "procrustes":
+        out["procrustes_distance"] = 2.0 - 2.0 * min(value, 1.0)
     if args.permutations:
         test = permutation_test(x, y, n_permutations=args.permutations, seed=args.seed, **options)
         out.update(pvalue=test.pvalue, n_permutations=args.permutations)
@@ -193,7 +242,10 @@ def _pair(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({k: _jsonable(v) for k, v in out.items()}))
         return 0
-    print(f"CKA ({out['estimator']}, n={out['n_examples']}) = {value:.4f}")
+    label = {"cka": "CKA", "dcka": "dCKA", "procrustes": "Procrustes similarity"}[args.measure]
+    print(f"{label} ({out['estimator']}, n={out['n_examples']}) = {value:.4f}")
+    if args.measure == "procrustes":
+        print(f"Procrustes distance 2 - 2s = {out['procrustes_distance']:.4f}")
     if args.permutations:
         print(f"permutation p-value = {out['pvalue']:.4g} ({args.permutations} permutations)")
     if args.bootstrap:
@@ -212,6 +264,11 @@ def _layers(args: argparse.Namespace) -> int:
         )
     if args.kernel != "linear":
         raise InputError("layer x layer matrices use the linear kernel; drop --kernel rbf")
+    if args.measure != "cka" and (args.permutations or args.bootstrap):
+        raise InputError(
+            f"--permutations and --bootstrap for .npz layers support --measure cka only; "
+            f"compare single arrays (.npy) for --measure {args.measure} with a test or interval"
+        )
     if args.permutations or args.bootstrap:
         from .stats import cka_matrix_with_uncertainty
 
@@ -228,7 +285,13 @@ def _layers(args: argparse.Namespace) -> int:
     else:
         from .matrix import cka_matrix
 
-        result = cka_matrix(acts_a, acts_b, debiased=args.debiased)
+        result = cka_matrix(
+            acts_a,
+            acts_b,
+            debiased=args.debiased,
+            measure=args.measure,
+            confounder=_confounder(args),
+        )
     result.metadata.update(source_x=str(args.x), source_y=str(args.y))
     if args.save:
         result.save(args.save)

@@ -123,6 +123,43 @@ def power_of_two_scaled(x: Array, xp: Any) -> tuple[Array, int]:
     return times_power_of_two(x, -exponent, xp), exponent
 
 
+def _power_of_two(k: Any, dtype: Any, xp: Any, like: Array) -> Array:
+    """``2**k`` as a 0-dim array of ``dtype`` (float32 or float64) on ``like``'s device, exactly.
+
+    ``k`` is a 0-dim integer array within the dtype's normal exponent range. torch: built from
+    its bits (no host synchronisation; ``torch.pow`` is not exact on every device).
+    """
+    if not is_torch(like):
+        return np.ldexp(np.dtype(dtype).type(1.0), int(k))
+    import torch
+
+    if dtype == torch.float64:
+        return ((k.to(torch.int64) + 1023) << 52).view(torch.float64)
+    return ((k.to(torch.int32) + 127) << 23).view(torch.float32)
+
+
+def scaled_to_unit(x: Array, xp: Any) -> tuple[Array, Array]:
+    """``(x * 2**-e, 2**(2e))``: ``x`` with its largest magnitude brought into [0.5, 1), and the
+    float64 factor that restores a product of two rows (a Gram entry) to the units of ``x``.
+
+    ``e`` is the binary exponent of ``max|x|``, clamped to the normal range of ``x``'s dtype so
+    that the factor is itself a normal number; everything stays on ``x``'s device, with no host
+    synchronisation. All zero or non-finite ``x``: ``e = 0``.
+    """
+    largest = xp.maximum(xp.max(x), -xp.min(x))
+    limit = 126 if x.dtype == xp.float32 else 1022
+    if is_torch(x):
+        import torch
+
+        e = torch.frexp(largest).exponent.clamp(-limit, limit)
+        e = torch.where(torch.isfinite(largest), e, torch.zeros_like(e))
+    else:
+        e = np.clip(np.frexp(largest)[1], -limit, limit) if np.isfinite(largest) else 0
+    factor = _power_of_two(-e, x.dtype, xp, x)
+    restore = _power_of_two(2 * e, xp.float64, xp, x)
+    return x * factor, restore
+
+
 # A float32 column mean is kept when the mean it leaves behind in the centred data is at most
 # this fraction of the data's spread; beyond that the float32 products of the centred data lose
 # digits to the leftover offset, and the mean is summed in float64 instead.
@@ -243,6 +280,50 @@ def transposed_product(b: Array, a: Array, xp: Any) -> Array:
 
     va, vb = views
     return torch.from_numpy(vb.T @ va)
+
+
+# Rows of the sample whose mean translates a minibatch layer (see ``sample_centre``).
+_SAMPLE_ROWS = 32
+
+
+def sample_centre(x: Array, xp: Any) -> Array:
+    """Column means of at most 32 rows spread evenly over ``x`` (m, p), in ``x``'s dtype.
+
+    Summed in float64 over ``x[::m // 32]`` (a strided view, so sorted or grouped rows are still
+    sampled from the whole batch): about 1/8 of a pass over a batch of 256, and no host
+    synchronisation. ``x - sample_centre(x)`` lies within about ``σ/√32`` of zero per feature, near
+    enough for a float32 Gram to keep the digits of the spread; callers that need the exact mean
+    (the full-data estimators) do not use it.
+    """
+    m = x.shape[0]
+    rows = x[:: max(1, m // _SAMPLE_ROWS)][:_SAMPLE_ROWS]
+    return xp.astype(xp.sum(rows, axis=0, dtype=xp.float64) / rows.shape[0], x.dtype)
+
+
+def row_sq_sums(x: Array, xp: Any) -> Array:
+    """``Σ_j x_ij²`` of every row of an (m, p) array, in its dtype, in one pass without a temporary.
+
+    torch: the squared row norms (``linalg.vector_norm``, one reduction); NumPy: ``einsum``. Both
+    ran 3 to 6 times faster than ``(x * x).sum(1)`` at m = 4096 to 20000 on the project's machine;
+    the extra rounding of the square root is one unit in the last place.
+    """
+    if is_numpy_array(x):
+        return np.einsum("ij,ij->i", x, x)
+    return xp.linalg.vector_norm(x, axis=1) ** 2
+
+
+def add_outer(a: Array, left: Array, right: Array, alpha: float = 1.0) -> Array:
+    """``a += alpha * left @ rightᵀ`` in place, for (p, k) factors of a rank-k update; returns ``a``.
+
+    torch runs it as one ``addmm_`` (no (p, q) temporary); NumPy forms the product, then adds.
+    """
+    if is_torch(a):
+        return a.addmm_(left, right.mT, alpha=alpha)
+    term = left @ right.T
+    if alpha != 1.0:
+        term *= alpha
+    a += term
+    return a
 
 
 # Row-block height of the symmetric Gram product on torch CPU tensors (see ``gram``).

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from ._backend import (
-    _RESIDUAL_TOLERANCE,
     Array,
     centre_float32,
     centre_float64,
@@ -27,9 +26,9 @@ from ._backend import (
     max_abs_exponent,
     namespace,
     power_of_two_scaled,
-    spread,
+    sample_centre,
+    scaled_to_unit,
     to_float64,
-    to_scalar,
 )
 from ._validation import as_matrix, check_finite
 
@@ -52,6 +51,7 @@ class Prepared:
     data: Array
     mean: Array | None = None
     residual: Array | None = None
+    gram_scale: Array | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -65,8 +65,10 @@ class Prepared:
         """The same layer on another torch device."""
         if not is_torch(self.data):
             return self
-        mean, residual = (None if a is None else a.to(device) for a in (self.mean, self.residual))
-        return Prepared(self.data.to(device), mean, residual)
+        mean, residual, scale = (
+            None if a is None else a.to(device) for a in (self.mean, self.residual, self.gram_scale)
+        )
+        return Prepared(self.data.to(device), mean, residual, scale)
 
 
 # float32 batches whose largest magnitude lies outside 2**±W are prepared in float64 (see
@@ -103,16 +105,18 @@ def prepare_layer(
     ``exact=False`` (:class:`~cka_sim.MinibatchCKA`): HSIC of one batch is invariant to
     translating the features, and its (m, m) Gram is (U-)centred in float64 afterwards, so the
     mean need not be exact: the subtraction only brings the features near zero so that a float32
-    Gram keeps the digits of their spread rather than of their offset (one reduction and one
-    subtraction in the input dtype, no float64 pass). Only when a float32 mean can be off by more
-    than 1 % of the spread (feature means hundreds of times the spread) is it centred exactly.
+    Gram keeps the digits of their spread rather than of their offset. The centre is the float64
+    mean of 32 rows spread over the batch (:func:`~cka_sim._backend.sample_centre`), rounded to
+    the input dtype: what it misses is a translation (about σ/√32 per feature), removed exactly
+    by the float64 centring of the Gram; one subtraction pass over the batch and no host
+    synchronisation.
     """
+    if not exact:
+        return _translated(x, xp, name)
     if not ranged:
         x = _in_range(x, xp, name)
     if _all_rows_equal(x, xp):
-        return Prepared(x * 0.0, to_float64(x[0], xp) if exact else None)
-    if not exact:
-        return Prepared(_translated(x, xp))
+        return Prepared(x * 0.0, to_float64(x[0], xp))
     if x.dtype == xp.float64:
         xc, mean = centre_float64(x, xp.sum(x, axis=0) / x.shape[0], xp)
         return Prepared(xc, mean)
@@ -168,20 +172,24 @@ def _all_rows_equal(x: Array, xp: Any) -> bool:
     return bool(xp.all(x == x[0:1, :]))
 
 
-def _translated(x: Array, xp: Any) -> Array:
-    """``x`` minus its column means in ``x``'s dtype (see :func:`prepare_layer`)."""
-    centre = xp.mean(x, axis=0)
-    xc = x - centre
-    if x.dtype == xp.float32:
-        # A float32 mean of m values is off by at most about m·ε·|mean|.
-        bound = (
-            x.shape[0]
-            * float(np.finfo(np.float32).eps)
-            * to_scalar(xp.sum(to_float64(centre, xp) ** 2)) ** 0.5
-        )
-        if bound > _RESIDUAL_TOLERANCE * spread(xc, xp):
-            xc = centre_float32(x, xp)[0]
-    return xc
+def _translated(x: Array, xp: Any, name: str) -> Prepared:
+    """``x`` minus the mean of a sample of its rows, in ``x``'s dtype (see :func:`prepare_layer`).
+
+    No host synchronisation: a batch whose rows are all equal is translated by its first row
+    instead (exact zeros, so its Gram and self-HSIC are exactly zero), chosen on the device; a
+    float32 batch is scaled by ``2**-e`` on the device (:func:`~cka_sim._backend.scaled_to_unit`)
+    and ``gram_scale`` restores its Gram to the batch's units in float64. A float64 batch beyond
+    ``2**±200`` is refused by name (one host synchronisation, for float64 input only).
+    """
+    if x.dtype == xp.float64:
+        _in_range(x, xp, name)
+    first = x[0:1, :]
+    varies = xp.any(x != first)
+    xc = x - xp.where(varies, sample_centre(x, xp), first[0])
+    if x.dtype != xp.float32:
+        return Prepared(xc)
+    scaled, restore = scaled_to_unit(xc, xp)
+    return Prepared(scaled, gram_scale=restore)
 
 
 def prepare_layers(

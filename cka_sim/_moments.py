@@ -19,7 +19,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._backend import Array, frobenius_sq, is_torch, namespace, to_float64, transposed_product
+from ._backend import (
+    Array,
+    add_outer,
+    frobenius_sq,
+    is_torch,
+    namespace,
+    to_float64,
+    transposed_product,
+)
 from ._batch import Prepared
 from .hsic import debiased_feature_hsic, row_sq_norms
 
@@ -252,9 +260,9 @@ class Moments:
         if self.residual is not None:
             res, n = self.residual, self.n
             for i, r in enumerate(res):
-                self.S[i] -= n * (r[:, None] * r[None, :])
+                add_outer(self.S[i], r[:, None], r[:, None], -n)
             for k, (u, v) in enumerate(self.pairs):
-                self.C[k] -= n * (res[v][:, None] * res[u][None, :])
+                add_outer(self.C[k], res[v][:, None], res[u][:, None], -n)
             self.residual = None
         return self
 
@@ -303,12 +311,10 @@ class Moments:
             ]
 
         def update(mine: Array, theirs: Array, lo: Array, ro: Array) -> Array:
-            term = lo @ xp.matrix_transpose(ro)
             if consume:
                 theirs += mine
-                theirs += term
-                return theirs
-            return mine + theirs + term
+                return add_outer(theirs, lo, ro)
+            return add_outer(mine + theirs, lo, ro)
 
         out.S = [
             update(a, b, left[i], right[i])

@@ -13,6 +13,7 @@ from ._batch import prepare_finite
 from ._moments import Moments
 from ._validation import (
     check_choice,
+    check_finite,
     check_gram_pair,
     check_kernel_name,
     check_pair,
@@ -100,8 +101,14 @@ def _is_constant(x: Array, xp: Any) -> bool:
 
 
 def _check_not_constant(x: Array, y: Array, xp: Any) -> str | None:
+    """Warn and return the name of a constant input (None if neither is).
+
+    NaN or infinity in either input is an error first (scanned only when one is constant).
+    """
     for name, value in (("x", x), ("y", y)):
         if _is_constant(value, xp):
+            check_finite(x, "x", xp)
+            check_finite(y, "y", xp)
             warn_undefined(name, "all of its features are constant (zero self-HSIC)", 5)
             return name
     return None

@@ -22,12 +22,14 @@ both linear in each argument. Biased, this is :math:`h(K,L) - h(K,K_Z)h(L,K_Z)/h
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._backend import Array, as_output, power_of_two_scaled, to_float64, to_scalar
-from ._batch import centre_finite
+from ._backend import Array, as_output, frobenius_sq, power_of_two_scaled, to_float64, to_scalar
+from ._batch import centre_finite, prepare_finite
+from ._moments import Moments
 from ._validation import (
     _same_library,
     as_array,
@@ -46,13 +48,16 @@ from .cka import (
     _is_constant,
     _ratio,
 )
-from .hsic import centred_product, debiased_feature_hsic, row_sq_norms
+from .hsic import gram_inner
 from .kernels import centered
 
-# A residual Gram whose squared norm is below this many units of the working precision, relative
-# to the Gram it came from, is rounding noise: the representation is (numerically) a multiple of
-# the confounder's Gram, and nothing is left to compare.
-_RESIDUAL_ULPS = 1000.0
+# When the regression leaves less than this share of a Gram's squared norm, the residual is
+# rounding noise of float32 products (relative error about 1e-7 each, squared norms 1e-7 apart):
+# the representation is, to the precision of the statistics, a multiple of the confounder's Gram.
+RESIDUAL_SHARE = 1e-4
+
+# The unit pairs of the feature form: x-y, x-confounder, y-confounder.
+DCKA_PAIRS = [(0, 1), (0, 2), (1, 2)]
 
 
 def deconfounded_cka(
@@ -96,8 +101,9 @@ def deconfounded_cka(
     float or torch.Tensor
         A Python float for NumPy input; a 0-dim float64 tensor on the input's device for torch.
         NaN with a :class:`~cka_sim.exceptions.CKAUndefinedWarning` when ``x`` or ``y`` is
-        constant, when its Gram is (to rounding) a multiple of the confounder's so that no
-        residual is left, or when a debiased residual self-HSIC is not positive.
+        constant, when the regression leaves less than 1e-4 of its Gram's squared norm (the
+        Gram is, to the precision of float32 products, a multiple of the confounder's), or when
+        a debiased residual self-HSIC is not positive.
 
     Raises
     ------
@@ -141,17 +147,21 @@ def deconfounded_cka(
         method = "features" if feature_flops <= n * (p1 + p2 + q) else "gram"
     common = xp.result_type(xm, ym, zm)  # products need one dtype
     xm, ym, zm = (a if a.dtype == common else xp.astype(a, common) for a in (xm, ym, zm))
-    centred = [centre_finite(a, xp, name) for a, name in ((xm, "x"), (ym, "y"), (zm, "confounder"))]
-    if _check_not_constant(xm, ym, xp) is not None:  # after the NaN check of centre_finite
+    if _check_not_constant(xm, ym, xp) is not None:
         return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
     if _is_constant(zm, xp):
         raise _constant_confounder_error("confounder")
-    tolerance = _RESIDUAL_ULPS * float(np.finfo(_numpy_dtype(common)).eps)
+    named = ((xm, "x"), (ym, "y"), (zm, "confounder"))
     if method == "gram":
         t = xp.matrix_transpose
-        k, l, kz = (to_float64(a @ t(a), xp) for a, _ in centred)
-        return as_output(_dcka_of_grams(k, l, kz, xp, debiased, tolerance, ("x", "y")))
-    return as_output(_dcka_features(centred, xp, debiased, tolerance))
+        k, l, kz = (
+            to_float64(c @ t(c), xp) for c, _ in (centre_finite(a, xp, nm) for a, nm in named)
+        )
+        return as_output(_dcka_of_grams(k, l, kz, xp, debiased, ("x", "y")))
+    # the feature form is one batch of StreamingCKA(measure="dcka"): the same statistics and code
+    units = [prepare_finite(a, name, xp) for a, name in named]
+    one_batch = Moments.from_batch(units, DCKA_PAIRS, debiased, xp, mergeable=False)
+    return as_output(dcka_pair(one_batch.finalise(), n, debiased, ("x", "y"), "confounder"))
 
 
 def deconfounded_cka_from_grams(
@@ -193,12 +203,9 @@ def deconfounded_cka_from_grams(
             f"gram_confounder must be the same size as gram_x; got {tuple(kz.shape)} and "
             f"{tuple(k.shape)}"
         )
-    dtypes = [_numpy_dtype(as_array(g, "gram").dtype) for g in (gram_x, gram_y, gram_confounder)]
-    eps = max(float(np.finfo(d).eps) if np.issubdtype(d, np.floating) else 0.0 for d in dtypes)
-    tolerance = _RESIDUAL_ULPS * max(eps, float(np.finfo(np.float64).eps))
     names = ("gram_x", "gram_y")
     k, l, kz = (power_of_two_scaled(g, xp)[0] for g in (k, l, kz))  # products in range
-    return as_output(_dcka_of_grams(k, l, kz, xp, debiased, tolerance, names))
+    return as_output(_dcka_of_grams(k, l, kz, xp, debiased, names))
 
 
 def _check_confounder(x: Any, confounder: Any, *, min_rows: int) -> Array:
@@ -222,11 +229,6 @@ def _constant_confounder_error(name: str) -> ValueError:
     )
 
 
-def _numpy_dtype(dtype: Any) -> np.dtype:
-    """The NumPy dtype of a NumPy or torch dtype (torch.float32 -> float32)."""
-    return np.dtype(str(dtype).removeprefix("torch."))
-
-
 def _centred_is_zero(raw: Array, cent: Array, xp: Any) -> bool:
     """True when a centred Gram is rounding noise of its raw Gram (constant features).
 
@@ -236,76 +238,91 @@ def _centred_is_zero(raw: Array, cent: Array, xp: Any) -> bool:
     return to_scalar(xp.max(xp.abs(cent))) <= tolerance * to_scalar(xp.max(xp.abs(raw)))
 
 
-def _slopes(
-    a_xz: Array, a_yz: Array, a_zz: Array, a_xx: Array, a_yy: Array, tolerance: float, names: Any
-) -> tuple[Array, Array] | None:
-    """The regression slopes, or None (with a warning) when a residual is rounding noise."""
-    alpha_x, alpha_y = a_xz / a_zz, a_yz / a_zz
-    for name, a_self, a_cross, alpha in (
-        (names[0], a_xx, a_xz, alpha_x),
-        (names[1], a_yy, a_yz, alpha_y),
-    ):
-        share = to_scalar(a_self - alpha * a_cross) / to_scalar(a_self)
-        if share <= tolerance:
-            warn_undefined(
-                name,
-                "its Gram matrix is a multiple of the confounder's Gram to within rounding, so "
-                f"nothing is left after deconfounding (residual share {max(share, 0.0):.2g}); "
-                "use float64 if the input was float32",
-                5,
-                measure="deconfounded CKA",
-            )
-            return None
-    return alpha_x, alpha_y
+def residual_share(a_self: Array, explained: Array) -> float:
+    """Share of a Gram's squared norm that the regression leaves: 1 - explained / total."""
+    total = to_scalar(a_self)
+    return float("nan") if total == 0.0 else to_scalar(a_self - explained) / total
 
 
-def _residual_hsic(
+def warn_no_residual(name: str, share: float, stacklevel: int) -> None:
+    """Warn that a representation's Gram is (to rounding) a multiple of the confounder's."""
+    warn_undefined(
+        name,
+        "its Gram matrix is a multiple of the confounder's Gram to within rounding, so nothing "
+        f"is left after deconfounding (residual share {max(share, 0.0):.2g} <= "
+        f"{RESIDUAL_SHARE:g})",
+        stacklevel + 1,
+        measure="deconfounded CKA",
+    )
+
+
+def residual_hsic(
     h_xy: Array, h_xz: Array, h_yz: Array, h_zz: Array, alpha_x: Array, alpha_y: Array
 ) -> Array:
     r"""HSIC of residual Grams from HSICs of the originals (HSIC is bilinear).
 
-    :math:`h(K - \alpha_X K_Z, L - \alpha_Y K_Z)` for biased or unbiased ``h``.
+    :math:`h(K - \alpha_X K_Z, L - \alpha_Y K_Z)` for the biased or the unbiased ``h``.
     """
     return h_xy - alpha_y * h_xz - alpha_x * h_yz + alpha_x * alpha_y * h_zz
 
 
-def _dcka_features(
-    centred: list[tuple[Array, Array | None]], xp: Any, debiased: bool, tolerance: float
-) -> Array:
-    """Feature-form dCKA of centred ``x``, ``y``, ``z`` (each with its residual mean)."""
-    (xc, dx), (yc, dy), (zc, dz) = centred
-    n = xc.shape[0]
+@dataclass
+class Residuals:
+    """HSIC terms of the residual Grams of every unit but the confounder (see :func:`residuals`).
 
-    def a(u: tuple[Array, Array | None], v: tuple[Array, Array | None]) -> Array:
-        product = centred_product(u[0], v[0], u[1], v[1], xp)
-        return xp.sum(product * product)
+    ``selfs[u]``: HSIC(R_u, R_u); ``cross[k]``: HSIC(R_u, R_v) for ``pairs[k] = (u, v)``;
+    ``shares[u]``: the share of ``‖K_u‖²`` left after the regression (NaN for a zero Gram).
+    """
 
-    x, y, z = centred
-    a_xx, a_yy, a_zz = a(x, x), a(y, y), a(z, z)
-    a_xy, a_xz, a_yz = a(x, y), a(x, z), a(y, z)
-    if to_scalar(a_zz) == 0.0:
-        raise _constant_confounder_error("confounder")
-    slopes = _slopes(a_xz, a_yz, a_zz, a_xx, a_yy, tolerance, ("x", "y"))
-    if slopes is None:
-        return a_xy * float("nan")
-    alpha_x, alpha_y = slopes
-    h = {"xx": a_xx, "yy": a_yy, "zz": a_zz, "xy": a_xy, "xz": a_xz, "yz": a_yz}
-    if debiased:
-        r = {"x": row_sq_norms(xc, dx, xp), "y": row_sq_norms(yc, dy, xp)}
-        r["z"] = row_sq_norms(zc, dz, xp)
-        s = {key: xp.sum(value) for key, value in r.items()}
-        for pair in h:
-            u, v = pair
-            h[pair] = debiased_feature_hsic(h[pair], xp.sum(r[u] * r[v]), s[u], s[v], n)
-    h_xy = _residual_hsic(h["xy"], h["xz"], h["yz"], h["zz"], alpha_x, alpha_y)
-    h_xx = _residual_hsic(h["xx"], h["xz"], h["xz"], h["zz"], alpha_x, alpha_x)
-    h_yy = _residual_hsic(h["yy"], h["yz"], h["yz"], h["zz"], alpha_y, alpha_y)
-    return _ratio(h_xy, h_xx, h_yy, n, ("x", "y"), debiased)
+    selfs: list[Array]
+    cross: list[Array]
+    pairs: list[tuple[int, int]]
+    shares: list[float]
 
 
-def _dcka_of_grams(
-    k: Array, l: Array, kz: Array, xp: Any, debiased: bool, tolerance: float, names: Any
-) -> Array:
+def residuals(m: Moments, confounder: str) -> Residuals:
+    r"""Deconfounded HSIC terms from centred moments whose last unit is the confounder.
+
+    ``m`` (finalised) holds the units and, for every unit ``u``, the pair ``(u, Z)`` with the
+    confounder ``Z``. The slopes come from the biased terms, :math:`\hat\alpha_u = \lVert
+    C_{uZ}\rVert_F^2 / \lVert S_Z\rVert_F^2`; the residual HSICs from the biased or the
+    debiased terms (:meth:`~cka_sim._moments.Moments.hsic_terms`) by :func:`residual_hsic`.
+    ``confounder`` names it in the error raised when it is constant.
+    """
+    xp = m.namespace()
+    z = len(m.widths) - 1
+    a_self = [frobenius_sq(S, xp) for S in m.S]
+    a_cross = [frobenius_sq(C, xp) for C in m.C]
+    h_self, h_cross = m.hsic_terms() if m.debiased else (a_self, a_cross)
+    if to_scalar(a_self[z]) == 0.0:
+        raise _constant_confounder_error(confounder)
+    to_z = {u: k for k, (u, v) in enumerate(m.pairs) if v == z}
+    alpha = [a_cross[to_z[u]] / a_self[z] for u in range(z)]
+    selfs = [
+        residual_hsic(h_self[u], h_cross[to_z[u]], h_cross[to_z[u]], h_self[z], alpha[u], alpha[u])
+        for u in range(z)
+    ]
+    shares = [residual_share(a_self[u], alpha[u] * a_cross[to_z[u]]) for u in range(z)]
+    pairs, cross = [], []
+    for k, (u, v) in enumerate(m.pairs):
+        if v != z:
+            pairs.append((u, v))
+            h_uz, h_vz = h_cross[to_z[u]], h_cross[to_z[v]]
+            cross.append(residual_hsic(h_cross[k], h_uz, h_vz, h_self[z], alpha[u], alpha[v]))
+    return Residuals(selfs, cross, pairs, shares)
+
+
+def dcka_pair(m: Moments, n: int, debiased: bool, names: tuple[str, str], what: str) -> Array:
+    """dCKA of units 0 and 1 of ``m`` (units x, y, confounder; pairs (0,1), (0,2), (1,2))."""
+    r = residuals(m, what)
+    for name, share in zip(names, r.shares, strict=True):
+        if share <= RESIDUAL_SHARE:
+            warn_no_residual(name, share, 3)
+            return r.cross[0] * float("nan")
+    return _ratio(r.cross[0], r.selfs[0], r.selfs[1], n, names, debiased)
+
+
+def _dcka_of_grams(k: Array, l: Array, kz: Array, xp: Any, debiased: bool, names: Any) -> Array:
     """dCKA of validated float64 Grams: centre, regress on the confounder's Gram, CKA."""
     kc, lc, zc = (centered(g, xp, unbiased=False) for g in (k, l, kz))
     for name, raw, cent in ((names[0], k, kc), (names[1], l, lc)):
@@ -317,10 +334,13 @@ def _dcka_of_grams(
         raise _constant_confounder_error(
             "gram_confounder" if names[0] == "gram_x" else "confounder"
         )
-    a_zz, a_xx, a_yy = xp.sum(zc * zc), xp.sum(kc * kc), xp.sum(lc * lc)
-    slopes = _slopes(xp.sum(kc * zc), xp.sum(lc * zc), a_zz, a_xx, a_yy, tolerance, names)
-    if slopes is None:
-        return a_xx * float("nan")
-    residual_x = kc - slopes[0] * zc
-    residual_y = lc - slopes[1] * zc
-    return _cka_of_grams(residual_x, residual_y, xp, debiased=debiased, names=names)
+    a_zz = gram_inner(zc, zc, xp)
+    residual = []
+    for name, g in zip(names, (kc, lc), strict=True):
+        a_self, a_z = gram_inner(g, g, xp), gram_inner(g, zc, xp)
+        share = residual_share(a_self, a_z * a_z / a_zz)
+        if share <= RESIDUAL_SHARE:
+            warn_no_residual(name, share, 3)
+            return a_zz * float("nan")
+        residual.append(g - (a_z / a_zz) * zc)
+    return _cka_of_grams(residual[0], residual[1], xp, debiased=debiased, names=names)

@@ -13,6 +13,7 @@ from ._backend import (
     as_output,
     is_torch,
     power_of_two_scaled,
+    row_sq_sums,
     times_power_of_two,
     to_float64,
     to_scalar,
@@ -115,7 +116,7 @@ def row_sq_norms(xc: Array, residual: Array | None, xp: Any) -> Array:
     1e-7 relative for float32, as the GEMMs themselves), the residual ``δ`` (float64, see
     :func:`~cka_sim._batch.prepare_layer`) is removed in float64.
     """
-    norms = to_float64(xp.sum(xc * xc, axis=1), xp)
+    norms = to_float64(row_sq_sums(xc, xp), xp)
     if residual is None:
         return norms
     shift = to_float64(xc @ xp.astype(residual, xc.dtype), xp)

@@ -166,21 +166,31 @@ def center_gram(gram: Any, *, unbiased: bool = False) -> Array:
     return centered(k, namespace(k), unbiased=unbiased)
 
 
-def centered(k: Array, xp: Any, *, unbiased: bool) -> Array:
+def centered(k: Array, xp: Any, *, unbiased: bool, overwrite: bool = False) -> Array:
     """Centre a validated float64 Gram matrix (see :func:`center_gram`).
 
     Also centres a stack of symmetric Grams of shape (..., n, n), each on its own.
+    ``overwrite=True`` centres ``k`` in place and returns it (for a buffer the caller owns): the
+    same operations in the same order, without the three (..., n, n) temporaries.
     """
     n = k.shape[-1]
+    if not overwrite:
+        k = xp.asarray(k, copy=True)
     if not unbiased:
         means = xp.mean(k, axis=-2)
         grand = xp.mean(means, axis=-1)[..., None, None]
-        return k - means[..., None, :] - means[..., :, None] + grand
-    off_diagonal = 1.0 - xp.eye(n, dtype=k.dtype, device=_device(k))
-    k = k * off_diagonal
+        k -= means[..., None, :]
+        k -= means[..., :, None]
+        k += grand
+        return k
+    diagonal = xp.arange(n, device=_device(k))
+    k[..., diagonal, diagonal] = 0.0
     means = xp.sum(k, axis=-2) / (n - 2)
     means = means - xp.sum(means, axis=-1)[..., None] / (2 * (n - 1))
-    return (k - means[..., None, :] - means[..., :, None]) * off_diagonal
+    k -= means[..., None, :]
+    k -= means[..., :, None]
+    k[..., diagonal, diagonal] = 0.0
+    return k
 
 
 def _device(x: Array) -> Any:

@@ -16,11 +16,13 @@ from ._backend import (
     to_float64,
 )
 from ._layers import as_layers, ratio_matrix, to_numpy
+from ._measures import Measure, check_confounder_given, check_measure
 from ._validation import as_matrix
 from .cka import _is_constant
 from .hsic import debiased_feature_hsic, gram_inner
 from .kernels import centered
 from .result import CKAResult, default_metadata
+from .streaming import StreamingCKAMatrix
 
 
 class _Layer:
@@ -66,8 +68,15 @@ def _pair_hsic(a: _Layer, b: _Layer) -> Array:
     return h
 
 
-def cka_matrix(acts_a: Any, acts_b: Any, *, debiased: bool = False) -> CKAResult:
-    r"""Exact linear CKA between every layer of ``acts_a`` and every layer of ``acts_b``.
+def cka_matrix(
+    acts_a: Any,
+    acts_b: Any,
+    *,
+    debiased: bool = False,
+    measure: Measure = "cka",
+    confounder: Any = None,
+) -> CKAResult:
+    r"""Exact linear CKA (or another measure) between every layer of ``acts_a`` and of ``acts_b``.
 
     Each entry equals :func:`~cka_sim.linear_cka` of that pair (``debiased`` as given), but each
     layer is validated and centred once, each self-HSIC is computed once, and each pair uses the
@@ -83,13 +92,22 @@ def cka_matrix(acts_a: Any, acts_b: Any, *, debiased: bool = False) -> CKAResult
         "0", "1", ...). NumPy arrays or torch tensors (one kind, one device).
     debiased : bool, default False
         Use the unbiased HSIC₁ (needs n >= 4).
+    measure : {"cka", "dcka", "procrustes"}, default "cka"
+        ``"dcka"``: deconfounded CKA (:func:`~cka_sim.deconfounded_cka`) adjusted for
+        ``confounder``; ``"procrustes"``: the Procrustes similarity
+        (:func:`~cka_sim.procrustes_similarity`). Both are computed from the feature-form
+        statistics of one batch of :class:`~cka_sim.StreamingCKAMatrix` (memory grows with the
+        squared widths, p_i x p_j per pair).
+    confounder : array_like or torch.Tensor, shape (n, q, ...), optional
+        What ``measure="dcka"`` adjusts for (typically the flattened inputs); refused otherwise.
 
     Returns
     -------
     CKAResult
-        ``values[i, j]`` = CKA(acts_a[i], acts_b[j]); rows and columns in the order given;
-        estimator ``"linear"`` or ``"linear-debiased"``. A constant layer gives a NaN row or column
-        with a :class:`~cka_sim.CKAUndefinedWarning` naming it.
+        ``values[i, j]`` = the measure of (acts_a[i], acts_b[j]); rows and columns in the order
+        given; estimator ``"linear"``, ``"deconfounded"`` or ``"procrustes"`` (``-debiased``
+        appended when debiased). A constant layer gives a NaN row or column with a
+        :class:`~cka_sim.CKAUndefinedWarning` naming it.
 
     Examples
     --------
@@ -101,6 +119,10 @@ def cka_matrix(acts_a: Any, acts_b: Any, *, debiased: bool = False) -> CKAResult
     >>> cka_matrix(acts, acts).values.shape
     (2, 2)
     """
+    measure = check_measure(measure, debiased=debiased)
+    check_confounder_given(measure, confounder, "cka_matrix")
+    if measure != "cka":
+        return _from_accumulator(acts_a, acts_b, debiased, measure, confounder)
     shared = acts_a is acts_b
     layers_a = as_layers(acts_a, "acts_a")
     layers_b = layers_a if shared else as_layers(acts_b, "acts_b")
@@ -160,3 +182,17 @@ def cka_matrix(acts_a: Any, acts_b: Any, *, debiased: bool = False) -> CKAResult
         n_examples=n,
         metadata=default_metadata(dtype=str(raw[0].dtype)),
     )
+
+
+def _from_accumulator(
+    acts_a: Any, acts_b: Any, debiased: bool, measure: str, confounder: Any
+) -> CKAResult:
+    """The measure as one batch of :class:`~cka_sim.StreamingCKAMatrix` (the same code)."""
+    min_rows = 4 if debiased else 2
+    for side, acts in (("acts_a", acts_a), ("acts_b", acts_b)):
+        for name, value in as_layers(acts, side):
+            as_matrix(value, f"{side}[{name!r}]", min_rows=min_rows, check_values=False)
+    accumulator = StreamingCKAMatrix(debiased, measure=measure)
+    result = accumulator.update(acts_a, acts_b, confounder).compute()
+    result.metadata = default_metadata(measure=measure)
+    return result

@@ -36,13 +36,14 @@ from .result import CKAResult, default_metadata
 class MinibatchCKA(Accumulator):
     r"""Minibatch CKA of Nguyen, Raghu & Kornblith (2021) between the layers of two models.
 
-    Per batch, for every layer: flatten to (m, p), subtract the column means in the input dtype
-    (HSIC is invariant to translating the features, so this only has to bring them near zero for
-    float32 precision; see :func:`cka_sim._batch.prepare_layer`), form the (m, m) Gram in the input dtype (symmetric: about 5/8 of a
-    GEMM's flops on torch CPU tensors, half on NumPy), write it into a float64 (L, m, m) buffer
-    and U-centre it (debiased) or centre it (biased) there, exactly; get every cross HSIC with
-    one (La, m²) @ (m², Lb) product, no loop over layer pairs and no host synchronisation. Cross and self sums accumulate in float64 on the
-    input's device. See :mod:`cka_sim.minibatch` for how this estimator differs from full-data
+    Per batch, for every layer: flatten to (m, p), subtract the mean of 32 of its rows in the
+    input dtype (HSIC is invariant to translating the features, so this only has to bring them
+    near zero for float32 precision; see :func:`cka_sim._batch.prepare_layer`), form the (m, m)
+    Gram in the input dtype (symmetric: about 5/8 of a GEMM's flops on torch CPU tensors, half on
+    NumPy), write it into a float64 (L, m, m) buffer and U-centre it (debiased) or centre it
+    (biased) there, in place and exactly; get every cross HSIC with one (La, m²) @ (m², Lb)
+    product, no loop over layer pairs and no host synchronisation. Cross and self sums
+    accumulate in float64 on the input's device. See :mod:`cka_sim.minibatch` for how this estimator differs from full-data
     CKA.
 
     Parameters
@@ -157,7 +158,9 @@ class MinibatchCKA(Accumulator):
         stack = xp.empty((len(units), m, m), dtype=xp.float64, device=_device(units[0].data))
         for i, unit in enumerate(units):
             stack[i, ...] = gram(unit.data, xp)
-        stack = centered(stack, xp, unbiased=self.debiased)
+            if unit.gram_scale is not None:  # back to the batch's units (see prepare_layer)
+                stack[i, ...] *= unit.gram_scale
+        stack = centered(stack, xp, unbiased=self.debiased, overwrite=True)
         return xp.reshape(stack, (len(units), m * m)), m, xp
 
     def compute(self) -> CKAResult:
@@ -165,10 +168,12 @@ class MinibatchCKA(Accumulator):
         if self._cross is None:
             raise ValueError("MinibatchCKA has seen no batch; call update() first")
         cross, self_a, self_b = (to_numpy(a) for a in (self._cross, self._self_a, self._self_b))
-        if not (np.all(np.isfinite(cross)) and np.all(np.isfinite(self_a))):
+        if not all(np.all(np.isfinite(a)) for a in (cross, self_a, self_b)):
             raise ValueError(
-                "MinibatchCKA.compute: a batch given to update() held NaN or infinity; remove or "
-                "impute those values and start again (reset())"
+                "MinibatchCKA.compute: a batch given to update() held NaN or infinity, or float64 "
+                "values beyond about 2**±200, whose fourth powers leave the float64 range (multiply "
+                "every batch of such a layer by one power of two: CKA does not change); fix the "
+                "input and start again (reset())"
             )
         values = ratio_matrix(
             cross,

@@ -60,13 +60,30 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._accumulator import Accumulator, Agree, CentredMoments
-from ._backend import as_output, is_torch
-from ._batch import check_same_batch, prepare_layer, prepare_layers
+from ._backend import Array, as_output, is_torch
+from ._batch import Prepared, check_same_batch, prepare_layer, prepare_layers
 from ._layers import as_layers, check_names, ratio_matrix, to_numpy
+from ._measures import (
+    Measure,
+    check_confounder_given,
+    check_measure,
+    estimator_name,
+    nuclear_norm,
+)
 from ._moments import Moments
 from ._validation import check_pair, warn_undefined
 from .cka import _ratio
+from .deconfounded import (
+    DCKA_PAIRS,
+    RESIDUAL_SHARE,
+    _check_confounder,
+    dcka_pair,
+    residuals,
+    warn_no_residual,
+)
 from .result import CKAResult, default_metadata
+
+_LABEL = {"cka": "CKA", "dcka": "deconfounded CKA", "procrustes": "Procrustes"}
 
 
 def _check_count(n: int, debiased: bool, what: str) -> None:
@@ -76,6 +93,19 @@ def _check_count(n: int, debiased: bool, what: str) -> None:
             f"{what} has seen {n} example(s); {'debiased ' if debiased else ''}CKA needs at least "
             f"{need}. Call update() with more data first."
         )
+
+
+def _confounder_unit(like: Any, confounder: Any, rows: int, xp: Any) -> Prepared:
+    """One batch of the confounder, validated against the batch's rows and library, prepared."""
+    if is_torch(confounder):
+        confounder = confounder.detach()
+    zm = _check_confounder(like, confounder, min_rows=1)
+    if int(zm.shape[0]) != rows:
+        raise ValueError(
+            f"confounder must have one row per example of the batch; got {zm.shape[0]} rows and "
+            f"{rows}"
+        )
+    return prepare_layer(zm, xp, exact=True)
 
 
 def _checked(acc: Any, what: str) -> Moments:
@@ -102,6 +132,12 @@ class StreamingCKA(Accumulator):
     ----------
     debiased : bool, default False
         Use the unbiased HSIC₁ (Song et al., 2012) as :func:`linear_cka` does (needs 4 examples).
+    measure : {"cka", "dcka", "procrustes"}, default "cka"
+        What :meth:`compute` returns: linear CKA; deconfounded CKA (Cui et al. 2022), for which
+        every :meth:`update` passes the ``confounder`` batch and the state also holds the
+        confounder's moments and its cross moments with ``x`` and ``y`` (q x q, q x p1, q x p2);
+        or the orthogonal Procrustes similarity (Ding et al. 2021) from the same state as CKA
+        (no debiased form).
 
     Notes
     -----
@@ -123,11 +159,12 @@ class StreamingCKA(Accumulator):
     True
     """
 
-    _PAIRS: ClassVar[list[tuple[int, int]]] = [(0, 1)]
     _STATE: ClassVar = {"_m": CentredMoments()}
+    _SETTINGS: ClassVar[tuple[str, ...]] = ("debiased", "measure")
 
-    def __init__(self, debiased: bool = False) -> None:
+    def __init__(self, debiased: bool = False, *, measure: Measure = "cka") -> None:
         self.debiased = bool(debiased)
+        self.measure = check_measure(measure, debiased=self.debiased)
         self.reset()
 
     @property
@@ -135,8 +172,13 @@ class StreamingCKA(Accumulator):
         """Number of examples seen."""
         return 0 if self._m is None else self._m.n
 
-    def update(self, x_batch: Any, y_batch: Any) -> StreamingCKA:
-        """Add a batch: ``x_batch`` (m, p1, ...) and ``y_batch`` (m, p2, ...) of the same examples."""
+    def update(self, x_batch: Any, y_batch: Any, confounder: Any = None) -> StreamingCKA:
+        """Add a batch: ``x_batch`` (m, p1, ...) and ``y_batch`` (m, p2, ...) of the same examples.
+
+        ``confounder`` (m, q, ...): the confounder of the same examples, which
+        ``measure="dcka"`` needs in every batch (and the other measures refuse).
+        """
+        check_confounder_given(self.measure, confounder, "StreamingCKA.update")
         if is_torch(x_batch):
             x_batch = x_batch.detach()
         if is_torch(y_batch):
@@ -148,32 +190,50 @@ class StreamingCKA(Accumulator):
             min_rows=1,
             check_values=not is_torch(x_batch),
         )
-        if self._m is not None and [xm.shape[1], ym.shape[1]] != self._m.widths:
-            raise ValueError(
-                f"x_batch and y_batch have {xm.shape[1]} and {ym.shape[1]} features, but earlier "
-                f"batches had {self._m.widths[0]} and {self._m.widths[1]}"
-            )
         units = [
             prepare_layer(xm, xp, exact=True, name="x_batch"),
             prepare_layer(ym, xp, exact=True, name="y_batch"),
         ]
-        batch = Moments.from_batch(units, self._PAIRS, self.debiased, xp)
+        if confounder is not None:
+            units.append(_confounder_unit(x_batch, confounder, int(xm.shape[0]), xp))
+        widths = [int(u.shape[1]) for u in units]
+        if self._m is not None and widths != self._m.widths:
+            raise ValueError(
+                f"the batch has {widths} features (x_batch, y_batch[, confounder]), but earlier "
+                f"batches had {self._m.widths}"
+            )
+        pairs = DCKA_PAIRS if self.measure == "dcka" else [(0, 1)]
+        batch = Moments.from_batch(units, pairs, self.debiased, xp)
         self._m = CentredMoments.absorb(self._m, batch, "StreamingCKA.update")
         return self
 
     def compute(self) -> Any:
-        """Linear CKA of all data seen: a Python float (NumPy input) or a 0-dim float64 tensor."""
+        """The measure on all data seen: a Python float (NumPy input) or a 0-dim float64 tensor.
+
+        Linear CKA, deconfounded CKA or the Procrustes similarity (``measure``), equal to
+        :func:`~cka_sim.linear_cka`, :func:`~cka_sim.deconfounded_cka` or
+        :func:`~cka_sim.procrustes_similarity` of all the data.
+        """
         m = _checked(self, "StreamingCKA")
         xp = m.namespace()
-        for name, S in zip(("x", "y"), m.S, strict=True):
-            if float(xp.linalg.trace(S)) == 0.0:
-                warn_undefined(name, "all of its features are constant (zero self-HSIC)", 3)
-                return as_output(xp.sum(S) * float("nan"))
+        traces = [xp.linalg.trace(S) for S in m.S[:2]]
+        for name, trace in zip(("x", "y"), traces, strict=True):
+            if float(trace) == 0.0:
+                reason = "all of its features are constant (zero self-HSIC)"
+                warn_undefined(name, reason, 3, measure=_LABEL[self.measure])
+                return as_output(trace * float("nan"))
+        if self.measure == "procrustes":
+            return as_output(nuclear_norm(m.C[0], xp) / (traces[0] * traces[1]) ** 0.5)
+        if self.measure == "dcka":
+            return as_output(dcka_pair(m, m.n, self.debiased, ("x", "y"), "the confounder"))
         (h_xx, h_yy), (h_xy,) = m.hsic_terms()
         return as_output(_ratio(h_xy, h_xx, h_yy, m.n, ("x", "y"), self.debiased))
 
     def __repr__(self) -> str:
-        return f"StreamingCKA(debiased={self.debiased}, n_examples={self.n_examples})"
+        return (
+            f"StreamingCKA(debiased={self.debiased}, measure={self.measure!r}, "
+            f"n_examples={self.n_examples})"
+        )
 
 
 class StreamingCKAMatrix(Accumulator):
@@ -196,6 +256,9 @@ class StreamingCKAMatrix(Accumulator):
     memory_budget_bytes : int, optional
         Refuse (``MemoryError``) at the first batch when :meth:`estimate_memory` exceeds it.
         ``None``: no limit.
+    measure : {"cka", "dcka", "procrustes"}, default "cka"
+        As for :class:`StreamingCKA`: ``"dcka"`` needs the ``confounder`` batch in every
+        :meth:`update` (one confounder for all layers) and holds its moments with every layer.
     """
 
     _STATE: ClassVar = {
@@ -205,8 +268,17 @@ class StreamingCKAMatrix(Accumulator):
         "_m": CentredMoments(),
     }
 
-    def __init__(self, debiased: bool = False, memory_budget_bytes: int | None = None) -> None:
+    _SETTINGS: ClassVar[tuple[str, ...]] = ("debiased", "measure")
+
+    def __init__(
+        self,
+        debiased: bool = False,
+        memory_budget_bytes: int | None = None,
+        *,
+        measure: Measure = "cka",
+    ) -> None:
         self.debiased = bool(debiased)
+        self.measure = check_measure(measure, debiased=self.debiased)
         self.memory_budget_bytes = memory_budget_bytes
         self.reset()
 
@@ -222,11 +294,13 @@ class StreamingCKAMatrix(Accumulator):
         *,
         debiased: bool = False,
         shared: bool = False,
+        confounder_width: int = 0,
     ) -> int:
         """Peak bytes of the accumulator: its float64 state plus one batch's statistics.
 
         ``widths_a``/``widths_b``: features per layer (flattened). ``shared=True`` (or
-        ``widths_b=None``) for one model compared with itself.
+        ``widths_b=None``) for one model compared with itself. ``confounder_width``: the
+        confounder's features (``measure="dcka"``).
         """
         wa = [int(w) for w in widths_a]
         if shared or widths_b is None:
@@ -245,10 +319,21 @@ class StreamingCKAMatrix(Accumulator):
             if debiased:
                 floats += 2 * (total_a + total_b) + len(wa) + len(wb) + len(wa) * len(wb)
                 floats += len(wa) * total_b + len(wb) * total_a
+        q = int(confounder_width)
+        if q:
+            layers = wa if shared or widths_b is None else wa + [int(w) for w in widths_b]
+            floats += q * q + q * sum(layers) + q
+            if debiased:
+                floats += 3 * q + 2 * len(layers) + sum(layers) + len(layers) * q
         return 2 * 8 * floats
 
-    def update(self, acts_a: Any, acts_b: Any) -> StreamingCKAMatrix:
-        """Add one batch: two mappings {layer: (m, ...) activations} (or sequences) of the same examples."""
+    def update(self, acts_a: Any, acts_b: Any, confounder: Any = None) -> StreamingCKAMatrix:
+        """Add one batch: two mappings {layer: (m, ...) activations} (or sequences) of the same examples.
+
+        ``confounder`` (m, q, ...): the confounder of the same examples, needed by
+        ``measure="dcka"`` in every batch.
+        """
+        check_confounder_given(self.measure, confounder, "StreamingCKAMatrix.update")
         shared = acts_a is acts_b
         layers_a = as_layers(acts_a, "acts_a")
         layers_b = layers_a if shared else as_layers(acts_b, "acts_b")
@@ -264,8 +349,19 @@ class StreamingCKAMatrix(Accumulator):
             pairs = [(i, j) for i in range(la) for j in range(i + 1, la)]
         else:
             pairs = [(i, la + j) for i in range(la) for j in range(len(layers_b))]
+        if confounder is not None:
+            like = units[0].data
+            units.append(_confounder_unit(like, confounder, int(like.shape[0]), xp))
+            pairs += [(u, len(widths)) for u in range(len(widths))]
+            widths.append(int(units[-1].shape[1]))
         if self._m is None:
-            self._check_budget(widths[:la], None if shared else widths[la:], shared)
+            layer_widths = widths[: len(widths) - (confounder is not None)]
+            self._check_budget(
+                layer_widths[:la],
+                None if shared else layer_widths[la:],
+                shared,
+                widths[-1] if confounder is not None else 0,
+            )
         elif widths != self._m.widths:
             raise ValueError(f"layer widths {widths} differ from earlier batches' {self._m.widths}")
         batch = Moments.from_batch(units, pairs, self.debiased, xp)
@@ -286,8 +382,12 @@ class StreamingCKAMatrix(Accumulator):
                 + " acts_a and acts_b; pass them the same way in every batch"
             )
 
-    def _check_budget(self, widths_a: list[int], widths_b: list[int] | None, shared: bool) -> None:
-        need = self.estimate_memory(widths_a, widths_b, debiased=self.debiased, shared=shared)
+    def _check_budget(
+        self, widths_a: list[int], widths_b: list[int] | None, shared: bool, confounder: int
+    ) -> None:
+        need = self.estimate_memory(
+            widths_a, widths_b, debiased=self.debiased, shared=shared, confounder_width=confounder
+        )
         if self.memory_budget_bytes is not None and need > self.memory_budget_bytes:
             raise MemoryError(
                 f"StreamingCKAMatrix needs about {need:,} bytes ({need / 2**30:.2f} GiB) for "
@@ -299,13 +399,13 @@ class StreamingCKAMatrix(Accumulator):
     def compute(self) -> CKAResult:
         """The La x Lb :class:`~cka_sim.CKAResult` (rows: ``acts_a`` order, columns: ``acts_b``)."""
         m = _checked(self, "StreamingCKAMatrix")
-        selfs, cross = m.hsic_terms()
+        selfs, cross, pairs = self._terms(m)
         selfs_np = to_numpy(m.namespace().stack(selfs))
         cross_np = to_numpy(m.namespace().stack(cross)) if cross else np.zeros(0)
         la, lb = len(self._names_a), len(self._names_b)
         if self._shared:
             matrix = np.diag(selfs_np)
-            for k, (i, j) in enumerate(m.pairs):
+            for k, (i, j) in enumerate(pairs):
                 matrix[i, j] = matrix[j, i] = cross_np[k]
             self_a = self_b = selfs_np
         else:
@@ -318,15 +418,42 @@ class StreamingCKAMatrix(Accumulator):
             values=values,
             row_names=self._names_a,
             col_names=self._names_b,
-            estimator="linear-debiased" if self.debiased else "linear",
+            estimator=estimator_name(self.measure, self.debiased),
             n_examples=m.n,
             metadata=default_metadata(
-                accumulator="StreamingCKAMatrix", library=m.library(), device=str(m.device())
+                accumulator="StreamingCKAMatrix",
+                library=m.library(),
+                device=str(m.device()),
+                measure=self.measure,
             ),
         )
+
+    def _terms(self, m: Moments) -> tuple[list[Array], list[Array], list[tuple[int, int]]]:
+        """Per layer and per layer pair (and the pairs): the terms of the measure's ratio.
+
+        CKA: HSIC terms. Procrustes: the squared Frobenius norms (traces of S) and the nuclear
+        norms of the cross moments, whose ratio ``cross / sqrt(self ⊗ self)`` is the similarity.
+        dCKA: the HSIC terms of the residual Grams; a layer with no residual gets NaN (warned).
+        """
+        xp = m.namespace()
+        if self.measure == "cka":
+            return (*m.hsic_terms(), m.pairs)
+        if self.measure == "procrustes":
+            traces = [xp.linalg.trace(S) for S in m.S]
+            return traces, [nuclear_norm(C, xp) for C in m.C], m.pairs
+        r = residuals(m, "the confounder")
+        names = [f"layer {n!r} of acts_a" for n in self._names_a]
+        if not self._shared:
+            names += [f"layer {n!r} of acts_b" for n in self._names_b]
+        selfs = list(r.selfs)
+        for u, share in enumerate(r.shares):
+            if share <= RESIDUAL_SHARE:  # NaN (a constant layer) is warned by ratio_matrix
+                warn_no_residual(names[u], share, 4)
+                selfs[u] = selfs[u] * float("nan")
+        return selfs, r.cross, r.pairs
 
     def __repr__(self) -> str:
         return (
             f"StreamingCKAMatrix({len(self._names_a)} x {len(self._names_b)} layers, "
-            f"debiased={self.debiased}, n_examples={self.n_examples})"
+            f"debiased={self.debiased}, measure={self.measure!r}, n_examples={self.n_examples})"
         )

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from ._measures import Measure, check_measure
 from ._validation import check_choice
 from .result import CKAResult
 
@@ -572,7 +573,43 @@ def _collect(
     return {name: store[name] for name in names}
 
 
-def _make_accumulator(estimator: str, debiased: bool, memory_budget_bytes: int | None) -> Any:
+def _measure_settings(
+    measure: Any, estimator: Any, debiased: Any, confounder: Any
+) -> tuple[str, str, bool]:
+    """``measure``, ``estimator`` and ``debiased`` with their defaults resolved and checked."""
+    if debiased is None:
+        debiased = measure != "procrustes"
+    measure = check_measure(measure, debiased=bool(debiased))
+    if estimator is None:
+        estimator = "minibatch" if measure == "cka" else "exact"
+    check_choice(estimator, "estimator", ("minibatch", "exact"))
+    if measure != "cka" and estimator != "exact":
+        raise ValueError(
+            f"measure={measure!r} is computed by the exact accumulator only; pass "
+            "estimator='exact' (or leave estimator unset)"
+        )
+    if confounder is not None and (measure != "dcka" or not callable(confounder)):
+        raise ValueError(
+            "confounder must be a callable batch -> (m, ...) tensor, used by measure='dcka' "
+            f"only; got {type(confounder).__name__} with measure={measure!r}"
+        )
+    return measure, estimator, bool(debiased)
+
+
+def _model_input(batch: Any, inputs: Any) -> torch.Tensor:
+    """The default confounder of a batch: the model input (its first tensor)."""
+    tensor = first_tensor(inputs)
+    if tensor is None:
+        raise ValueError(
+            "measure='dcka' uses the model input as the confounder, but the input of this batch "
+            "holds no tensor; pass confounder=callable(batch) returning one"
+        )
+    return tensor
+
+
+def _make_accumulator(
+    estimator: str, debiased: bool, memory_budget_bytes: int | None, measure: str = "cka"
+) -> Any:
     if estimator == "minibatch":
         from .minibatch import MinibatchCKA
 
@@ -584,7 +621,9 @@ def _make_accumulator(estimator: str, debiased: bool, memory_budget_bytes: int |
         return MinibatchCKA(debiased=debiased)
     from .streaming import StreamingCKAMatrix
 
-    return StreamingCKAMatrix(debiased=debiased, memory_budget_bytes=memory_budget_bytes)
+    return StreamingCKAMatrix(
+        debiased=debiased, memory_budget_bytes=memory_budget_bytes, measure=measure
+    )
 
 
 def _distributed_world() -> int | None:
@@ -602,12 +641,14 @@ def compare_models(
     *,
     layers_a: Iterable[LayerSpec] | None = None,
     layers_b: Iterable[LayerSpec] | None = None,
-    estimator: Literal["minibatch", "exact"] = "minibatch",
-    debiased: bool = True,
+    estimator: Literal["minibatch", "exact"] | None = None,
+    debiased: bool | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
     input_key: InputKey | None = None,
     memory_budget_bytes: int | None = None,
+    measure: Measure = "cka",
+    confounder: Callable[[Any], Any] | None = None,
 ) -> CKAResult:
     r"""Linear CKA between every layer of ``model_a`` and every layer of ``model_b``.
 
@@ -634,9 +675,12 @@ def compare_models(
         Layers of each model (exact names or indices into ``named_modules()``, as in
         :func:`record_activations`). Rows follow ``layers_a`` and columns ``layers_b`` in the
         order given. Default: :func:`default_layers` (leaf modules that own parameters).
-    estimator : {"minibatch", "exact"}, default "minibatch"
-    debiased : bool, default True
-        Use the unbiased HSIC₁ (Song et al. 2012) instead of the biased HSIC.
+    estimator : {"minibatch", "exact"}, optional
+        Default: ``"minibatch"`` for ``measure="cka"``, ``"exact"`` (the only one they have) for
+        the other measures.
+    debiased : bool, optional
+        Use the unbiased HSIC₁ (Song et al. 2012) instead of the biased HSIC. Default: True for
+        CKA and dCKA; Procrustes has no debiased form.
     device : str or torch.device, optional
         Where to run. Default: each model where its first parameter (or buffer) lives, with
         inputs moved there. When given, both models are moved there with ``Module.to`` and left
@@ -655,6 +699,16 @@ def compare_models(
         limit. The exact accumulator holds p_i x p_j float64 products, so a convolutional feature
         map of 16 x 32 x 32 = 16,384 features alone needs 2 GiB: choose narrow layers or the
         minibatch estimator.
+    measure : {"cka", "dcka", "procrustes"}, default "cka"
+        ``"dcka"``: deconfounded CKA (Cui et al. 2022), every layer's Gram regressed on the
+        confounder's before CKA; ``"procrustes"``: the orthogonal Procrustes similarity
+        (Ding et al. 2021). Both use the exact accumulator
+        (:class:`~cka_sim.StreamingCKAMatrix`).
+    confounder : callable, optional
+        For ``measure="dcka"``: ``confounder(batch)`` gives the (m, ...) confounder of a batch.
+        Default: the model's input itself (the tensor found by ``input_key``, or the first tensor
+        of what an ``input_key`` callable returns), flattened per example: the input's own
+        similarity structure, which every layer inherits.
 
     Returns
     -------
@@ -681,7 +735,7 @@ def compare_models(
     """
     _check_module(model_a, "model_a")
     _check_module(model_b, "model_b")
-    check_choice(estimator, "estimator", ("minibatch", "exact"))
+    measure, estimator, debiased = _measure_settings(measure, estimator, debiased, confounder)
     names_a = [n for n, _ in _resolve_layers(model_a, _or_default(model_a, layers_a), "layers_a")]
     names_b = [n for n, _ in _resolve_layers(model_b, _or_default(model_b, layers_b), "layers_b")]
     if device is not None:
@@ -689,11 +743,16 @@ def compare_models(
         model_a.to(device)
         model_b.to(device)
     world_size = _distributed_world()
-    accumulator = _make_accumulator(estimator, debiased, memory_budget_bytes)
+    accumulator = _make_accumulator(estimator, debiased, memory_budget_bytes, measure)
     # capture -> accumulate -> result
     prepare = _preparing(accumulator) if estimator == "minibatch" else None
+    confounder_of = None
+    if measure == "dcka":
+        confounder_of = confounder if confounder is not None else _model_input
     with _Capture(model_a, model_b, names_a, names_b, input_key, prepare) as capture:
-        n_batches, dtypes = _accumulate(accumulator, capture, loader, progress, world_size)
+        n_batches, dtypes = _accumulate(
+            accumulator, capture, loader, progress, world_size, confounder_of
+        )
     if world_size is not None:
         accumulator.all_reduce()
     result = accumulator.compute()
@@ -711,6 +770,7 @@ def compare_models(
             "layers_b": names_b,
             "estimator": estimator,
             "debiased": debiased,
+            "measure": measure,
             "activation_dtype": sorted(dtypes),
             "device": str(capture.device_a),
             "device_a": str(capture.device_a),
@@ -775,6 +835,7 @@ class _Capture:
     def run(self, batch: Any, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """The recorded outputs of both models on one batch (model B's on model A's device)."""
         inputs = extract_inputs(batch, self.input_key)
+        self.inputs = inputs
         from_callable = callable(self.input_key)
         self.clear()
         _run(self.models[0], inputs, self.device_a, from_callable)
@@ -800,8 +861,13 @@ def _accumulate(
     loader: Iterable[Any],
     progress: bool,
     world_size: int | None,
+    confounder_of: Callable[..., Any] | None = None,
 ) -> tuple[int, set[str]]:
-    """Feed every batch's recorded layers to the accumulator; the batch count and dtypes seen."""
+    """Feed every batch's recorded layers to the accumulator; the batch count and dtypes seen.
+
+    ``confounder_of`` (``measure="dcka"``): the confounder of a batch, from the batch (a user's
+    callable) or from the batch and the model input (the default, :func:`_model_input`).
+    """
     from tqdm.auto import tqdm
 
     rank = torch.distributed.get_rank() if world_size is not None else 0
@@ -813,7 +879,11 @@ def _accumulate(
             for batch in bar:
                 acts_a, acts_b = capture.run(batch, n_batches)
                 dtypes.update(str(t.dtype) for t in (*acts_a.values(), *acts_b.values()))
-                accumulator.update(acts_a, acts_b)
+                if confounder_of is None:
+                    accumulator.update(acts_a, acts_b)
+                else:
+                    z = _batch_confounder(confounder_of, batch, capture)
+                    accumulator.update(acts_a, acts_b, z)
                 # Free this batch's activations before the next forward pass, not after it.
                 del acts_a, acts_b
                 capture.clear()
@@ -821,6 +891,17 @@ def _accumulate(
     if n_batches == 0:
         raise ValueError("loader yielded no batches; compare_models needs at least one")
     return n_batches, dtypes
+
+
+def _batch_confounder(confounder_of: Callable[..., Any], batch: Any, capture: _Capture) -> Any:
+    """The confounder of one batch on model A's device, detached."""
+    if confounder_of is _model_input:
+        z = _model_input(batch, capture.inputs)
+    else:
+        z = confounder_of(batch)
+    if not isinstance(z, torch.Tensor):
+        z = torch.as_tensor(z)
+    return z.detach().to(capture.device_a)
 
 
 def _preparing(accumulator: Any) -> Callable[[torch.Tensor], Any]:

@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cka_sim import MinibatchCKA, StreamingCKA, StreamingCKAMatrix, cka_matrix, hsic, linear_cka
+from cka_sim import (
+    MinibatchCKA,
+    StreamingCKA,
+    StreamingCKAMatrix,
+    cka_matrix,
+    deconfounded_cka,
+    hsic,
+    linear_cka,
+)
 from cka_sim.kernels import gram_linear
 
 N = 40
@@ -40,7 +48,9 @@ def make_data(seed: int = 0, other_layout: bool = False) -> Data:
         names[1]: np.tanh(base[:, : widths[1]]) + 0.2 * rng.standard_normal((N, widths[1])),
     }
     b = {names[2]: base + 0.5 * rng.standard_normal((N, widths[2])) - 20.0}
-    return {"a": a, "b": b}
+    # the confounder of measure="dcka": what both models see, with a large mean of its own
+    z = {"inputs": base @ rng.standard_normal((4, 6)) + 0.3 * rng.standard_normal((N, 6)) + 7.0}
+    return {"a": a, "b": b, "z": z}
 
 
 def rows(data: Data, lo: int, hi: int) -> Data:
@@ -88,6 +98,15 @@ def _feed_shared(acc: Any, batch: Data) -> Any:
     return acc.update(layers, layers)
 
 
+def _feed_shared_dcka(acc: Any, batch: Data) -> Any:
+    layers = {**batch["a"], **batch["b"]}
+    return acc.update(layers, layers, _first(batch["z"]))
+
+
+def _dcka(cls: type) -> Callable[[bool], Any]:
+    return lambda debiased: cls(debiased, measure="dcka")
+
+
 CASES = [
     Case(
         "StreamingCKA",
@@ -115,6 +134,50 @@ CASES = [
         lambda data, sizes, debiased: (
             cka_matrix(
                 {**data["a"], **data["b"]}, {**data["a"], **data["b"]}, debiased=debiased
+            ).values
+        ),
+        lambda debiased: 1,
+    ),
+    Case(
+        "StreamingCKA-dcka",
+        _dcka(StreamingCKA),
+        lambda acc, batch: acc.update(_first(batch["a"]), _first(batch["b"]), _first(batch["z"])),
+        lambda acc: np.asarray(acc.compute()),
+        lambda data, sizes, debiased: np.asarray(
+            deconfounded_cka(
+                _first(data["a"]), _first(data["b"]), _first(data["z"]), debiased=debiased
+            )
+        ),
+        lambda debiased: 1,
+    ),
+    Case(
+        "StreamingCKAMatrix-dcka",
+        _dcka(StreamingCKAMatrix),
+        lambda acc, batch: acc.update(batch["a"], batch["b"], _first(batch["z"])),
+        lambda acc: acc.compute().values,
+        lambda data, sizes, debiased: np.array(
+            [
+                [
+                    deconfounded_cka(x, y, _first(data["z"]), debiased=debiased)
+                    for y in data["b"].values()
+                ]
+                for x in data["a"].values()
+            ]
+        ),
+        lambda debiased: 1,
+    ),
+    Case(
+        "StreamingCKAMatrix-shared-dcka",
+        _dcka(StreamingCKAMatrix),
+        _feed_shared_dcka,
+        lambda acc: acc.compute().values,
+        lambda data, sizes, debiased: (
+            cka_matrix(
+                {**data["a"], **data["b"]},
+                {**data["a"], **data["b"]},
+                debiased=debiased,
+                measure="dcka",
+                confounder=_first(data["z"]),
             ).values
         ),
         lambda debiased: 1,
@@ -230,13 +293,21 @@ def test_foreign_states_and_accumulators_are_refused(case: Case) -> None:
     data = make_data(5)
     acc = fed(case, True, data, [N])
     for other in CASES:
-        if other.make is not case.make:
-            foreign = fed(other, True, data, [N])
+        foreign = fed(other, True, data, [N])
+        if type(foreign) is not type(acc):
             kind = type(foreign).__name__
             with pytest.raises(ValueError, match=f"state_dict is from '{kind}'"):
                 case.make(True).load_state_dict(foreign.state_dict())
             with pytest.raises(TypeError, match=f"cannot merge a {kind}"):
                 case.make(True).merge(foreign)
+        elif getattr(foreign, "measure", None) != getattr(acc, "measure", None):
+            mine, theirs = acc.measure, foreign.measure
+            with pytest.raises(
+                ValueError, match=f"has measure={theirs} but this .* has measure={mine};"
+            ):
+                case.make(True).load_state_dict(foreign.state_dict())
+            with pytest.raises(ValueError, match=f"measure={mine} and measure={theirs}"):
+                fed(case, True, data, [N]).merge(foreign)
     biased = fed(case, False, data, [N])
     with pytest.raises(ValueError, match="debiased=False but this .* has debiased=True"):
         case.make(True).load_state_dict(biased.state_dict())

@@ -117,3 +117,43 @@ def test_help_via_subprocess() -> None:
     assert done.returncode == 0
     assert "--permutations" in done.stdout and "examples:" in done.stdout
     assert "python -m cka_sim --demo" in done.stdout
+
+
+def test_measure_dcka_and_procrustes(pair, tmp_path, capsys) -> None:
+    from cka_sim import deconfounded_cka, procrustes_similarity
+
+    px, py, x, y = pair
+    z = x[:, :4] + np.random.default_rng(2).standard_normal((100, 4))
+    np.save(tmp_path / "z.npy", z)
+    argv = [str(px), str(py), "--measure", "dcka", "--confounder", str(tmp_path / "z.npy")]
+    assert main([*argv, "--permutations", "19", "--bootstrap", "50", "--seed", "0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["measure"] == "dcka" and out["estimator"] == "deconfounded" and "cka" not in out
+    assert out["value"] == pytest.approx(deconfounded_cka(x, y, z))
+    assert out["pvalue"] == pytest.approx(1 / 20) and out["ci_low"] < out["value"] < out["ci_high"]
+    assert main([str(px), str(py), "--measure", "procrustes"]) == 0
+    text = capsys.readouterr().out
+    s = procrustes_similarity(x, y)
+    assert f"Procrustes similarity (procrustes, n=100) = {s:.4f}" in text
+    assert f"Procrustes distance 2 - 2s = {2 - 2 * s:.4f}" in text
+    np.savez(tmp_path / "a.npz", first=x, second=np.tanh(x))
+    np.savez(tmp_path / "b.npz", only=y)
+    layers = [str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), *argv[2:], "--json"]
+    assert main(layers) == 0
+    matrix = json.loads(capsys.readouterr().out)
+    assert matrix["values"][0][0] == pytest.approx(deconfounded_cka(x, y, z))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--measure", "dcka"], "--measure dcka needs --confounder"),
+        (["--confounder", "z.npy"], "--confounder is used by --measure dcka only"),
+        (["--measure", "procrustes", "--debiased"], "no debiased form"),
+        (["--measure", "procrustes", "--kernel", "rbf"], "is linear; drop --kernel rbf"),
+    ],
+)
+def test_measure_option_errors(pair, capsys, extra, message) -> None:
+    px, py, _, _ = pair
+    assert main([str(px), str(py), *extra]) == 2
+    assert message in capsys.readouterr().err

@@ -159,11 +159,12 @@ def test_accumulators_do_not_depend_on_the_magnitude(name, library, pair) -> Non
     for k in (-190, -120, 0, 120, 190):  # the largest magnitude of the data (batches: below)
         value = ACCUMULATORS[name](convert(_scaled(bx, k, "float64")), convert(by))
         assert value == pytest.approx(ACCUMULATORS[name](bx, by), abs=1e-9)
+    message = r"has values of magnitude about 2\*\*"
     for k in (-1000, -260, 260, 1000):
-        with pytest.raises(
-            ValueError, match=r"x.* has values of magnitude about 2\*\*-?\d+.*2\.0\*\*"
-        ):
+        with pytest.raises(ValueError, match=message):
             ACCUMULATORS[name](convert(_scaled(bx, k, "float64")), convert(by))
+        with pytest.raises(ValueError, match=message):
+            ACCUMULATORS[name](convert(bx), convert(_scaled(by, k, "float64")))
 
 
 def _torch_convert(a: np.ndarray) -> Any:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._measures import Measure
 from .._validation import check_choice, check_count, warn_undefined
 from ._checks import (
     activations_pair,
@@ -18,6 +19,12 @@ from ._checks import (
 )
 from ._engine import choose_form, represent
 from ._intervals import METHODS, half_sample_scale, intervals
+from ._measures import (
+    check_measure_options,
+    confounder_matrix,
+    measure_function,
+    subset_values,
+)
 from ._resampling import generator, half_samples, jackknife_groups
 from ._results import BootstrapResult, ConfidenceInterval
 from ._tables import observed_table, subset_table
@@ -35,6 +42,8 @@ def bootstrap_ci(
     threshold: float = 1.0,
     sigma: float | None = None,
     seed: Any = None,
+    measure: Measure = "cka",
+    confounder: Any = None,
 ) -> BootstrapResult:
     r"""Confidence interval for the population CKA of two representations.
 
@@ -88,6 +97,13 @@ def bootstrap_ci(
         all the data and held fixed across replicates.
     seed : None, int or numpy.random.Generator
         Source of the half-samples; the same seed gives the same result.
+    measure : {"cka", "dcka", "procrustes"}, default "cka"
+        The estimate: CKA, deconfounded CKA (adjusted for ``confounder``; each half-sample
+        takes the same rows of ``x``, ``y`` and the confounder) or the Procrustes similarity.
+        The last two are recomputed from the data for each replicate (one call's cost each) and
+        are linear (``kernel="linear"``).
+    confounder : array_like or torch.Tensor, shape (n, q, ...), optional
+        What ``measure="dcka"`` adjusts for; refused for the other measures.
 
     Returns
     -------
@@ -122,9 +138,14 @@ def bootstrap_ci(
     level = check_confidence_level(confidence_level)
     check_choice(method, "method", METHODS)
     check_kernel(kernel, threshold, sigma)
+    measure = check_measure_options(measure, confounder, debiased, kernel, "bootstrap_ci")
     xm, ym = activations_pair(x, y, min_rows=4 if debiased else 2)
     n = xm.shape[0]
     check_debiased_rows(n, debiased, n // 2, "half-sampling")
+    if measure != "cka":
+        zm = None if confounder is None else confounder_matrix(confounder, n)
+        fn = measure_function(measure, debiased)
+        return _measure_interval(fn, xm, ym, zm, n_resamples, level, method, seed)
     form = choose_form(n // 2, [xm.shape[1], ym.shape[1]], kernel)
     if constant_argument({"x": xm, "y": ym}) is not None:
         return _undefined(n_resamples, method)
@@ -186,3 +207,35 @@ def jackknife_table(reps_a: list[Any], reps_b: list[Any], *, debiased: bool) -> 
         for keep in jackknife_groups(n)
     ]
     return np.stack(columns, axis=-1)
+
+
+def _measure_interval(
+    fn: Any,
+    xm: np.ndarray,
+    ym: np.ndarray,
+    zm: np.ndarray | None,
+    count: int,
+    level: float,
+    method: str,
+    seed: Any,
+) -> BootstrapResult:
+    """The interval for a measure recomputed from the data (see :mod:`cka_sim.stats._measures`)."""
+    n = xm.shape[0]
+    observed = np.array([[fn(xm, ym, zm)]])
+    if np.isnan(observed[0, 0]):  # the measure has warned why
+        nan = ConfidenceInterval(np.nan, np.nan)
+        return BootstrapResult(np.nan, nan, np.nan, np.full(count, np.nan))
+    subsets = (rows for block in half_samples(generator(seed), n, count) for rows in block)
+    raw = subset_values(fn, xm, ym, zm, subsets)[None, None, :]
+    replicates = observed[..., None] + half_sample_scale(n) * (raw - observed[..., None])
+    jack = None
+    if method == "bca":
+        jack = subset_values(fn, xm, ym, zm, jackknife_groups(n))[None, None, :]
+    low, high = intervals(observed, replicates, jack, method=method, confidence_level=level)
+    t = replicates[0, 0]
+    return BootstrapResult(
+        float(observed[0, 0]),
+        ConfidenceInterval(float(low[0, 0]), float(high[0, 0])),
+        float(np.std(t, ddof=1)),
+        t,
+    )

@@ -7,9 +7,16 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._measures import Measure
 from .._validation import check_choice, check_count, warn_undefined
 from ._checks import activations_pair, check_kernel, constant_argument, scaled_for_kernel
 from ._engine import choose_form, represent
+from ._measures import (
+    check_measure_options,
+    confounder_matrix,
+    measure_function,
+    permuted_values,
+)
 from ._resampling import generator, permutations
 from ._results import PermutationTestResult
 from ._tables import observed_table, permutation_pvalues, permutation_table
@@ -28,6 +35,8 @@ def permutation_test(
     sigma: float | None = None,
     method: Literal["auto", "features", "gram"] = "auto",
     seed: Any = None,
+    measure: Measure = "cka",
+    confounder: Any = None,
 ) -> PermutationTestResult:
     r"""Test whether two representations of the same examples are dependent, with CKA.
 
@@ -64,6 +73,14 @@ def permutation_test(
         permutation. ``"auto"`` picks the cheaper.
     seed : None, int or numpy.random.Generator
         Source of the permutations; the same seed gives the same result.
+    measure : {"cka", "dcka", "procrustes"}, default "cka"
+        The statistic: CKA, deconfounded CKA (:func:`~cka_sim.deconfounded_cka`, adjusted for
+        ``confounder``) or the Procrustes similarity (:func:`~cka_sim.procrustes_similarity`).
+        For the last two the rows of ``y`` are permuted while ``x`` and the confounder stay
+        paired, and the measure is recomputed from the data for each permutation (one call's
+        cost each); they are linear (``kernel="linear"``, ``method="auto"``).
+    confounder : array_like or torch.Tensor, shape (n, q, ...), optional
+        What ``measure="dcka"`` adjusts for; refused for the other measures.
 
     Returns
     -------
@@ -100,8 +117,14 @@ def permutation_test(
     n_permutations = check_count(n_permutations, "n_permutations")
     check_kernel(kernel, threshold, sigma)
     check_choice(method, "method", FORMS)
+    measure = check_measure_options(measure, confounder, debiased, kernel, "permutation_test")
     xm, ym = activations_pair(x, y, min_rows=4 if debiased else 2)
     n = xm.shape[0]
+    if measure != "cka":
+        if method != "auto":
+            raise ValueError(f"method={method!r} applies to measure='cka' only; drop it")
+        zm = None if confounder is None else confounder_matrix(confounder, n)
+        return _measure_test(measure_function(measure, debiased), xm, ym, zm, n_permutations, seed)
     if method == "auto":
         form = choose_form(n, [xm.shape[1], ym.shape[1]], kernel)
     elif method == "features" and kernel != "linear":
@@ -124,3 +147,15 @@ def permutation_test(
     null = permutation_table([rep_x], [rep_y], blocks, debiased=debiased)[0, 0]
     pvalue = permutation_pvalues(observed, null[None, None, :])[0, 0]
     return PermutationTestResult(float(observed[0, 0]), float(pvalue), null)
+
+
+def _measure_test(
+    fn: Any, xm: np.ndarray, ym: np.ndarray, zm: np.ndarray | None, count: int, seed: Any
+) -> PermutationTestResult:
+    """The test for a measure recomputed from the data (see :mod:`cka_sim.stats._measures`)."""
+    observed = fn(xm, ym, zm)
+    if np.isnan(observed):  # the measure has warned why
+        return PermutationTestResult(np.nan, np.nan, np.full(count, np.nan))
+    null = permuted_values(fn, xm, ym, zm, permutations(generator(seed), xm.shape[0], count))
+    pvalue = permutation_pvalues(np.array([[observed]]), null[None, None, :])[0, 0]
+    return PermutationTestResult(observed, float(pvalue), null)
