@@ -18,7 +18,6 @@ The machine's fastest floor is the lower of the last two; every contender's ``ra
 from __future__ import annotations
 
 import gc
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -117,10 +116,10 @@ def _interleaved(
             ctx.log(f"  compare_models: {name} (round {round_ + 1} of {rounds})")
             gc.collect()
             with PeakMemory(ctx.device) as peak:
-                start = time.perf_counter()
+                start = ctx.clock()
                 results[name] = fn()
                 ctx.sync()
-                times[name] = min(times[name], time.perf_counter() - start)
+                times[name] = min(times[name], ctx.clock() - start)
             peaks.setdefault(name, peak.bytes)
     return times, peaks, results
 
@@ -172,7 +171,7 @@ def _calibrate(ctx: Context, models: tuple[Any, Any], loader: Any) -> list[Calla
             x = next(iter(loader))[0].to(ctx.device)
             for model in models:
                 model(x)
-            return [fastest_gram(out.contiguous(), ctx.sync) for out in outputs]
+            return [fastest_gram(out.contiguous(), ctx.sync, ctx.clock) for out in outputs]
     finally:
         for hook in hooks:
             hook.remove()

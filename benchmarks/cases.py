@@ -40,6 +40,7 @@ class Context:
     peers: dict[str, peer_lib.Peer]
     log: Callable[[str], None] = print
     libs: dict[str, ModuleType] = field(default_factory=dict)
+    clock: Callable[[], float] = time.perf_counter
     sync: Callable[[], None] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -50,7 +51,9 @@ class Context:
             self.libs = {"cka_sim": cka_sim}
 
     def time(self, fns: list[Callable[[], Any]]) -> list[float]:
-        return interleaved_best(fns, repeats=self.repeats, sync=self.sync, budget_s=self.budget_s)
+        return interleaved_best(
+            fns, repeats=self.repeats, sync=self.sync, budget_s=self.budget_s, clock=self.clock
+        )
 
     def peak(self, fn: Callable[[], Any]) -> int | None:
         gc.collect()

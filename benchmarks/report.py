@@ -133,6 +133,48 @@ def before_after(before: dict[str, Any], after: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def side_by_side(rows: list[Row], baseline: str) -> str:
+    """Markdown table pairing each ``cka_sim`` row with the ``baseline`` row of the same run.
+
+    ``baseline`` is the label of the older package (``cka_sim@REV``): its rows are named like the
+    current ones with ``cka_sim`` replaced by the label (the streaming case names the current
+    contender ``StreamingCKA.update`` and the baseline's ``cka_sim@REV update``). "after/before"
+    is the ratio of the two times, measured in the same interleaved rounds.
+    """
+
+    def key(r: Row, name: str) -> tuple[str, str, str]:
+        return (r["case"], json.dumps(r["params"], sort_keys=True), name)
+
+    old = {key(r, r["contender"]): r for r in rows if r["contender"].startswith(baseline)}
+    lines = [
+        "| case | params | contender | seconds before | seconds after | after/before "
+        "| ratio before | ratio after | vs fastest before | vs fastest after "
+        "| abs error before | abs error after |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        name = r["contender"]
+        if name.startswith(baseline) or not name.startswith(("cka_sim", "StreamingCKA")):
+            continue
+        twin = baseline + (" update" if name == "StreamingCKA.update" else name[len("cka_sim") :])
+        b = old.get(key(r, twin))
+        if b is None:
+            continue
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        change = (
+            f"{r['seconds'] / b['seconds']:.2f}"
+            if r["seconds"] is not None and b["seconds"]
+            else ""
+        )
+        lines.append(
+            f"| {r['case']} | {params} | {name} | {_fmt(b['seconds'], 's')} | "
+            f"{_fmt(r['seconds'], 's')} | {change} | {_ratio(b)} | {_ratio(r)} | "
+            f"{_ratio(b, 'ratio2')} | {_ratio(r, 'ratio2')} | {_fmt(b['error'], 'e')} | "
+            f"{_fmt(r['error'], 'e')} |"
+        )
+    return "\n".join(lines)
+
+
 def write_json(path: Path, rows: list[Row], meta: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str) + "\n")
@@ -181,10 +223,17 @@ def plot(path: Path, rows: list[Row], machine: str) -> bool:
     return True
 
 
-if __name__ == "__main__":  # python -m benchmarks.report BEFORE.json AFTER.json
+if __name__ == "__main__":  # python -m benchmarks.report [BEFORE.json] AFTER.json
     import sys
 
-    if len(sys.argv) != 3:
-        raise SystemExit("usage: python -m benchmarks.report BEFORE.json AFTER.json")
+    if len(sys.argv) not in (2, 3):
+        raise SystemExit(
+            "usage: python -m benchmarks.report BEFORE.json AFTER.json (two runs), or "
+            "python -m benchmarks.report RUN.json (a run with --baseline: both side by side)"
+        )
     runs = [json.loads(Path(arg).read_text()) for arg in sys.argv[1:]]
-    print(before_after(*runs))
+    if len(runs) == 2:
+        print(before_after(*runs))
+    else:
+        for label in runs[0]["meta"].get("baseline", {}):
+            print(side_by_side(runs[0]["rows"], label))

@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # run as a script: make the ``benchmarks`` packag
 
 from benchmarks import baseline, case_compare, case_measures, cases, report
 from benchmarks.peers import peers
-from benchmarks.timing import machine
+from benchmarks.timing import CLOCKS, machine
 
 CASES = ("linear", "accuracy", "rbf", "streaming", "memory", "compare_models", "procrustes")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -172,6 +172,7 @@ def run_suite(
     threads: int | None = None,
     log: callable = print,  # type: ignore[valid-type]
     baseline_spec: str | None = None,
+    clock: str = "wall",
 ) -> dict:
     """Run the selected cases; print and write the results. Returns the JSON record.
 
@@ -195,7 +196,7 @@ def run_suite(
         label, package = baseline.load(baseline_spec)
         libs[label] = package
         log(f"baseline {label}: {Path(package.__file__).parent}")
-    ctx = cases.Context(device, config.repeats, config.budget_s, found, log, libs)
+    ctx = cases.Context(device, config.repeats, config.budget_s, found, log, libs, CLOCKS[clock])
     rows: list[cases.Row] = []
     started = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -233,6 +234,7 @@ def run_suite(
             if label != "cka_sim"
         },
         "machine_info": host.info,
+        "clock": clock,
         "config": asdict(config),
         "cases": list(selected),
         "peers": {name: {"version": p.version, "missing": p.missing} for name, p in found.items()},
@@ -247,7 +249,12 @@ def run_suite(
     )
     json_path = Path(out) / f"{stem}.json"
     report.write_json(json_path, rows, meta)
-    (Path(out) / f"{stem}.md").write_text(report.markdown(rows, host.description) + "\n")
+    text_md = report.markdown(rows, host.description)
+    for label in meta["baseline"]:
+        pairs = report.side_by_side(rows, label)
+        log(f"\nbefore ({label}) and after (cka_sim), side by side:\n{pairs}")
+        text_md += f"\n\n**before ({label}) and after (cka_sim), side by side**\n\n{pairs}"
+    (Path(out) / f"{stem}.md").write_text(text_md + "\n")
     png_path = Path(out) / f"{stem}.png"
     plotted = report.plot(png_path, rows, host.description)
     log(
@@ -283,6 +290,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)"
     )
     parser.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="wall (default) or cpu: CPU time of the process, for a machine shared with other "
+        "jobs (use with --threads 1 and OPENBLAS_NUM_THREADS=1)",
+    )
+    parser.add_argument(
         "--baseline",
         default=None,
         metavar="REV",
@@ -312,6 +326,7 @@ def main(argv: list[str] | None = None) -> None:
         selected=tuple(args.case) if args.case else CASES,
         threads=args.threads,
         baseline_spec=args.baseline,
+        clock=args.clock,
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("torch")
 
 from benchmarks.floors import sum_floors
-from benchmarks.report import before_after
+from benchmarks.report import before_after, side_by_side
 from benchmarks.run import CASES, Config, check_device, main, run_suite
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,8 +128,13 @@ def test_baseline_is_timed_beside_the_current_package(tmp_path):
         threads=1,
         log=lambda s: None,
         baseline_spec=str(REPO),
+        clock="cpu",
     )
+    assert record["meta"]["clock"] == "cpu"
     label = f"cka_sim@{REPO.name}"
+    pairs = side_by_side(record["rows"], label)
+    assert "| linear | n=64, p=8 | cka_sim debiased |" in pairs
+    assert "| accuracy | n=32, p=4, feature mean=100.0 | cka_sim numpy |" in pairs
     names = {r["contender"] for r in record["rows"]}
     assert {label, f"{label} debiased", f"{label} numpy debiased"} <= names
     assert label in record["meta"]["baseline"]
