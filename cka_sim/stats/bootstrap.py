@@ -223,19 +223,21 @@ def _measure_interval(
     n = xm.shape[0]
     observed = np.array([[fn(xm, ym, zm)]])
     if np.isnan(observed[0, 0]):  # the measure has warned why
-        nan = ConfidenceInterval(np.nan, np.nan)
-        return BootstrapResult(np.nan, nan, np.nan, np.full(count, np.nan))
+        return _undefined(count, method)
     subsets = (rows for block in half_samples(generator(seed), n, count) for rows in block)
     raw = subset_values(fn, xm, ym, zm, subsets)[None, None, :]
     replicates = observed[..., None] + half_sample_scale(n) * (raw - observed[..., None])
     jack = None
     if method == "bca":
         jack = subset_values(fn, xm, ym, zm, jackknife_groups(n))[None, None, :]
-    low, high = intervals(observed, replicates, jack, method=method, confidence_level=level)
+    low, high, fallback = intervals(
+        observed, replicates, jack, method=method, confidence_level=level
+    )
     t = replicates[0, 0]
     return BootstrapResult(
         float(observed[0, 0]),
         ConfidenceInterval(float(low[0, 0]), float(high[0, 0])),
         float(np.std(t, ddof=1)),
         t,
+        interval_method="basic-widened" if fallback[0, 0] else method,
     )
