@@ -264,11 +264,6 @@ def _layers(args: argparse.Namespace) -> int:
         )
     if args.kernel != "linear":
         raise InputError("layer x layer matrices use the linear kernel; drop --kernel rbf")
-    if args.measure != "cka" and (args.permutations or args.bootstrap):
-        raise InputError(
-            f"--permutations and --bootstrap for .npz layers support --measure cka only; "
-            f"compare single arrays (.npy) for --measure {args.measure} with a test or interval"
-        )
     if args.permutations or args.bootstrap:
         from .stats import cka_matrix_with_uncertainty
 
@@ -281,6 +276,8 @@ def _layers(args: argparse.Namespace) -> int:
             confidence_level=args.confidence,
             method=args.ci_method,
             seed=args.seed,
+            measure=args.measure,
+            confounder=_confounder(args),
         )
     else:
         from .matrix import cka_matrix

@@ -55,7 +55,16 @@ _CONTAINER = _because(
     "that returns it"
 )
 
+_HYPERPARAMETERS = _because(
+    "a dataclass of hyper-parameters: building one checks nothing and raises nothing (values "
+    "are the caller's choice, as in disentanglement_lib); make_objective checks names"
+)
+
 EXEMPTIONS: dict[str, dict[str, str]] = {
+    "vae_zoo.objectives.AnnealedVAE": _HYPERPARAMETERS("XR01"),
+    "vae_zoo.objectives.BetaTCVAE": _HYPERPARAMETERS("XR01"),
+    "vae_zoo.objectives.BetaVAE": _HYPERPARAMETERS("XR01"),
+    "vae_zoo.objectives.DIPVAEII": _HYPERPARAMETERS("XR01"),
     "cka_sim.CKAResult": _CHANGING("EX01 XR01 XR02 XR03"),
     "cka_sim.CKAResult.load": _CHANGING("PR01"),
     "cka_sim.CKAResult.plot": _CHANGING("PR01 RT01"),
@@ -100,8 +109,6 @@ EXEMPTIONS: dict[str, dict[str, str]] = {
     "cka_sim.hsic": _CHANGING("EX01 PR07 XR01"),
     "cka_sim.kernel_cka": _CHANGING("EX01 PR04 XR01 XR03"),
     "cka_sim.linear_cka": _CHANGING("XR01"),
-    "cka_sim.plot.heatmap": _CHANGING("EX01 PR07 XR01 XR02"),
-    "cka_sim.plot.layer_curve": _CHANGING("EX01 PR07 PR08 XR01 XR02"),
     "cka_sim.procrustes_distance": _CHANGING("XR01"),
     "cka_sim.procrustes_similarity": _CHANGING("XR01"),
     "cka_sim.stats.BootstrapResult": _CHANGING("EX01 PR01") | _CONTAINER("XR01 XR02"),
@@ -148,23 +155,6 @@ EXEMPTIONS: dict[str, dict[str, str]] = {
     "vae_zoo.models.VAEOutput": _ZOO("EX01 PR01") | _CONTAINER("XR01 XR02"),
     "vae_zoo.models.check_images_fit": _ZOO("EX01 XR01 XR02 XR03"),
     "vae_zoo.models.make_model": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.objectives.AnnealedVAE": _ZOO("EX01 PR01 XR01 XR02"),
-    "vae_zoo.objectives.AnnealedVAE.capacity": _ZOO("PR01 RT01"),
-    "vae_zoo.objectives.AnnealedVAE.params": _ZOO("RT01 SS05"),
-    "vae_zoo.objectives.BetaTCVAE": _ZOO("EX01 PR01 SS02 XR01 XR02"),
-    "vae_zoo.objectives.BetaTCVAE.params": _ZOO("RT01 SS05"),
-    "vae_zoo.objectives.BetaVAE": _ZOO("EX01 PR01 SS02 XR01 XR02"),
-    "vae_zoo.objectives.BetaVAE.params": _ZOO("RT01 SS05"),
-    "vae_zoo.objectives.DIPVAEII": _ZOO("EX01 PR01 XR01 XR02"),
-    "vae_zoo.objectives.DIPVAEII.params": _ZOO("RT01 SS05"),
-    "vae_zoo.objectives.Objective": _ZOO("EX01 XR01 XR02"),
-    "vae_zoo.objectives.Objective.params": _ZOO("RT01 SS05"),
-    "vae_zoo.objectives.aggregate_posterior_covariance": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.objectives.bernoulli_nll": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.objectives.gaussian_kl": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.objectives.log_normal": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.objectives.make_objective": _ZOO("EX01 PR01 RT01 XR02"),
-    "vae_zoo.objectives.total_correlation_mws": _ZOO("EX01 PR01 RT01 XR01"),
     "vae_zoo.storage.Manifest": _ZOO("EX01 XR01 XR02"),
     "vae_zoo.storage.Manifest.record": _ZOO("PR01"),
     "vae_zoo.storage.Manifest.verified": _ZOO("PR01 RT01"),

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._backend import power_of_two_scaled
+from .._measures import Measure, estimator_name
 from .._validation import as_matrix, check_choice, check_count, warn_undefined
 from ..cka import _is_constant
 from ..result import CKAResult, default_metadata
@@ -17,8 +18,15 @@ from ._checks import (
     to_numpy,
 )
 from ._engine import choose_form, represent
-from ._intervals import METHODS, intervals
-from ._resampling import generator, permutations
+from ._intervals import METHODS, half_sample_scale, intervals
+from ._measures import (
+    check_measure_options,
+    confounder_matrix,
+    measure_function,
+    permuted_values,
+    subset_values,
+)
+from ._resampling import generator, half_samples, jackknife_groups, permutations
 from ._tables import observed_table, permutation_pvalues, permutation_table
 from .bootstrap import jackknife_table, resample_table
 
@@ -33,6 +41,8 @@ def cka_matrix_with_uncertainty(
     confidence_level: float = 0.95,
     method: Literal["bca", "percentile", "basic"] = "bca",
     seed: Any = None,
+    measure: Measure = "cka",
+    confounder: Any = None,
 ) -> CKAResult:
     r"""Linear CKA of every pair of layers, with per-cell intervals and p-values.
 
@@ -59,6 +69,12 @@ def cka_matrix_with_uncertainty(
         Interval method, as in :func:`~cka_sim.stats.bootstrap_ci`.
     seed : None, int or numpy.random.Generator
         The same seed gives the same result.
+    measure : {"cka", "dcka", "procrustes"}, default "cka"
+        Deconfounded CKA (adjusted for ``confounder``) or the Procrustes similarity instead of
+        CKA; their replicates are recomputed from the data, cell by cell, on the same
+        half-samples and permutations (see :func:`~cka_sim.stats.permutation_test`).
+    confounder : array_like or torch.Tensor, shape (n, q, ...), optional
+        What ``measure="dcka"`` adjusts for; refused for the other measures.
 
     Returns
     -------
@@ -93,12 +109,27 @@ def cka_matrix_with_uncertainty(
         raise ValueError("n_resamples must be 0 (no intervals) or at least 2; got 1")
     level = check_confidence_level(confidence_level)
     check_choice(method, "method", METHODS)
+    what = "cka_matrix_with_uncertainty"
+    measure = check_measure_options(measure, confounder, debiased, "linear", what)
     mats_a, mats_b = _layers(acts_a, "acts_a"), _layers(acts_b, "acts_b")
     n = _common_rows(mats_a, mats_b)
     if n < (4 if debiased else 2):
         raise ValueError(f"the layers have {n} examples; CKA needs at least {4 if debiased else 2}")
     if n_resamples:
         check_debiased_rows(n, debiased, n // 2, "half-sampling")
+    if measure != "cka":
+        zm = None if confounder is None else confounder_matrix(confounder, n)
+        tables = _measure_tables(
+            measure_function(measure, debiased),
+            mats_a,
+            mats_b,
+            zm,
+            (n_resamples, n_permutations),
+            method,
+            level,
+            seed,
+        )
+        return _result(tables, mats_a, mats_b, estimator_name(measure, debiased), n, method, level)
     constant = {
         side: [name for name, m in mats.items() if _is_constant(m, np)]
         for side, mats in (("acts_a", mats_a), ("acts_b", mats_b))
@@ -120,8 +151,7 @@ def cka_matrix_with_uncertainty(
     observed[undefined_rows, :] = np.nan  # exactly: a constant layer's centred data may
     observed[:, undefined_cols] = np.nan  # not be exactly zero after a float64 mean
     rng = generator(seed)
-    ci_low = ci_high = pvalues = None
-    fallback_cells: list[list[str]] = []
+    ci_low = ci_high = pvalues = fallback = None
     if n_resamples:
         replicates = resample_table(
             reps_a, reps_b, observed, n_resamples, debiased=debiased, seed=rng
@@ -130,17 +160,28 @@ def cka_matrix_with_uncertainty(
         ci_low, ci_high, fallback = intervals(
             observed, replicates, jack, method=method, confidence_level=level
         )
-        names_a, names_b = list(mats_a), list(mats_b)
-        fallback_cells = [[names_a[i], names_b[j]] for i, j in np.argwhere(fallback)]
     if n_permutations:
         blocks = permutations(rng, n, n_permutations)
         null = permutation_table(reps_a, reps_b, blocks, debiased=debiased)
         pvalues = permutation_pvalues(observed, null)
+    tables = (observed, ci_low, ci_high, pvalues, n_resamples, n_permutations, fallback)
+    estimator = "linear-debiased" if debiased else "linear"
+    return _result(tables, mats_a, mats_b, estimator, n, method, level)
+
+
+def _result(
+    tables: tuple, mats_a: dict, mats_b: dict, estimator: str, n: int, method: str, level: float
+) -> CKAResult:
+    observed, ci_low, ci_high, pvalues, n_resamples, n_permutations, fallback = tables
+    names_a, names_b = list(mats_a), list(mats_b)
+    fallback_cells = (
+        [] if fallback is None else [[names_a[i], names_b[j]] for i, j in np.argwhere(fallback)]
+    )
     return CKAResult(
         values=observed,
         row_names=list(mats_a),
         col_names=list(mats_b),
-        estimator="linear-debiased" if debiased else "linear",
+        estimator=estimator,
         n_examples=n,
         metadata=default_metadata(
             n_resamples=n_resamples,
@@ -154,6 +195,44 @@ def cka_matrix_with_uncertainty(
         ci_high=ci_high,
         pvalues=pvalues,
     )
+
+
+def _measure_tables(
+    fn: Any,
+    mats_a: dict[str, np.ndarray],
+    mats_b: dict[str, np.ndarray],
+    zm: np.ndarray | None,
+    counts: tuple[int, int],
+    method: str,
+    level: float,
+    seed: Any,
+) -> tuple:
+    """Values, intervals and p-values of a measure recomputed per cell on shared resamples."""
+    n_resamples, n_permutations = counts
+    pairs = [(a, b) for a in mats_a.values() for b in mats_b.values()]
+    shape = (len(mats_a), len(mats_b))
+    observed = np.array([fn(a, b, zm) for a, b in pairs]).reshape(shape)
+    n = next(iter(mats_a.values())).shape[0]
+    rng = generator(seed)
+    ci_low = ci_high = pvalues = fallback = None
+    if n_resamples:
+        subsets = [rows for block in half_samples(rng, n, n_resamples) for rows in block]
+        raw = np.stack([subset_values(fn, a, b, zm, subsets) for a, b in pairs])
+        raw = raw.reshape(*shape, n_resamples)
+        replicates = observed[..., None] + half_sample_scale(n) * (raw - observed[..., None])
+        jack = None
+        if method == "bca":
+            groups = jackknife_groups(n)
+            jack = np.stack([subset_values(fn, a, b, zm, groups) for a, b in pairs])
+            jack = jack.reshape(*shape, len(groups))
+        ci_low, ci_high, fallback = intervals(
+            observed, replicates, jack, method=method, confidence_level=level
+        )
+    if n_permutations:
+        perms = [p for block in permutations(rng, n, n_permutations) for p in block]
+        null = np.stack([permuted_values(fn, a, b, zm, [perms]) for a, b in pairs])
+        pvalues = permutation_pvalues(observed, null.reshape(*shape, n_permutations))
+    return observed, ci_low, ci_high, pvalues, n_resamples, n_permutations, fallback
 
 
 def _layers(acts: Mapping[str, Any], name: str) -> dict[str, np.ndarray]:
