@@ -131,6 +131,13 @@ def _check_options(args: argparse.Namespace) -> None:
         raise InputError(f"--permutations must be 0 or more; got {args.permutations}")
     if args.bootstrap < 0 or args.bootstrap == 1:
         raise InputError(f"--bootstrap must be 0 or at least 2; got {args.bootstrap}")
+    if args.plot:  # before any work: a missing matplotlib is a one-line error, not a traceback
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            from .plot import _MISSING
+
+            raise InputError(_MISSING) from None
     if not 0.0 < args.confidence < 1.0:
         raise InputError(f"--confidence must lie strictly between 0 and 1; got {args.confidence}")
     if args.threshold <= 0 or not math.isfinite(args.threshold):

@@ -19,8 +19,14 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-import torch
-from torch import nn
+try:
+    import torch
+    from torch import nn
+except ImportError as _err:
+    raise ModuleNotFoundError(
+        'cka_sim.torch needs torch; install the torch extra: pip install "cka-sim[torch]"',
+        name="torch",
+    ) from _err
 
 from ._measures import Measure, check_measure
 from ._validation import check_choice
@@ -868,7 +874,14 @@ def _accumulate(
     ``confounder_of`` (``measure="dcka"``): the confounder of a batch, from the batch (a user's
     callable) or from the batch and the model input (the default, :func:`_model_input`).
     """
-    from tqdm.auto import tqdm
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as err:
+        raise ModuleNotFoundError(
+            "compare_models needs tqdm for its progress bar; install the torch extra: "
+            'pip install "cka-sim[torch]"',
+            name="tqdm",
+        ) from err
 
     rank = torch.distributed.get_rank() if world_size is not None else 0
     n_batches, dtypes = 0, set()

@@ -61,6 +61,19 @@ _HYPERPARAMETERS = _because(
 )
 
 EXEMPTIONS: dict[str, dict[str, str]] = {
+    "vae_zoo.datasets.Availability": _CONTAINER("XR01 XR02"),
+    "vae_zoo.datasets.available": _because(
+        "a status report: a dataset that cannot load is described in the result, with the fix, "
+        "instead of raising"
+    )("XR01"),
+    "vae_zoo.datasets.names": _because(
+        "returns a constant tuple: it raises nothing, and the datasets are cited on load()"
+    )("XR01 XR02"),
+    "vae_zoo.models.Reparameterize": _because(
+        "nn.Module's constructor takes *args and **kwargs that this module does not use; its "
+        "call signature is in the summary"
+    )("PR01"),
+    "vae_zoo.models.VAEOutput": _CONTAINER("XR01 XR02"),
     "vae_zoo.objectives.AnnealedVAE": _HYPERPARAMETERS("XR01"),
     "vae_zoo.objectives.BetaTCVAE": _HYPERPARAMETERS("XR01"),
     "vae_zoo.objectives.BetaVAE": _HYPERPARAMETERS("XR01"),
@@ -128,42 +141,10 @@ EXEMPTIONS: dict[str, dict[str, str]] = {
     "vae_zoo.checkpoint.load_model": _ZOO("EX01 PR02 PR04 PR07 RT01 XR01 XR02 XR03"),
     "vae_zoo.checkpoint.load_model_state": _ZOO("EX01 PR01 XR02"),
     "vae_zoo.checkpoint.read_checkpoint": _ZOO("EX01 PR01 RT01 XR02"),
+    "vae_zoo.checkpoint.require_keys": _ZOO("EX01 XR02"),
     "vae_zoo.checkpoint.resolve_checkpoint": _ZOO("EX01 PR01 RT01 XR01 XR02"),
     "vae_zoo.checkpoint.save_checkpoint": _ZOO("EX01 PR01 XR01 XR02"),
     "vae_zoo.checkpoint.write_json_atomic": _ZOO("EX01 PR01 XR01 XR02"),
-    "vae_zoo.datasets.Availability": _ZOO("EX01 PR01") | _CONTAINER("XR01 XR02"),
-    "vae_zoo.datasets.ImageDataset": _ZOO("EX01 XR01 XR02 XR03"),
-    "vae_zoo.datasets.ImageDataset.float_images": _ZOO("RT01"),
-    "vae_zoo.datasets.ImageDataset.subset": _ZOO("PR01 RT01"),
-    "vae_zoo.datasets.available": _ZOO("EX01 PR01 XR01 XR02"),
-    "vae_zoo.datasets.load": _ZOO("EX01 XR02 XR03"),
-    "vae_zoo.datasets.names": _ZOO("EX01 RT01 SS05 XR01 XR02"),
-    "vae_zoo.models.ConvVAE": _ZOO("EX01 XR01 XR02 XR03"),
-    "vae_zoo.models.ConvVAE.decode": _ZOO("PR01 RT01"),
-    "vae_zoo.models.ConvVAE.encode": _ZOO("PR01 RT01"),
-    "vae_zoo.models.ConvVAE.forward": _ZOO("RT01"),
-    "vae_zoo.models.ConvVAE.from_config": _ZOO("PR01"),
-    "vae_zoo.models.ConvVAE.layer_names": _ZOO("RT01 SS05"),
-    "vae_zoo.models.Decoder": _ZOO("EX01 PR01 XR01 XR02"),
-    "vae_zoo.models.Decoder.forward": _ZOO("PR01 RT01"),
-    "vae_zoo.models.Encoder": _ZOO("EX01 PR01 XR01 XR02"),
-    "vae_zoo.models.Encoder.forward": _ZOO("PR01 RT01"),
-    "vae_zoo.models.ModelConfig": _ZOO("EX01 XR01 XR02 XR03"),
-    "vae_zoo.models.ModelConfig.describe": _ZOO("RT01"),
-    "vae_zoo.models.ModelConfig.to_dict": _ZOO("RT01"),
-    "vae_zoo.models.Reparameterize": _ZOO("EX01 PR01 XR01 XR02"),
-    "vae_zoo.models.VAEOutput": _ZOO("EX01 PR01") | _CONTAINER("XR01 XR02"),
-    "vae_zoo.models.check_images_fit": _ZOO("EX01 XR01 XR02 XR03"),
-    "vae_zoo.models.make_model": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.storage.Manifest": _ZOO("EX01 XR01 XR02"),
-    "vae_zoo.storage.Manifest.record": _ZOO("PR01"),
-    "vae_zoo.storage.Manifest.verified": _ZOO("PR01 RT01"),
-    "vae_zoo.storage.atomic_path": _ZOO("EX01 PR01 XR01 XR02 YD01"),
-    "vae_zoo.storage.atomic_write": _ZOO("EX01 PR01 XR01 XR02"),
-    "vae_zoo.storage.describe_os_error": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.storage.lock_directory": _ZOO("EX01 PR01 XR02 YD01"),
-    "vae_zoo.storage.sha256_file": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.storage.write_json": _ZOO("EX01 PR01 XR01 XR02"),
     "vae_zoo.study.StudyConfig": _ZOO("EX01 PR04 XR01 XR02 XR03"),
     "vae_zoo.study.StudyConfig.differs_from": _ZOO("PR01 RT01"),
     "vae_zoo.study.StudyConfig.from_dict": _ZOO("PR01"),

@@ -265,7 +265,7 @@ def test_layerwise_matches_single_pair_functions() -> None:
     assert res.row_names == ["a1", "a2"] and res.col_names == ["b1", "noise"]
     for i, ka in enumerate(a):
         for j, kb in enumerate(b):
-            assert res.values[i, j] == pytest.approx(linear_cka(a[ka], b[kb]), rel=1e-10)
+            assert res.values[i, j] == pytest.approx(linear_cka(a[ka], b[kb]), rel=1e-10, abs=1e-12)
             assert res.ci_low[i, j] <= res.values[i, j] <= res.ci_high[i, j]
     assert res.pvalues[0, 0] == pytest.approx(1 / 50)
     assert res.pvalues[0, 1] > 0.05

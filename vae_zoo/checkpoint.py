@@ -13,26 +13,26 @@ A checkpoint is one ``torch.save`` file (``checkpoint.pt`` in a run directory) h
 ``train_config``, ``data``, ``rng``, ``trainable``, ``reinitialised``, ``metadata``
     What :mod:`vae_zoo.train` needs to resume bit for bit and what a transfer run records.
 
-Writes go to a temporary file in the same directory, are flushed to disk, then renamed over the
-target with :func:`os.replace`, so a run killed mid-write leaves the previous checkpoint intact.
+Writes go through :func:`vae_zoo.storage.atomic_write` (a temporary file in the same directory,
+flushed to disk, then renamed over the target with :func:`os.replace`), so a run killed mid-write
+leaves the previous checkpoint intact.
 Reads use ``torch.load(weights_only=True)``: no arbitrary code runs when loading.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
-from collections.abc import Callable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 
 from .models import ConvVAE, DecodeFrom, ModelConfig
+from .storage import atomic_write, write_json
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "RESUME_PAYLOAD_KEYS",
     "ArchitectureMismatchError",
     "CheckpointError",
     "CheckpointNotFoundError",
@@ -40,6 +40,7 @@ __all__ = [
     "load_model",
     "load_model_state",
     "read_checkpoint",
+    "require_keys",
     "resolve_checkpoint",
     "save_checkpoint",
     "write_json_atomic",
@@ -48,6 +49,22 @@ __all__ = [
 FORMAT = "vae_zoo.checkpoint"
 VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
+#: What a checkpoint must hold to load its model.
+MODEL_PAYLOAD_KEYS = ("model_config", "model")
+#: What :mod:`vae_zoo.train` needs to resume from a checkpoint, bit for bit.
+RESUME_PAYLOAD_KEYS = (
+    *MODEL_PAYLOAD_KEYS,
+    "optimizer",
+    "step",
+    "train_config",
+    "data",
+    "rng",
+    "log_sums",
+    "log_count",
+    "trainable",
+    "reinitialised",
+    "metadata",
+)
 
 
 class CheckpointError(RuntimeError):
@@ -62,26 +79,37 @@ class ArchitectureMismatchError(CheckpointError):
     """The checkpoint was written for a model with another architecture."""
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` atomically: ``write(f)`` into a temporary file, fsync, ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
+    """Write ``obj`` as indented JSON with sorted keys to ``path`` atomically."""
+    write_json(path, obj, sort_keys=True)
+
+
+def require_keys(payload: dict[str, Any], keys: Iterable[str], source: str | Path) -> None:
+    """Raise :class:`CheckpointError` naming the ``keys`` that ``payload`` lacks.
+
+    A file with the format tag but without what its reader needs was written by another tool
+    or an interrupted older version: it is reported, never a bare ``KeyError``.
+
+    Parameters
+    ----------
+    payload : dict
+        A checkpoint read by :func:`read_checkpoint`.
+    keys : iterable of str
+        What the caller reads from it, e.g. :data:`RESUME_PAYLOAD_KEYS`.
+    source : str or Path
+        The checkpoint's path, for the message.
+
+    Raises
+    ------
+    CheckpointError
+        When some of ``keys`` are missing; the message lists them.
+    """
+    missing = [key for key in keys if key not in payload]
+    if missing:
+        raise CheckpointError(
+            f"{source} is a vae_zoo checkpoint without {missing}: it cannot be resumed or "
+            "loaded; delete it (or its run directory) and train again"
+        )
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -183,6 +211,7 @@ def load_model(
     The global torch RNG is left as it was.
     """
     payload = read_checkpoint(path, map_location="cpu")
+    require_keys(payload, MODEL_PAYLOAD_KEYS, resolve_checkpoint(path))
     try:
         config = ModelConfig(**payload["model_config"])
     except (KeyError, TypeError, ValueError) as exc:

@@ -26,7 +26,7 @@ from ._measures import (
     subset_values,
 )
 from ._resampling import generator, half_samples, jackknife_groups
-from ._results import BootstrapResult, ConfidenceInterval
+from ._results import BootstrapResult, ConfidenceInterval, estimator_name
 from ._tables import observed_table, subset_table
 
 
@@ -145,10 +145,12 @@ def bootstrap_ci(
     if measure != "cka":
         zm = None if confounder is None else confounder_matrix(confounder, n)
         fn = measure_function(measure, debiased)
-        return _measure_interval(fn, xm, ym, zm, n_resamples, level, method, seed)
+        name = estimator_name(measure, debiased)
+        return _measure_interval(fn, xm, ym, zm, n_resamples, level, method, seed, name)
     form = choose_form(n // 2, [xm.shape[1], ym.shape[1]], kernel)
+    name = estimator_name(kernel, debiased)
     if constant_argument({"x": xm, "y": ym}) is not None:
-        return _undefined(n_resamples, method)
+        return _undefined(n_resamples, method, name)
     (xm, sigma_x), (ym, sigma_y) = (scaled_for_kernel(a, kernel, sigma) for a in (xm, ym))
     options = {"kernel": kernel, "threshold": threshold}
     reps = (
@@ -160,7 +162,7 @@ def bootstrap_ci(
         warn_undefined(
             "x or y", "a self-HSIC is not positive (constant features or too few examples)"
         )
-        return _undefined(n_resamples, method)
+        return _undefined(n_resamples, method, name)
     replicates = resample_table(*reps, observed, n_resamples, debiased=debiased, seed=seed)
     jack = jackknife_table(*reps, debiased=debiased) if method == "bca" else None
     low, high, fallback = intervals(
@@ -172,14 +174,15 @@ def bootstrap_ci(
         ConfidenceInterval(float(low[0, 0]), float(high[0, 0])),
         float(np.std(t, ddof=1)),
         t,
+        name,
         interval_method="basic-widened" if fallback[0, 0] else method,
     )
 
 
-def _undefined(n_resamples: int, method: str) -> BootstrapResult:
+def _undefined(n_resamples: int, method: str, name: str) -> BootstrapResult:
     nan = ConfidenceInterval(np.nan, np.nan)
     return BootstrapResult(
-        np.nan, nan, np.nan, np.full(n_resamples, np.nan), interval_method=method
+        np.nan, nan, np.nan, np.full(n_resamples, np.nan), name, interval_method=method
     )
 
 
@@ -218,12 +221,13 @@ def _measure_interval(
     level: float,
     method: str,
     seed: Any,
+    name: str,
 ) -> BootstrapResult:
     """The interval for a measure recomputed from the data (see :mod:`cka_sim.stats._measures`)."""
     n = xm.shape[0]
     observed = np.array([[fn(xm, ym, zm)]])
     if np.isnan(observed[0, 0]):  # the measure has warned why
-        return _undefined(count, method)
+        return _undefined(count, method, name)
     subsets = (rows for block in half_samples(generator(seed), n, count) for rows in block)
     raw = subset_values(fn, xm, ym, zm, subsets)[None, None, :]
     replicates = observed[..., None] + half_sample_scale(n) * (raw - observed[..., None])
@@ -239,5 +243,6 @@ def _measure_interval(
         ConfidenceInterval(float(low[0, 0]), float(high[0, 0])),
         float(np.std(t, ddof=1)),
         t,
+        name,
         interval_method="basic-widened" if fallback[0, 0] else method,
     )
