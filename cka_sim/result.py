@@ -47,12 +47,36 @@ class CKAResult:
         ``"minibatch-debiased"``.
     n_examples : int
         Number of examples the estimate used.
-    metadata : dict
-        JSON-serialisable provenance: package version, date, input dtype and what the caller adds.
+    metadata : dict, optional
+        JSON-serialisable provenance: package version, date, input dtype and what the caller
+        adds; by default the package version and the UTC date.
     ci_low, ci_high : numpy.ndarray, optional
         Per-cell confidence interval bounds, where computed.
     pvalues : numpy.ndarray, optional
         Per-cell permutation-test p-values, where computed.
+
+    Raises
+    ------
+    TypeError
+        If ``row_names`` or ``col_names`` is a string instead of a list of names.
+    ValueError
+        If ``values`` (or ``ci_low``, ``ci_high``, ``pvalues``) does not have one row per row
+        name and one column per column name.
+
+    References
+    ----------
+    Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
+    Revisited*, ICML (layer x layer CKA matrices).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim import CKAResult
+    >>> result = CKAResult(np.array([[1.0, 0.4]]), ["conv1"], ["conv1", "fc"], "linear", 100)
+    >>> result.shape, result.value("conv1", "fc")
+    ((1, 2), 0.4)
+    >>> result.to_dict()["values"]
+    [[1.0, 0.4]]
     """
 
     values: np.ndarray
@@ -91,17 +115,41 @@ class CKAResult:
 
     @property
     def shape(self) -> tuple[int, int]:
-        """``(La, Lb)``."""
+        """The number of rows and columns, ``(La, Lb)``."""
         return (len(self.row_names), len(self.col_names))
 
     def value(self, row: str, col: str) -> float:
-        """The CKA between layer ``row`` (of the first model) and ``col`` (of the second)."""
+        """Return the CKA between layer ``row`` (of the first model) and ``col`` (of the second).
+
+        Parameters
+        ----------
+        row : str
+            A name in ``row_names``.
+        col : str
+            A name in ``col_names``.
+
+        Returns
+        -------
+        float
+            The value; NaN where it is undefined.
+
+        Raises
+        ------
+        KeyError
+            For a name that is not a row (or column); the message lists the names.
+        """
         return float(
             self.values[_index(self.row_names, row, "row"), _index(self.col_names, col, "column")]
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dictionary (NaN written as ``null``)."""
+        """Return the result as a JSON-serialisable dictionary.
+
+        Returns
+        -------
+        dict
+            Every field; arrays as nested lists, NaN written as ``None`` (JSON ``null``).
+        """
 
         def listify(a: np.ndarray | None) -> list[list[float | None]] | None:
             if a is None:
@@ -126,6 +174,21 @@ class CKAResult:
         The header records every field and the SHA-256 of each array, which :meth:`load`
         checks. The file is written to a temporary name and renamed, so it is never left
         half-written; it gets the usual permissions (``0o666`` minus the umask).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write; ``.npz`` is appended when the name has another suffix or none.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+
+        Raises
+        ------
+        OSError
+            If the file cannot be written; an existing file is left as it was.
         """
         path = Path(path)
         if path.suffix != ".npz":
@@ -152,6 +215,16 @@ class CKAResult:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CKAResult:
         """Read a result written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The ``.npz`` file.
+
+        Returns
+        -------
+        CKAResult
+            The result as saved.
 
         Raises
         ------
@@ -184,7 +257,18 @@ class CKAResult:
             raise ValueError(f"{path} holds an inconsistent CKAResult: {err}") from err
 
     def plot(self, **kwargs: Any) -> Any:
-        """Draw the matrix as a heatmap (see :func:`cka_sim.plot.heatmap`; needs matplotlib)."""
+        """Draw the matrix as a heatmap (see :func:`cka_sim.plot.heatmap`; needs matplotlib).
+
+        Parameters
+        ----------
+        **kwargs : Any
+            Passed to :func:`cka_sim.plot.heatmap`.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The axes drawn on.
+        """
         from .plot import heatmap
 
         return heatmap(self, **kwargs)
