@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -36,28 +35,13 @@ class _Shift:
     """What the shifts of one set of moments by ``d`` (one vector per unit) share, formed once."""
 
     def __init__(self, m: Moments, d: list[Array], xp: Any) -> None:
-        self.m, self.d, self.xp = m, d, xp
-
-    @cached_property
-    def s(self) -> list[Array]:  # tr S per unit
-        return [self.xp.linalg.trace(S) for S in self.m.S]
-
-    @cached_property
-    def D(self) -> list[Array]:  # ‖d‖² per unit
-        return [_dot(di, di) for di in self.d]
-
-    @cached_property
-    def Sd(self) -> list[Array]:
-        return [S @ di for S, di in zip(self.m.S, self.d, strict=True)]
-
-    @cached_property
-    def Cd(self) -> list[Array]:
-        return [C @ self.d[u] for C, (u, _) in zip(self.m.C, self.m.pairs, strict=True)]
-
-    @cached_property
-    def Cte(self) -> list[Array]:
-        t = self.xp.matrix_transpose
-        return [t(C) @ self.d[v] for C, (_, v) in zip(self.m.C, self.m.pairs, strict=True)]
+        t, S, C = xp.matrix_transpose, m.S, m.C
+        self.m, self.d = m, d
+        self.s = [xp.linalg.trace(Si) for Si in S]  # tr S per unit
+        self.D = [_dot(di, di) for di in d]  # ‖d‖² per unit
+        self.Sd = [Si @ di for Si, di in zip(S, d, strict=True)]
+        self.Cd = [Ck @ d[u] for Ck, (u, _) in zip(C, m.pairs, strict=True)]
+        self.Cte = [t(Ck) @ d[v] for Ck, (_, v) in zip(C, m.pairs, strict=True)]
 
 
 def _dot(a: Array, b: Array) -> Array:
@@ -243,9 +227,13 @@ class Moments:
         r_rows = t(r_all)  # (U, m): the product below is then (U, m) @ (m, p), a row-major
         # pass over the batch (torch runs (p, m) @ (m, U) about ten times slower)
         w = []
+        mixed = len({str(xc.dtype) for xc in centred}) > 1  # a float64 unit's r may not fit
         for xc, res in zip(centred, residual, strict=True):
             # Σ_i r_w,i (xc_i - res) for every unit w: (p, U)
-            rw = t(to_float64(xp.astype(r_rows, xc.dtype) @ xc, xp))
+            if mixed:  # float32 (see prepare_layer), so float64 here
+                rw = t(r_rows @ to_float64(xc, xp))
+            else:
+                rw = t(to_float64(xp.astype(r_rows, xc.dtype) @ xc, xp))
             w.append(rw if res is None else rw - res[:, None] * r_sum)
         self.W_self = [w[u][:, u] for u in range(len(r))]
         self.W_uv = [w[v][:, u] for u, v in self.pairs]

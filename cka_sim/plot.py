@@ -84,14 +84,39 @@ def heatmap(
         When ``result.pvalues`` is present, cells with ``p > alpha`` are marked with a ``×``
         (not significantly different from independence). ``None`` turns the marks off.
     colorbar : bool, default True
-    save : path, optional
+        Draw a colour bar beside the axes.
+    save : str or os.PathLike, optional
         Also write the figure there (format from the suffix: .png, .pdf, .svg).
 
     Returns
     -------
     matplotlib.axes.Axes
         The axes; ``ax.images[0]`` is the image, ``ax.figure`` the figure. Undefined (NaN) cells
-        are drawn in light grey.
+        are drawn in light grey, without a warning (the warning came when they were computed).
+
+    Raises
+    ------
+    TypeError
+        If ``result`` is not a :class:`~cka_sim.CKAResult`.
+    ImportError
+        If matplotlib is not installed (the ``plot`` extra).
+
+    References
+    ----------
+    Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
+    Revisited*, ICML, whose layer x layer CKA heatmaps this draws.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim import cka_matrix
+    >>> from cka_sim.plot import heatmap
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((200, 16))
+    >>> acts = {"a": x, "b": np.tanh(x), "c": rng.standard_normal((200, 8))}
+    >>> ax = heatmap(cka_matrix(acts, acts), annotate=True)
+    >>> ax.images[0].get_array().shape
+    (3, 3)
     """
     plt = _pyplot()
     import matplotlib as mpl
@@ -193,17 +218,47 @@ def layer_curve(
     labels : sequence of str, optional
         Legend entries, one per result; by default ``"comparison 1"``, ...
     ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure is made when omitted.
     title : str, optional
+        Axes title; none by default.
     ylim : (float, float), optional
-        y limits; by default 0..1.05, extended below 0 when a value is negative.
-    save : path, optional
+        Limits of the y axis; by default 0..1.05, extended below 0 when a value is negative.
+    save : str or os.PathLike, optional
         Also write the figure there (format from the suffix).
 
     Returns
     -------
     matplotlib.axes.Axes
         ``ax.lines`` holds one line per result, in order. The x tick labels are the
-        corresponding layer names of the first result.
+        corresponding layer names of the first result. An undefined (NaN) value leaves a gap in
+        its line.
+
+    Raises
+    ------
+    TypeError
+        If a result is not a :class:`~cka_sim.CKAResult`.
+    ValueError
+        If ``results`` is empty, or ``labels`` does not give one label per result.
+    ImportError
+        If matplotlib is not installed (the ``plot`` extra).
+
+    References
+    ----------
+    Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
+    Revisited*, ICML, which compares corresponding layers along depth.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim import cka_matrix
+    >>> from cka_sim.plot import layer_curve
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((200, 16))
+    >>> a = {"layer1": x, "layer2": np.tanh(x @ rng.standard_normal((16, 16)))}
+    >>> b = {"layer1": x + rng.standard_normal((200, 16)), "layer2": rng.standard_normal((200, 4))}
+    >>> ax = layer_curve(cka_matrix(a, b), labels=["a vs b"])
+    >>> [t.get_text() for t in ax.get_xticklabels()]
+    ['layer1', 'layer2']
     """
     plt = _pyplot()
     if _is_result(results):

@@ -116,6 +116,26 @@ def _checked(acc: Any, what: str) -> Moments:
     return acc._m
 
 
+def _pair_units(x_batch: Any, y_batch: Any) -> tuple[list[Prepared], Any]:
+    """The two prepared units of a :meth:`StreamingCKA.update` batch, and their namespace."""
+    if isinstance(x_batch, Prepared) or isinstance(y_batch, Prepared):
+        units, xp = prepare_layers([("x", x_batch), ("y", y_batch)], "batch", exact=True)
+        return units, xp
+    x_batch, y_batch = (a.detach() if is_torch(a) else a for a in (x_batch, y_batch))
+    xm, ym, xp = check_pair(
+        x_batch,
+        y_batch,
+        names=("x_batch", "y_batch"),
+        min_rows=1,
+        check_values=not is_torch(x_batch),
+    )
+    units = [
+        prepare_layer(xm, xp, exact=True, name="x_batch"),
+        prepare_layer(ym, xp, exact=True, name="y_batch"),
+    ]
+    return units, xp
+
+
 class StreamingCKA(Accumulator):
     r"""Exact linear CKA of two representations, accumulated over batches.
 
@@ -176,23 +196,14 @@ class StreamingCKA(Accumulator):
         """Add a batch: ``x_batch`` (m, p1, ...) and ``y_batch`` (m, p2, ...) of the same examples.
 
         ``confounder`` (m, q, ...): the confounder of the same examples, which
-        ``measure="dcka"`` needs in every batch (and the other measures refuse).
+        ``measure="dcka"`` needs in every batch (and the other measures refuse). ``x_batch`` and
+        ``y_batch`` may be given already prepared (:meth:`prepare`).
         """
         check_confounder_given(self.measure, confounder, "StreamingCKA.update")
-        if is_torch(x_batch):
-            x_batch = x_batch.detach()
-        if is_torch(y_batch):
-            y_batch = y_batch.detach()
-        xm, ym, xp = check_pair(
-            x_batch,
-            y_batch,
-            names=("x_batch", "y_batch"),
-            min_rows=1,
-            check_values=not is_torch(x_batch),
-        )
-        units = [prepare_layer(xm, xp, exact=True), prepare_layer(ym, xp, exact=True)]
+        units, xp = _pair_units(x_batch, y_batch)
         if confounder is not None:
-            units.append(_confounder_unit(x_batch, confounder, int(xm.shape[0]), xp))
+            rows = int(units[0].shape[0])
+            units.append(_confounder_unit(units[0].data, confounder, rows, xp))
         widths = [int(u.shape[1]) for u in units]
         if self._m is not None and widths != self._m.widths:
             raise ValueError(

@@ -139,9 +139,10 @@ def test_measure_dcka_and_procrustes(pair, tmp_path, capsys) -> None:
     np.savez(tmp_path / "a.npz", first=x, second=np.tanh(x))
     np.savez(tmp_path / "b.npz", only=y)
     layers = [str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), *argv[2:], "--json"]
-    assert main(layers) == 0
+    assert main([*layers, "--permutations", "19", "--seed", "0"]) == 0
     matrix = json.loads(capsys.readouterr().out)
     assert matrix["values"][0][0] == pytest.approx(deconfounded_cka(x, y, z))
+    assert matrix["pvalues"][0][0] == pytest.approx(1 / 20)
 
 
 @pytest.mark.parametrize(

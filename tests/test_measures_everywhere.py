@@ -244,3 +244,48 @@ def test_compare_models_procrustes_and_refused_settings():
     ]:
         with pytest.raises(ValueError, match=match):
             compare_models(a, b, loader, layers_a=["3"], layers_b=["3"], **kwargs)
+
+
+def test_torch_accumulators_match_numpy_for_every_measure():
+    torch = pytest.importorskip("torch")
+    xt, yt, zt = (torch.from_numpy(a).float() for a in (X, Y, Z))
+    for measure, extra in (("dcka", (zt,)), ("procrustes", ())):
+        acc = StreamingCKA(measure=measure)
+        for rows in _batches([40, 40, 40]):
+            acc.update(xt[rows], yt[rows], *(e[rows] for e in extra))
+        got = acc.compute()
+        assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
+        f32 = [a.numpy() for a in (xt, yt, zt)]
+        if measure == "dcka":
+            want = deconfounded_cka(*f32)
+        else:
+            want = procrustes_similarity(f32[0], f32[1])
+        assert float(got) == pytest.approx(want, abs=1e-6)
+
+
+def test_layerwise_uncertainty_for_the_other_measures():
+    from cka_sim import bootstrap_ci
+    from cka_sim.stats import cka_matrix_with_uncertainty
+
+    acts_a, acts_b = {"x": X[:60], "w": W[:60]}, {"y": Y[:60]}
+    z = Z[:60]
+    result = cka_matrix_with_uncertainty(
+        acts_a,
+        acts_b,
+        n_resamples=60,
+        n_permutations=19,
+        method="percentile",
+        seed=7,
+        measure="dcka",
+        confounder=z,
+    )
+    want = cka_matrix(acts_a, acts_b, measure="dcka", confounder=z).values
+    np.testing.assert_allclose(result.values, want, rtol=0, atol=1e-12)
+    assert result.estimator == "deconfounded" and result.pvalues[0, 0] == pytest.approx(1 / 20)
+    cell = bootstrap_ci(
+        X[:60], Y[:60], n_resamples=60, method="percentile", seed=7, measure="dcka", confounder=z
+    )  # the same half-samples, drawn first from the same seed
+    assert result.ci_low[0, 0] == pytest.approx(cell.confidence_interval.low, abs=1e-12)
+    assert result.ci_high[0, 0] == pytest.approx(cell.confidence_interval.high, abs=1e-12)
+    with pytest.raises(ValueError, match="no debiased form"):
+        cka_matrix_with_uncertainty(acts_a, acts_b, debiased=True, measure="procrustes")

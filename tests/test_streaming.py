@@ -283,3 +283,15 @@ def test_matrix_torch():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_allclose(acc.compute().values, truth, atol=1e-10)
+
+
+def test_prepared_batches_give_the_same_statistics():
+    x, y = _data(n=60)
+    plain, prepared = StreamingCKA(debiased=True), StreamingCKA(debiased=True)
+    for s in range(0, 60, 25):
+        plain.update(x[s : s + 25], y[s : s + 25])
+        prepared.update(prepared.prepare(x[s : s + 25]), y[s : s + 25])
+    assert prepared.n_examples == 60
+    assert prepared.compute() == pytest.approx(plain.compute(), abs=1e-14)
+    with pytest.raises(ValueError, match="same number of rows"):
+        prepared.update(prepared.prepare(x[:5]), y[:6])

@@ -41,41 +41,174 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
-    """Bernoulli negative log-likelihood from logits, summed per example, averaged over the batch.
+    r"""Bernoulli negative log-likelihood from logits, summed per example, averaged over the batch.
 
-    ``-Σ_p [x_p log σ(l_p) + (1 - x_p) log(1 - σ(l_p))]``, computed stably by
-    ``binary_cross_entropy_with_logits``. Targets ``x`` may be grey levels in ``[0, 1]``.
+    .. math:: -\frac{1}{n}\sum_{i=1}^{n}\sum_p \big[x_{ip}\log\sigma(l_{ip})
+              + (1 - x_{ip})\log(1 - \sigma(l_{ip}))\big]
+
+    computed stably by ``binary_cross_entropy_with_logits``.
+
+    Parameters
+    ----------
+    logits : torch.Tensor, shape (n, ...)
+        Bernoulli logits of the reconstruction.
+    x : torch.Tensor, shape (n, ...)
+        Targets of the same shape; grey levels in ``[0, 1]`` are allowed.
+
+    Returns
+    -------
+    torch.Tensor
+        A 0-dim tensor, in nats per example; differentiable.
+
+    Raises
+    ------
+    ValueError
+        If ``logits`` and ``x`` differ in shape (from torch).
+
+    References
+    ----------
+    Kingma & Welling (2014), *Auto-Encoding Variational Bayes*, ICLR (appendix C.1, the Bernoulli
+    decoder).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from vae_zoo.objectives import bernoulli_nll
+    >>> x = torch.tensor([[1.0, 0.0]])
+    >>> round(bernoulli_nll(torch.zeros(1, 2), x).item(), 4)  # 2 log 2
+    1.3863
     """
     return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
-    """Per-dimension ``KL(N(μ, σ²) || N(0, 1)) = ½ (μ² + σ² − log σ² − 1)``, shape of ``mu``."""
+    r"""Per-dimension KL divergence of a diagonal Gaussian posterior from the standard normal.
+
+    .. math:: \mathrm{KL}\big(\mathcal N(\mu, \sigma^2)\,\|\,\mathcal N(0, 1)\big)
+              = \tfrac12\left(\mu^2 + \sigma^2 - \log\sigma^2 - 1\right)
+
+    Parameters
+    ----------
+    mu : torch.Tensor
+        Posterior means.
+    logvar : torch.Tensor
+        Posterior log-variances :math:`\log\sigma^2`, broadcastable with ``mu``.
+
+    Returns
+    -------
+    torch.Tensor
+        The divergence of each element, in nats, with the broadcast shape; sum over the latent
+        dimensions for the KL of a code.
+
+    Raises
+    ------
+    RuntimeError
+        If the shapes do not broadcast (from torch).
+
+    References
+    ----------
+    Kingma & Welling (2014), *Auto-Encoding Variational Bayes*, ICLR (appendix B).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from vae_zoo.objectives import gaussian_kl
+    >>> gaussian_kl(torch.tensor([0.0, 1.0]), torch.zeros(2))
+    tensor([0.0000, 0.5000])
+    """
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0)
 
 
 def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """Elementwise log density ``log N(z; μ, σ²) = −½ (log 2π + log σ² + (z − μ)²/σ²)``."""
+    r"""Elementwise log density of a normal distribution.
+
+    .. math:: \log\mathcal N(z; \mu, \sigma^2)
+              = -\tfrac12\left(\log 2\pi + \log\sigma^2 + (z - \mu)^2/\sigma^2\right)
+
+    Parameters
+    ----------
+    z : torch.Tensor
+        Where to evaluate the density.
+    mu : torch.Tensor
+        Means, broadcastable with ``z``.
+    logvar : torch.Tensor
+        Log-variances :math:`\log\sigma^2`, broadcastable with ``z``.
+
+    Returns
+    -------
+    torch.Tensor
+        The log density of each element, with the broadcast shape.
+
+    Raises
+    ------
+    RuntimeError
+        If the shapes do not broadcast (from torch).
+
+    References
+    ----------
+    Bishop (2006), *Pattern Recognition and Machine Learning*, Springer, section 1.2.4.
+
+    Examples
+    --------
+    >>> import math, torch
+    >>> from vae_zoo.objectives import log_normal
+    >>> value = log_normal(torch.zeros(1), torch.zeros(1), torch.zeros(1)).item()
+    >>> math.isclose(value, -0.5 * math.log(2 * math.pi), rel_tol=1e-6)
+    True
+    """
     return -0.5 * (_LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar))
 
 
 def total_correlation_mws(z: Tensor, mu: Tensor, logvar: Tensor, dataset_size: int) -> Tensor:
-    """Minibatch-weighted-sampling estimate of the total correlation ``KL(q(z) || Π_k q(z_k))``.
+    r"""Minibatch-weighted-sampling estimate of the total correlation of the aggregate posterior.
 
-    With a minibatch of ``M`` codes ``z_i ~ q(z|x_i)`` from a dataset of ``N`` examples
+    The total correlation is :math:`\mathrm{KL}(q(z)\,\|\,\prod_k q(z_k))`. With a minibatch
+    of :math:`M` codes :math:`z_i \sim q(z|x_i)` from a dataset of :math:`N` examples
     (Chen et al. 2018, eq. S6):
 
-    ``log q(z_i) ≈ logsumexp_j log q(z_i | x_j) − log(N M)``,
-    ``log q(z_ik) ≈ logsumexp_j log q(z_ik | x_j) − log(N M)``,
-    ``TC ≈ mean_i [log q(z_i) − Σ_k log q(z_ik)]``.
+    .. math:: \log q(z_i) \approx \operatorname{logsumexp}_j \log q(z_i | x_j) - \log(NM),
+              \qquad
+              \log q(z_{ik}) \approx \operatorname{logsumexp}_j \log q(z_{ik} | x_j) - \log(NM),
 
-    The estimator is biased at small ``M``: with ``M`` identical posteriors it returns
-    ``(d − 1) log N`` rather than 0. Only its gradient drives training.
+    .. math:: \mathrm{TC} \approx \frac1M\sum_i \Big[\log q(z_i) - \sum_k \log q(z_{ik})\Big].
+
+    The estimator is biased at small :math:`M`: with :math:`M` identical posteriors it returns
+    :math:`(d - 1)\log N` rather than 0. Only its gradient drives training.
+
+    Parameters
+    ----------
+    z : torch.Tensor, shape (M, d)
+        Sampled codes, one per example of the minibatch.
+    mu : torch.Tensor, shape (M, d)
+        Posterior means of the same examples.
+    logvar : torch.Tensor, shape (M, d)
+        Posterior log-variances of the same examples.
+    dataset_size : int
+        :math:`N`, the number of training examples the minibatch was drawn from.
+
+    Returns
+    -------
+    torch.Tensor
+        A 0-dim tensor, in nats; differentiable.
+
+    Raises
+    ------
+    RuntimeError
+        If the shapes differ (from torch).
 
     References
     ----------
     R. T. Q. Chen, X. Li, R. Grosse and D. Duvenaud, "Isolating sources of disentanglement in
     variational autoencoders", NeurIPS 2018.
+
+    Examples
+    --------
+    >>> import math, torch
+    >>> from vae_zoo.objectives import total_correlation_mws
+    >>> z = mu = logvar = torch.zeros(8, 3)  # identical posteriors: the bias is (d - 1) log N
+    >>> tc = total_correlation_mws(z, mu, logvar, dataset_size=1000).item()
+    >>> math.isclose(tc, 2 * math.log(1000), rel_tol=1e-5)
+    True
     """
     m = z.shape[0]
     # log q(z_ik | x_j), shape (M, M, d): row i is the code, column j the conditioning example.
@@ -88,11 +221,30 @@ def total_correlation_mws(z: Tensor, mu: Tensor, logvar: Tensor, dataset_size: i
 
 @dataclass
 class Objective:
-    """Base class: ``objective(x, out, step=, dataset_size=) -> {"loss": ..., ...}``.
+    """Base class of the objectives: ``objective(x, out, step=, dataset_size=) -> dict``.
 
     Subclasses are dataclasses whose fields are their hyper-parameters; :meth:`params` returns
     them for logs and checkpoints, and :func:`make_objective` rebuilds an objective from its
-    ``name`` and ``params()``.
+    ``name`` and ``params()``. Calling an objective with the images ``x``, the model's
+    :class:`~vae_zoo.models.VAEOutput`, the training ``step`` and the training set size returns a
+    dict of 0-dim tensors whose ``"loss"`` entry is minimised; the other entries are logged.
+
+    Raises
+    ------
+    NotImplementedError
+        When the base class itself is called; use a subclass.
+
+    References
+    ----------
+    Locatello et al. (2019), *Challenging Common Assumptions in the Unsupervised Learning of
+    Disentangled Representations*, ICML (``disentanglement_lib``, whose objectives these are).
+
+    Examples
+    --------
+    >>> from vae_zoo.objectives import BetaVAE, make_objective
+    >>> objective = BetaVAE(beta=4.0)
+    >>> make_objective(objective.name, **objective.params()) == objective
+    True
     """
 
     name: ClassVar[str] = ""
@@ -103,7 +255,13 @@ class Objective:
         raise NotImplementedError
 
     def params(self) -> dict[str, Any]:
-        """Hyper-parameters as a plain dict."""
+        """Return the hyper-parameters as a plain dict.
+
+        Returns
+        -------
+        dict
+            Field name to value, e.g. ``{"beta": 4.0}``.
+        """
         return asdict(self)
 
     @staticmethod
@@ -115,9 +273,32 @@ class Objective:
 
 @dataclass
 class BetaVAE(Objective):
-    """β-VAE (Higgins et al. 2017): ``L = recon + β · KL(q(z|x) || p(z))``.
+    r"""The β-VAE objective (Higgins et al. 2017), the plain VAE at ``beta = 1``.
 
-    ``beta = 1`` is the plain VAE (negative ELBO), the paper's default.
+    .. math:: L = \mathrm{recon} + \beta\,\mathrm{KL}\big(q(z|x)\,\|\,p(z)\big)
+
+    ``beta = 1`` is the negative ELBO, the paper's default.
+
+    Parameters
+    ----------
+    beta : float, default 1.0
+        Weight of the KL term.
+
+    References
+    ----------
+    Higgins et al. (2017), *β-VAE: Learning Basic Visual Concepts with a Constrained Variational
+    Framework*, ICLR.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from vae_zoo.models import make_model
+    >>> from vae_zoo.objectives import BetaVAE
+    >>> model = make_model(channels=1, size=32, seed=0)
+    >>> x = torch.rand(4, 1, 32, 32)
+    >>> terms = BetaVAE(beta=4.0)(x, model(x), step=0, dataset_size=1000)
+    >>> sorted(terms)
+    ['kl', 'loss', 'recon']
     """
 
     name: ClassVar[str] = "beta_vae"
@@ -132,12 +313,35 @@ class BetaVAE(Objective):
 
 @dataclass
 class BetaTCVAE(Objective):
-    """β-TCVAE (Chen et al. 2018): ``L = recon + KL + (β − 1) · TC``.
+    r"""The β-TCVAE objective (Chen et al. 2018): the total correlation weighted by β.
 
-    ``KL = MI + TC + dimension-wise KL``, so this weighs the total correlation ``TC`` by ``β``
-    and the other two terms by 1, as in ``disentanglement_lib``. ``TC`` is the
-    minibatch-weighted-sampling estimate of :func:`total_correlation_mws`, which needs the
-    training set size ``N`` (``dataset_size``).
+    .. math:: L = \mathrm{recon} + \mathrm{KL} + (\beta - 1)\,\mathrm{TC}
+
+    :math:`\mathrm{KL} = \mathrm{MI} + \mathrm{TC} + \text{dimension-wise KL}`, so this weighs
+    the total correlation TC by β and the other two terms by 1, as in ``disentanglement_lib``.
+    TC is the minibatch-weighted-sampling estimate of :func:`total_correlation_mws`, which needs
+    the training set size ``N`` (``dataset_size``).
+
+    Parameters
+    ----------
+    beta : float, default 6.0
+        Weight of the total correlation.
+
+    References
+    ----------
+    Chen, Li, Grosse & Duvenaud (2018), *Isolating Sources of Disentanglement in Variational
+    Autoencoders*, NeurIPS.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from vae_zoo.models import make_model
+    >>> from vae_zoo.objectives import BetaTCVAE
+    >>> model = make_model(channels=1, size=32, seed=0)
+    >>> x = torch.rand(4, 1, 32, 32)
+    >>> terms = BetaTCVAE()(x, model(x), step=0, dataset_size=1000)
+    >>> sorted(terms)
+    ['kl', 'loss', 'recon', 'tc']
     """
 
     name: ClassVar[str] = "beta_tcvae"
@@ -153,12 +357,38 @@ class BetaTCVAE(Objective):
 
 @dataclass
 class AnnealedVAE(Objective):
-    """Annealed VAE (Burgess et al. 2018): ``L = recon + γ · |KL − C(t)|``.
+    r"""The Annealed VAE objective (Burgess et al. 2018): the KL pulled towards a rising capacity.
 
-    The capacity rises linearly with the step ``t``:
-    ``C(t) = min(c_max, c_max · t / iteration_threshold)``. Defaults are ``disentanglement_lib``'s
+    .. math:: L = \mathrm{recon} + \gamma\,\lvert \mathrm{KL} - C(t)\rvert,
+              \qquad C(t) = \min\big(c_{\max},\; c_{\max}\, t / t_{\text{threshold}}\big)
+
+    The capacity rises linearly with the step :math:`t`. Defaults are ``disentanglement_lib``'s
     (γ = 1000, ``c_max`` = 25 nats over 100,000 steps); for short runs lower
     ``iteration_threshold`` so that the capacity is reached.
+
+    Parameters
+    ----------
+    gamma : float, default 1000.0
+        Weight of the distance between the KL and the capacity.
+    c_max : float, default 25.0
+        Final capacity, in nats.
+    iteration_threshold : int, default 100_000
+        Step at which the capacity reaches ``c_max``.
+
+    References
+    ----------
+    Burgess et al. (2018), *Understanding disentangling in β-VAE*, arXiv:1804.03599.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from vae_zoo.models import make_model
+    >>> from vae_zoo.objectives import AnnealedVAE
+    >>> model = make_model(channels=1, size=32, seed=0)
+    >>> x = torch.rand(4, 1, 32, 32)
+    >>> terms = AnnealedVAE(iteration_threshold=1000)(x, model(x), step=0, dataset_size=1000)
+    >>> sorted(terms)
+    ['capacity', 'kl', 'loss', 'recon']
     """
 
     name: ClassVar[str] = "annealed_vae"
@@ -167,7 +397,18 @@ class AnnealedVAE(Objective):
     iteration_threshold: int = 100_000
 
     def capacity(self, step: int) -> float:
-        """``C(t)``, the target KL in nats at step ``t``."""
+        """Return the capacity :math:`C(t)`, the target KL in nats at a training step.
+
+        Parameters
+        ----------
+        step : int
+            The training step :math:`t`.
+
+        Returns
+        -------
+        float
+            ``min(c_max, c_max * step / iteration_threshold)``.
+        """
         return min(self.c_max, self.c_max * step / self.iteration_threshold)
 
     def __call__(
@@ -181,13 +422,38 @@ class AnnealedVAE(Objective):
 
 @dataclass
 class DIPVAEII(Objective):
-    """DIP-VAE-II (Kumar et al. 2018).
+    r"""The DIP-VAE-II objective (Kumar et al. 2018): the aggregate posterior's covariance near I.
 
-    ``L = recon + KL + λ_od Σ_{i≠j} C_ij² + λ_d Σ_i (C_ii − 1)²``, where
+    .. math:: L = \mathrm{recon} + \mathrm{KL} + \lambda_{od}\sum_{i\ne j} C_{ij}^2
+              + \lambda_d \sum_i (C_{ii} - 1)^2
 
-    ``C = Cov_q(z) = E_x[diag σ²(x)] + Cov_x[μ(x)]`` is the covariance of the aggregate
-    posterior, estimated on the minibatch (``Cov`` with the ``1/M`` normalisation, as in
+    where :math:`C = \mathrm{Cov}_{q}(z) = \mathbb E_x[\operatorname{diag}\sigma^2(x)] +
+    \mathrm{Cov}_x[\mu(x)]` is the covariance of the aggregate posterior, estimated on the
+    minibatch (:func:`aggregate_posterior_covariance`, with the :math:`1/M` normalisation, as in
     ``disentanglement_lib``).
+
+    Parameters
+    ----------
+    lambda_od : float, default 1.0
+        Weight of the off-diagonal penalty.
+    lambda_d : float, default 1.0
+        Weight of the diagonal penalty.
+
+    References
+    ----------
+    Kumar, Sattigeri & Balakrishnan (2018), *Variational Inference of Disentangled Latent
+    Concepts from Unlabeled Observations*, ICLR.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from vae_zoo.models import make_model
+    >>> from vae_zoo.objectives import DIPVAEII
+    >>> model = make_model(channels=1, size=32, seed=0)
+    >>> x = torch.rand(4, 1, 32, 32)
+    >>> terms = DIPVAEII()(x, model(x), step=0, dataset_size=1000)
+    >>> sorted(terms)
+    ['dip', 'kl', 'loss', 'recon']
     """
 
     name: ClassVar[str] = "dip_vae_ii"
@@ -206,7 +472,40 @@ class DIPVAEII(Objective):
 
 
 def aggregate_posterior_covariance(mu: Tensor, logvar: Tensor) -> Tensor:
-    """``Cov_q(z) = mean_i diag(σ_i²) + mean_i μ_i μ_iᵀ − μ̄ μ̄ᵀ`` (``d x d``)."""
+    r"""Covariance of the aggregate posterior of a minibatch.
+
+    .. math:: \mathrm{Cov}_q(z) = \frac1M\sum_i \operatorname{diag}(\sigma_i^2)
+              + \frac1M\sum_i \mu_i\mu_i^\top - \bar\mu\bar\mu^\top
+
+    Parameters
+    ----------
+    mu : torch.Tensor, shape (M, d)
+        Posterior means.
+    logvar : torch.Tensor, shape (M, d)
+        Posterior log-variances.
+
+    Returns
+    -------
+    torch.Tensor, shape (d, d)
+        The covariance, with the :math:`1/M` normalisation.
+
+    Raises
+    ------
+    RuntimeError
+        If the shapes differ (from torch).
+
+    References
+    ----------
+    Kumar, Sattigeri & Balakrishnan (2018), *Variational Inference of Disentangled Latent
+    Concepts from Unlabeled Observations*, ICLR.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from vae_zoo.objectives import aggregate_posterior_covariance
+    >>> aggregate_posterior_covariance(torch.tensor([[1.0], [-1.0]]), torch.zeros(2, 1))
+    tensor([[2.]])
+    """
     centred = mu - mu.mean(dim=0, keepdim=True)
     cov_mu = centred.T @ centred / mu.shape[0]
     return cov_mu + torch.diag(logvar.exp().mean(dim=0))
@@ -221,10 +520,33 @@ OBJECTIVES: dict[str, type[Objective]] = {
 def make_objective(name: str, **params: Any) -> Objective:
     """Build an objective by name, e.g. ``make_objective("beta_vae", beta=4)``.
 
+    Parameters
+    ----------
+    name : {"beta_vae", "beta_tcvae", "annealed_vae", "dip_vae_ii"}
+        A key of :data:`OBJECTIVES`.
+    **params : Any
+        Hyper-parameters of that objective; the others keep their defaults.
+
+    Returns
+    -------
+    Objective
+        An instance of the named class.
+
     Raises
     ------
     ValueError
         For an unknown name or hyper-parameter; the message lists the valid ones.
+
+    References
+    ----------
+    Locatello et al. (2019), *Challenging Common Assumptions in the Unsupervised Learning of
+    Disentangled Representations*, ICML (``disentanglement_lib``'s names and defaults).
+
+    Examples
+    --------
+    >>> from vae_zoo.objectives import make_objective
+    >>> make_objective("beta_tcvae", beta=4.0)
+    BetaTCVAE(beta=4.0)
     """
     try:
         cls = OBJECTIVES[name]
