@@ -60,7 +60,31 @@ _HYPERPARAMETERS = _because(
     "are the caller's choice, as in disentanglement_lib); make_objective checks names"
 )
 
+_OWN_FORMAT = _because(
+    "reads or checks the files vae_zoo itself writes: there is no publication to cite"
+)
+_ENTRY_POINT = _because(
+    "a command-line entry point: every error is printed as one line and returned as exit "
+    "status 2, nothing is raised; --help documents the options"
+)
+
 EXEMPTIONS: dict[str, dict[str, str]] = {
+    "vae_zoo.train.TrainResult": _CONTAINER("XR01 XR02"),
+    "vae_zoo.train.data_fingerprint": _because("raises nothing: it reads arrays in memory")("XR01"),
+    "vae_zoo.train.is_complete": _because(
+        "a status check: a missing or unreadable run answers False instead of raising"
+    )("XR01")
+    | _OWN_FORMAT("XR02"),
+    "vae_zoo.train.main": _ENTRY_POINT("XR01 XR02"),
+    "vae_zoo.train.read_metrics": _OWN_FORMAT("XR02"),
+    "vae_zoo.checkpoint.resolve_checkpoint": _because(
+        "path arithmetic: it raises nothing (a missing file is read_checkpoint's error) and "
+        "follows no publication"
+    )("XR01 XR02"),
+    "cka_sim.torch.first_tensor": _because(
+        "returns None when there is no tensor instead of raising; its callers raise, naming the "
+        "layer"
+    )("XR01"),
     "vae_zoo.datasets.Availability": _CONTAINER("XR01 XR02"),
     "vae_zoo.datasets.available": _because(
         "a status report: a dataset that cannot load is described in the result, with the fix, "
@@ -120,38 +144,12 @@ EXEMPTIONS: dict[str, dict[str, str]] = {
     "cka_sim.stats.bootstrap_ci": _CHANGING("PR04 XR01 XR03"),
     "cka_sim.stats.cka_matrix_with_uncertainty": _CHANGING("PR07 XR01 XR02 XR03"),
     "cka_sim.stats.permutation_test": _CHANGING("XR01 XR03"),
-    "cka_sim.torch.ActivationStore": _CHANGING("EX01 PR01 XR01 XR02"),
-    "cka_sim.torch.ActivationStore.missing": _CHANGING("RT01"),
-    "cka_sim.torch.compare_models": _CHANGING("EX01 XR01"),
-    "cka_sim.torch.default_layers": _CHANGING("EX01 PR07 XR01 XR02"),
-    "cka_sim.torch.extract_inputs": _CHANGING("EX01 PR01 RT01 XR01 XR02"),
-    "cka_sim.torch.first_tensor": _CHANGING("EX01 PR01 RT01 XR01 XR02"),
-    "cka_sim.torch.record_activations": _CHANGING("XR02"),
-    "vae_zoo.checkpoint.load_model": _ZOO("EX01 PR02 PR04 PR07 RT01 XR01 XR02 XR03"),
-    "vae_zoo.checkpoint.load_model_state": _ZOO("EX01 PR01 XR02"),
-    "vae_zoo.checkpoint.read_checkpoint": _ZOO("EX01 PR01 RT01 XR02"),
-    "vae_zoo.checkpoint.require_keys": _ZOO("EX01 XR02"),
-    "vae_zoo.checkpoint.resolve_checkpoint": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.checkpoint.save_checkpoint": _ZOO("EX01 PR01 XR01 XR02"),
-    "vae_zoo.checkpoint.write_json_atomic": _ZOO("EX01 PR01 XR01 XR02"),
     "vae_zoo.study.StudyConfig": _ZOO("EX01 PR04 XR01 XR02 XR03"),
     "vae_zoo.study.StudyConfig.differs_from": _ZOO("PR01 RT01"),
     "vae_zoo.study.StudyConfig.from_dict": _ZOO("PR01"),
     "vae_zoo.study.StudyConfig.to_dict": _ZOO("RT01"),
     "vae_zoo.study.quick_config": _ZOO("EX01 PR01 RT01 XR01 XR02"),
     "vae_zoo.study.run_study": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.TrainConfig": _ZOO("EX01 XR01 XR02 XR03"),
-    "vae_zoo.train.TrainConfig.build_objective": _ZOO("RT01"),
-    "vae_zoo.train.TrainConfig.eval_steps": _ZOO("RT01 SS05"),
-    "vae_zoo.train.TrainConfig.from_dict": _ZOO("PR01"),
-    "vae_zoo.train.TrainConfig.to_dict": _ZOO("RT01"),
-    "vae_zoo.train.TrainResult": _ZOO("EX01 PR01") | _CONTAINER("XR01 XR02"),
-    "vae_zoo.train.data_fingerprint": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.evaluate": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.is_complete": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.main": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.read_metrics": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.train": _ZOO("EX01 RT03 XR02 XR03"),
     "vae_zoo.transfer.Recipe": _ZOO("EX01 XR01 XR02 XR03"),
     "vae_zoo.transfer.TransferResult": _ZOO("EX01 PR01") | _CONTAINER("XR01 XR02"),
     "vae_zoo.transfer.apply_recipe": _ZOO("EX01 XR01 XR02 XR03"),

@@ -101,7 +101,7 @@ def test_torch_input_is_converted() -> None:
 def test_constant_input_gives_nan_with_warning() -> None:
     x = np.ones((20, 3))
     y = np.random.default_rng(0).standard_normal((20, 2))
-    with pytest.warns(CKAUndefinedWarning, match="x or y"):
+    with pytest.warns(CKAUndefinedWarning, match="for x: all of its features are constant"):
         res = permutation_test(x, y, n_permutations=10)
     assert np.isnan(res.pvalue) and np.isnan(res.statistic)
 
@@ -304,11 +304,15 @@ def test_layerwise_bad_inputs() -> None:
         cka_matrix_with_uncertainty(a, b, n_permutations=-1)
 
 
-def test_bca_undefined_when_bias_exceeds_spread() -> None:
-    # Biased CKA with p >> n: every half-sample (fewer rows, same p) is larger than the estimate.
+def test_bca_falls_back_when_bias_exceeds_spread() -> None:
+    # Biased CKA with p >> n: every half-sample (fewer rows, same p) is larger than the estimate,
+    # so BCa is undefined; the basic interval, widened to the estimate, is returned and recorded.
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((40, 500)), rng.standard_normal((40, 500))
-    with pytest.warns(RuntimeWarning, match="BCa interval is undefined"):
+    with pytest.warns(RuntimeWarning, match="BCa interval is undefined or excludes the estimate"):
         res = bootstrap_ci(x, y, n_resamples=50, seed=0)
-    assert np.isnan(res.confidence_interval.low) and np.isnan(res.confidence_interval.high)
     assert np.all(res.bootstrap_distribution > res.statistic)
+    assert res.interval_method == "basic-widened"
+    basic = bootstrap_ci(x, y, n_resamples=50, seed=0, method="basic").confidence_interval
+    assert res.confidence_interval.low == basic.low
+    assert basic.high < res.statistic == res.confidence_interval.high

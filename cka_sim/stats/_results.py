@@ -56,6 +56,10 @@ class BootstrapResult:
         distribution of the full-data estimate (see :func:`~cka_sim.stats.bootstrap_ci`).
     estimator : str
         Which CKA the interval is for, named as in :class:`PermutationTestResult`.
+    interval_method : str
+        How the interval was formed: ``"bca"``, ``"percentile"`` or ``"basic"`` as asked, or
+        ``"basic-widened"`` where ``"bca"`` was asked but BCa is undefined or excludes the
+        estimate (see :func:`~cka_sim.stats.bootstrap_ci`).
     """
 
     statistic: float
@@ -63,6 +67,7 @@ class BootstrapResult:
     standard_error: float
     bootstrap_distribution: np.ndarray
     estimator: str
+    interval_method: str = "bca"
 
 
 def estimator_name(kernel: object, debiased: bool) -> str:

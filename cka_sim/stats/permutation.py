@@ -9,7 +9,7 @@ import numpy as np
 
 from .._measures import Measure
 from .._validation import check_choice, check_count, warn_undefined
-from ._checks import activations_pair, check_kernel
+from ._checks import activations_pair, check_kernel, constant_argument, scaled_for_kernel
 from ._engine import choose_form, represent
 from ._measures import (
     check_measure_options,
@@ -132,9 +132,13 @@ def permutation_test(
         raise ValueError("method='features' needs kernel='linear'; use method='gram' or 'auto'")
     else:
         form = method
-    options = {"kernel": kernel, "threshold": threshold, "sigma": sigma}
-    rep_x, rep_y = represent(xm, form, **options), represent(ym, form, **options)
     name = estimator_name(kernel, debiased)
+    if constant_argument({"x": xm, "y": ym}) is not None:
+        return PermutationTestResult(np.nan, np.nan, np.full(n_permutations, np.nan), name)
+    (xm, sigma_x), (ym, sigma_y) = (scaled_for_kernel(a, kernel, sigma) for a in (xm, ym))
+    options = {"kernel": kernel, "threshold": threshold}
+    rep_x = represent(xm, form, sigma=sigma_x, **options)
+    rep_y = represent(ym, form, sigma=sigma_y, **options)
     observed = observed_table([rep_x], [rep_y], debiased=debiased)
     if np.isnan(observed[0, 0]):
         warn_undefined(
