@@ -80,7 +80,35 @@ class ArchitectureMismatchError(CheckpointError):
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON with sorted keys to ``path`` atomically."""
+    """Write ``obj`` as indented JSON with sorted keys to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file to write.
+    obj : Any
+        A JSON-serialisable object.
+
+    Raises
+    ------
+    TypeError
+        If ``obj`` is not JSON-serialisable (nothing is written).
+    OSError
+        If the file cannot be written; a previous file is left as it was.
+
+    References
+    ----------
+    The Open Group Base Specifications Issue 7 (POSIX.1-2017), ``rename()`` (atomic replacement).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from vae_zoo.checkpoint import write_json_atomic
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "result.json"
+    >>> write_json_atomic(path, {"b": 1, "a": 2})
+    >>> path.read_text().splitlines()[1]
+    '  "a": 2,'
+    """
     write_json(path, obj, sort_keys=True)
 
 
@@ -103,6 +131,20 @@ def require_keys(payload: dict[str, Any], keys: Iterable[str], source: str | Pat
     ------
     CheckpointError
         When some of ``keys`` are missing; the message lists them.
+
+    References
+    ----------
+    Paszke et al. (2019), *PyTorch: An Imperative Style, High-Performance Deep Learning
+    Library*, NeurIPS (``torch.save`` and ``torch.load(weights_only=True)``, the file format).
+
+    Examples
+    --------
+    >>> from vae_zoo.checkpoint import CheckpointError, require_keys
+    >>> try:
+    ...     require_keys({"model": {}}, ["model_config", "model"], "run/checkpoint.pt")
+    ... except CheckpointError as err:
+    ...     print(str(err).split(":")[0])
+    run/checkpoint.pt is a vae_zoo checkpoint without ['model_config']
     """
     missing = [key for key in keys if key not in payload]
     if missing:
@@ -113,13 +155,61 @@ def require_keys(payload: dict[str, Any], keys: Iterable[str], source: str | Pat
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Save a checkpoint dict atomically, adding the ``format`` and ``version`` tags."""
+    """Save a checkpoint dict atomically, adding the ``format`` and ``version`` tags.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file, usually ``run_dir / "checkpoint.pt"``; its directory is created.
+    payload : dict
+        What to save (see the module docstring for the keys); tensors and plain Python values.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written; a previous checkpoint is left as it was.
+
+    References
+    ----------
+    Paszke et al. (2019), *PyTorch: An Imperative Style, High-Performance Deep Learning
+    Library*, NeurIPS (``torch.save`` and ``torch.load(weights_only=True)``, the file format).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from vae_zoo.checkpoint import load_model, read_checkpoint, save_checkpoint
+    >>> from vae_zoo.models import make_model
+    >>> model = make_model(size=32, seed=0)
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> save_checkpoint(run / "checkpoint.pt",
+    ...                 {"model_config": model.config.to_dict(), "model": model.state_dict()})
+    >>> sorted(read_checkpoint(run))
+    ['format', 'model', 'model_config', 'version']
+    """
     payload = {"format": FORMAT, "version": VERSION, **payload}
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """``path`` itself, or ``path / "checkpoint.pt"`` when ``path`` is a run directory."""
+    """Return ``path`` itself, or ``path / "checkpoint.pt"`` when ``path`` is a run directory.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A checkpoint file or a run directory.
+
+    Returns
+    -------
+    pathlib.Path
+        The checkpoint file (which may not exist).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from vae_zoo.checkpoint import resolve_checkpoint
+    >>> resolve_checkpoint(tempfile.gettempdir()).name
+    'checkpoint.pt'
+    """
     path = Path(path)
     return path / CHECKPOINT_NAME if path.is_dir() else path
 
@@ -127,12 +217,41 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
     """Read and validate a checkpoint file (or the ``checkpoint.pt`` of a run directory).
 
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A checkpoint file or a run directory.
+    map_location : str or torch.device, default "cpu"
+        Where to load the tensors, as in ``torch.load``.
+
+    Returns
+    -------
+    dict
+        The payload, with its ``format`` and ``version`` tags.
+
     Raises
     ------
     CheckpointNotFoundError
         When there is no such file.
     CheckpointError
         When the file is truncated, corrupt, or not a ``vae_zoo`` checkpoint.
+
+    References
+    ----------
+    Paszke et al. (2019), *PyTorch: An Imperative Style, High-Performance Deep Learning
+    Library*, NeurIPS (``torch.save`` and ``torch.load(weights_only=True)``, the file format).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from vae_zoo.checkpoint import load_model, read_checkpoint, save_checkpoint
+    >>> from vae_zoo.models import make_model
+    >>> model = make_model(size=32, seed=0)
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> save_checkpoint(run / "checkpoint.pt",
+    ...                 {"model_config": model.config.to_dict(), "model": model.state_dict()})
+    >>> read_checkpoint(run)["model_config"]
+    {'channels': 1, 'size': 32, 'latent_dim': 10}
     """
     file = resolve_checkpoint(path)
     if not file.is_file():
@@ -163,10 +282,39 @@ def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
 def load_model_state(model: ConvVAE, payload: dict[str, Any], source: str | Path) -> None:
     """Load ``payload["model"]`` into ``model`` after checking the architectures agree.
 
+    Parameters
+    ----------
+    model : ConvVAE
+        The model to load into, built with the checkpoint's architecture.
+    payload : dict
+        A checkpoint read by :func:`read_checkpoint`.
+    source : str or pathlib.Path
+        The checkpoint's path, for messages.
+
     Raises
     ------
     ArchitectureMismatchError
         When the checkpoint's model config or parameter shapes differ from ``model``'s.
+
+    References
+    ----------
+    Paszke et al. (2019), *PyTorch: An Imperative Style, High-Performance Deep Learning
+    Library*, NeurIPS (``torch.save`` and ``torch.load(weights_only=True)``, the file format).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from vae_zoo.checkpoint import load_model, read_checkpoint, save_checkpoint
+    >>> from vae_zoo.models import make_model
+    >>> model = make_model(size=32, seed=0)
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> save_checkpoint(run / "checkpoint.pt",
+    ...                 {"model_config": model.config.to_dict(), "model": model.state_dict()})
+    >>> from vae_zoo.checkpoint import load_model_state
+    >>> fresh = make_model(size=32, seed=1)
+    >>> load_model_state(fresh, read_checkpoint(run), run)
+    >>> bool((fresh.encoder.mu.weight == model.encoder.mu.weight).all())
+    True
     """
     stored = payload.get("model_config")
     if stored != model.config.to_dict():
@@ -197,18 +345,50 @@ def load_model(
 ) -> ConvVAE:
     """Load a trained :class:`ConvVAE` from a checkpoint file or run directory, in eval mode.
 
+    The global torch RNG is left as it was.
+
     Parameters
     ----------
-    path : str or Path
+    path : str or pathlib.Path
         ``checkpoint.pt`` or the run directory holding it.
-    device : str or torch.device
+    device : str or torch.device, default "cpu"
         Where to put the model.
-    decode_from : {"sample", "mean"}
+    decode_from : {"sample", "mean"}, default "sample"
         The model's default latent code for ``forward``.
     expect : ModelConfig, optional
         Raise :class:`ArchitectureMismatchError` unless the checkpoint has this architecture.
 
-    The global torch RNG is left as it was.
+    Returns
+    -------
+    ConvVAE
+        The trained model, in eval mode, on ``device``.
+
+    Raises
+    ------
+    CheckpointNotFoundError
+        When there is no checkpoint at ``path``.
+    CheckpointError
+        When the file is unreadable, not a ``vae_zoo`` checkpoint, or lacks the model.
+    ArchitectureMismatchError
+        When the architecture differs from ``expect``, or the parameters from the config.
+
+    References
+    ----------
+    Paszke et al. (2019), *PyTorch: An Imperative Style, High-Performance Deep Learning
+    Library*, NeurIPS (``torch.save`` and ``torch.load(weights_only=True)``, the file format).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from vae_zoo.checkpoint import load_model, read_checkpoint, save_checkpoint
+    >>> from vae_zoo.models import make_model
+    >>> model = make_model(size=32, seed=0)
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> save_checkpoint(run / "checkpoint.pt",
+    ...                 {"model_config": model.config.to_dict(), "model": model.state_dict()})
+    >>> loaded = load_model(run, decode_from="mean")
+    >>> loaded.training, loaded.config == model.config
+    (False, True)
     """
     payload = read_checkpoint(path, map_location="cpu")
     require_keys(payload, MODEL_PAYLOAD_KEYS, resolve_checkpoint(path))
