@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._measures import MEASURES, estimator_name
+from .exceptions import CKAUndefinedWarning
 
 EXAMPLES = """\
 examples:
@@ -37,7 +38,8 @@ examples:
       the orthogonal Procrustes similarity and distance, with a 95% interval
 
 Rows of every array are examples, in the same order in both files; trailing dimensions are
-flattened. Exit status: 0 on success, 2 on unreadable or mismatched input.
+flattened. Exit status: 0 on success, 1 when CKA is undefined for the two arrays (a constant
+input: the reason is printed), 2 on unreadable or mismatched input.
 """
 
 
@@ -129,6 +131,13 @@ def _check_options(args: argparse.Namespace) -> None:
         raise InputError(f"--permutations must be 0 or more; got {args.permutations}")
     if args.bootstrap < 0 or args.bootstrap == 1:
         raise InputError(f"--bootstrap must be 0 or at least 2; got {args.bootstrap}")
+    if args.plot:  # before any work: a missing matplotlib is a one-line error, not a traceback
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            from .plot import _MISSING
+
+            raise InputError(_MISSING) from None
     if not 0.0 < args.confidence < 1.0:
         raise InputError(f"--confidence must lie strictly between 0 and 1; got {args.confidence}")
     if args.threshold <= 0 or not math.isfinite(args.threshold):
@@ -182,18 +191,30 @@ def _pair(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"debiased": args.debiased}
     z = _confounder(args)
     estimator = args.kernel + ("-debiased" if args.debiased else "")
-    if args.kernel == "rbf":
-        options.update(kernel="rbf", threshold=args.threshold)
-        value = kernel_cka(x, y, threshold=args.threshold, debiased=args.debiased)
-    elif args.measure == "cka":
-        value = linear_cka(x, y, debiased=args.debiased)
-    else:
-        options.update(measure=args.measure, confounder=z)
-        estimator = estimator_name(args.measure, args.debiased)
-        if args.measure == "dcka":
-            value = deconfounded_cka(x, y, z, debiased=args.debiased)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CKAUndefinedWarning)
+        if args.kernel == "rbf":
+            options.update(kernel="rbf", threshold=args.threshold)
+            value = kernel_cka(x, y, threshold=args.threshold, debiased=args.debiased)
+        elif args.measure == "cka":
+            value = linear_cka(x, y, debiased=args.debiased)
         else:
-            value = procrustes_similarity(x, y)
+            options.update(measure=args.measure, confounder=z)
+            estimator = estimator_name(args.measure, args.debiased)
+            if args.measure == "dcka":
+                value = deconfounded_cka(x, y, z, debiased=args.debiased)
+            else:
+                value = procrustes_similarity(x, y)
+    for record in caught:
+        if not issubclass(record.category, CKAUndefinedWarning):
+            warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
+    if math.isnan(value):
+        reasons = [str(r.message) for r in caught if issubclass(r.category, CKAUndefinedWarning)]
+        reason = reasons[0] if reasons else f"{args.measure} is undefined for these inputs"
+        if args.json:
+            print(json.dumps({"measure": args.measure, "value": None, "undefined": reason}))
+        print(f"cka-sim: {reason}", file=sys.stderr)
+        return 1
     out: dict[str, Any] = {
         "measure": args.measure,
         "value": value,

@@ -165,7 +165,7 @@ class Accumulator:
         if is_torch(activations):
             activations = activations.detach()
         x = as_matrix(activations, name, min_rows=1, check_values=not is_torch(activations))
-        return prepare_layer(x, namespace(x), exact=self._EXACT)
+        return prepare_layer(x, namespace(x), exact=self._EXACT, name=name)
 
     # -- derived from _STATE -------------------------------------------------------------------
     def _check_compatible(self, other: Any, what: str) -> None:

@@ -11,6 +11,7 @@ dtype on centred data; every reduction (sums, norms, traces) runs in float64.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -57,15 +58,106 @@ def center_columns(x: Array, xp: Any) -> Array:
     The mean is summed in float64 and subtracted in ``x``'s dtype, then the (tiny) residual mean
     of the result is summed in float64 and subtracted once more: the corrected two-pass algorithm.
     Without the second pass a float32 column with mean 1e6 keeps a residual mean of about 0.03,
-    which biases every product of the centred data.
+    which biases every product of the centred data. float64 input gets the second pass only when
+    the first may have left a residual that matters (see :func:`centre_float64`).
     """
     n = x.shape[0]
     mean = xp.sum(x, axis=0, dtype=xp.float64) / n
+    if x.dtype == xp.float64:
+        return centre_float64(x, mean, xp)[0]
     xc = x - xp.astype(mean, x.dtype)
-    if x.dtype != xp.float64:
-        residual = xp.sum(xc, axis=0, dtype=xp.float64) / n
-        xc = xc - xp.astype(residual, x.dtype)
-    return xc
+    residual = xp.sum(xc, axis=0, dtype=xp.float64) / n
+    return xc - xp.astype(residual, x.dtype)
+
+
+# Inputs whose largest magnitude lies within 2**±W of 1 are used as they are; outside that window
+# they are multiplied by an exact power of two first (see ``power_of_two_scaled``). W is chosen so
+# that no product or reduction downstream overflows or underflows: float32 centred data down to
+# 2**-(W+24) still squares to a normal float32, and float64 fourth powers of centred data down to
+# 2**-(W+53) stay normal.
+_SAFE_EXPONENT_FLOAT32 = 16
+_SAFE_EXPONENT_FLOAT64 = 128
+
+
+def max_abs_exponent(x: Array, xp: Any) -> int | None:
+    """Binary exponent ``e`` of the largest ``|x|`` (``2**(e-1) <= max|x| < 2**e``).
+
+    None when ``x`` is all zero or holds a non-finite value. Two reductions, no temporary.
+    """
+    if is_numpy_array(x):
+        largest = max(float(x.max()), -float(x.min()))
+    else:  # one device synchronisation
+        largest = to_scalar(xp.maximum(xp.max(x), -xp.min(x)))
+    if largest == 0.0 or not math.isfinite(largest):
+        return None
+    return math.frexp(largest)[1]
+
+
+def times_power_of_two(x: Array, exponent: int, xp: Any) -> Array:
+    """``x * 2**exponent``, exact unless the result leaves the normal range.
+
+    The factor is applied in steps that are themselves normal numbers of ``x``'s dtype.
+    """
+    step = 100 if x.dtype == xp.float32 else 1000
+    while exponent:
+        part = max(-step, min(step, exponent))
+        x = x * (2.0**part)
+        exponent -= part
+    return x
+
+
+def power_of_two_scaled(x: Array, xp: Any) -> tuple[Array, int]:
+    """``(x * 2**-e, e)`` with ``max|x * 2**-e|`` in [0.5, 1), or ``(x, 0)`` when no scaling is needed.
+
+    CKA, the HSIC ratios and every estimator built from them are invariant to scaling one
+    representation, and a power of two scales exactly, so this changes no digit of the result;
+    it keeps float32 products of inputs around 1e-23 or 1e19, and float64 products of inputs
+    around 1e±150, from underflowing or overflowing. Costs one max and one min reduction; the
+    multiplication runs only when the largest magnitude lies outside ``2**±16`` (float32) or
+    ``2**±128`` (float64).
+    """
+    exponent = max_abs_exponent(x, xp)
+    window = _SAFE_EXPONENT_FLOAT64 if x.dtype == xp.float64 else _SAFE_EXPONENT_FLOAT32
+    if exponent is None or abs(exponent) <= window:
+        return x, 0
+    return times_power_of_two(x, -exponent, xp), exponent
+
+
+def _power_of_two(k: Any, dtype: Any, xp: Any, like: Array) -> Array:
+    """``2**k`` as a 0-dim array of ``dtype`` (float32 or float64) on ``like``'s device, exactly.
+
+    ``k`` is a 0-dim integer array within the dtype's normal exponent range. torch: built from
+    its bits (no host synchronisation; ``torch.pow`` is not exact on every device).
+    """
+    if not is_torch(like):
+        return np.ldexp(np.dtype(dtype).type(1.0), int(k))
+    import torch
+
+    if dtype == torch.float64:
+        return ((k.to(torch.int64) + 1023) << 52).view(torch.float64)
+    return ((k.to(torch.int32) + 127) << 23).view(torch.float32)
+
+
+def scaled_to_unit(x: Array, xp: Any) -> tuple[Array, Array]:
+    """``(x * 2**-e, 2**(2e))``: ``x`` with its largest magnitude brought into [0.5, 1), and the
+    float64 factor that restores a product of two rows (a Gram entry) to the units of ``x``.
+
+    ``e`` is the binary exponent of ``max|x|``, clamped to the normal range of ``x``'s dtype so
+    that the factor is itself a normal number; everything stays on ``x``'s device, with no host
+    synchronisation. All zero or non-finite ``x``: ``e = 0``.
+    """
+    largest = xp.maximum(xp.max(x), -xp.min(x))
+    limit = 126 if x.dtype == xp.float32 else 1022
+    if is_torch(x):
+        import torch
+
+        e = torch.frexp(largest).exponent.clamp(-limit, limit)
+        e = torch.where(torch.isfinite(largest), e, torch.zeros_like(e))
+    else:
+        e = np.clip(np.frexp(largest)[1], -limit, limit) if np.isfinite(largest) else 0
+    factor = _power_of_two(-e, x.dtype, xp, x)
+    restore = _power_of_two(2 * e, xp.float64, xp, x)
+    return x * factor, restore
 
 
 # A float32 column mean is kept when the mean it leaves behind in the centred data is at most
@@ -88,7 +180,7 @@ def spread(xc: Array, xp: Any) -> float:
     return (to_scalar(xp.sum(sample * sample)) / (2 * sample.shape[0])) ** 0.5
 
 
-def centre_float32(x: Array, xp: Any) -> tuple[Array, Array, Array]:
+def centre_float32(x: Array, xp: Any, sums: Array | None = None) -> tuple[Array, Array, Array]:
     """Centre float32 (n, p) data without a float64 pass; return ``(xc, centre, residual)``.
 
     ``centre`` is the column mean computed in float32 and ``xc = x - centre``; ``residual``, the
@@ -101,9 +193,13 @@ def centre_float32(x: Array, xp: Any) -> tuple[Array, Array, Array]:
     1 % of it: feature means around 1000 times the spread for n = 20000), the float32 products of
     ``xc`` would lose digits to it, so the mean is then summed in float64 and rounded to float32,
     which leaves a residual of half a float32 unit of the mean at most.
+
+    ``sums``, the column sums of ``x`` when the caller has them already, saves a pass.
     """
     n = x.shape[0]
-    centre = xp.mean(x, axis=0)
+    centre = xp.mean(x, axis=0) if sums is None else sums / n
+    if centre.dtype != x.dtype:
+        centre = xp.astype(centre, x.dtype)
     xc = x - centre
     residual = to_float64(xp.sum(xc, axis=0), xp) / n
     if to_scalar(xp.sum(residual * residual)) ** 0.5 <= _RESIDUAL_TOLERANCE * spread(xc, xp):
@@ -111,6 +207,32 @@ def centre_float32(x: Array, xp: Any) -> tuple[Array, Array, Array]:
     mean = xp.sum(x, axis=0, dtype=xp.float64) / n
     centre = xp.astype(mean, x.dtype)
     return x - centre, centre, mean - to_float64(centre, xp)
+
+
+# The float64 residual mean left by the first centring pass is ignored while a bound on it stays
+# below this fraction of the data's spread (its effect on CKA is of the order of its square).
+_RESIDUAL_TOLERANCE_FLOAT64 = 1e-7
+_EPS64 = float(np.finfo(np.float64).eps)
+
+
+def centre_float64(x: Array, mean: Array, xp: Any) -> tuple[Array, Array]:
+    """``(x - centre, centre)`` for float64 ``x``: ``centre`` is ``mean``, or ``mean`` plus the
+    residual mean of a second pass when the first may leave one that matters.
+
+    A float64 column sum of ``n`` values with a common offset ``μ`` is off by up to about
+    ``n·ε·|μ|`` (NumPy adds the rows of a C-ordered array one after the other), so at feature
+    means 1e9 times the spread, ``x - mean`` keeps a residual mean comparable to the spread and
+    the feature form of CKA loses its third digit. When that bound exceeds 1e-7 of the spread,
+    the residual mean of the centred data (which lies near zero, so its sum is accurate) is
+    summed and subtracted too: the corrected two-pass algorithm. Typical data never needs it.
+    """
+    n = x.shape[0]
+    xc = x - mean
+    bound = n * _EPS64 * to_scalar(xp.sum(mean * mean)) ** 0.5
+    if bound <= _RESIDUAL_TOLERANCE_FLOAT64 * spread(xc, xp):
+        return xc, mean
+    residual = xp.sum(xc, axis=0) / n
+    return xc - residual, mean + residual
 
 
 def _numpy_views(a: Array, b: Array) -> tuple[Any, Any] | None:

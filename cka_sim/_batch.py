@@ -18,7 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Array, centre_float32, is_torch, namespace, sample_centre, to_float64
+from ._backend import (
+    Array,
+    centre_float32,
+    centre_float64,
+    is_torch,
+    max_abs_exponent,
+    namespace,
+    power_of_two_scaled,
+    sample_centre,
+    scaled_to_unit,
+    to_float64,
+)
 from ._validation import as_matrix, check_finite
 
 
@@ -40,6 +51,7 @@ class Prepared:
     data: Array
     mean: Array | None = None
     residual: Array | None = None
+    gram_scale: Array | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -53,12 +65,36 @@ class Prepared:
         """The same layer on another torch device."""
         if not is_torch(self.data):
             return self
-        mean, residual = (None if a is None else a.to(device) for a in (self.mean, self.residual))
-        return Prepared(self.data.to(device), mean, residual)
+        mean, residual, scale = (
+            None if a is None else a.to(device) for a in (self.mean, self.residual, self.gram_scale)
+        )
+        return Prepared(self.data.to(device), mean, residual, scale)
 
 
-def prepare_layer(x: Array, xp: Any, *, exact: bool) -> Prepared:
+# float32 batches whose largest magnitude lies outside 2**±W are prepared in float64 (see
+# prepare_layer); float64 batches outside 2**±W64 are refused by the accumulators.
+_WINDOW_FLOAT32 = 16
+_WINDOW_FLOAT64 = 200
+
+
+def prepare_layer(
+    x: Array, xp: Any, *, exact: bool, name: str = "x", ranged: bool = False
+) -> Prepared:
     """Prepare one validated (m, p) layer (:func:`~cka_sim._validation.as_matrix` upcast it).
+
+    Magnitude: the accumulators merge the statistics of many batches, so every batch of a layer
+    must be in the same units and cannot be rescaled on its own. A float32 batch whose largest
+    magnitude lies outside ``2**±16`` is converted to float64 (exactly), where products of any
+    float32 values neither underflow nor overflow; a float64 batch outside ``2**±200`` (where the
+    fourth-order float64 statistics would leave the float64 range) is refused with a
+    ``ValueError`` naming it. ``ranged=True``: the caller has already brought the magnitude into
+    range (the one-shot functions scale by a power of two, :func:`prepare_finite`).
+
+    Constant: a batch whose rows are all equal (tested exactly: the first two rows, then all) is
+    prepared as exact zeros about its first row, so its centred sums are exactly zero, and a
+    layer that is constant over all batches has an exactly zero self-HSIC, which the
+    estimators report as undefined (NaN with a warning naming it) instead of returning the
+    quotient of rounding errors.
 
     ``exact=True`` (full-data estimators): the layer is centred on its column mean and the float64
     mean is kept. float64: ``xc = x - mean`` with the exact float64 mean (no residual). float32:
@@ -76,10 +112,14 @@ def prepare_layer(x: Array, xp: Any, *, exact: bool) -> Prepared:
     synchronisation.
     """
     if not exact:
-        return Prepared(_translated(x, xp))
+        return _translated(x, xp, name)
+    if not ranged:
+        x = _in_range(x, xp, name)
+    if _all_rows_equal(x, xp):
+        return Prepared(x * 0.0, to_float64(x[0], xp))
     if x.dtype == xp.float64:
-        mean = xp.sum(x, axis=0) / x.shape[0]
-        return Prepared(x - mean, mean)
+        xc, mean = centre_float64(x, xp.sum(x, axis=0) / x.shape[0], xp)
+        return Prepared(xc, mean)
     xc, centre, residual = centre_float32(x, xp)
     return Prepared(xc, to_float64(centre, xp) + residual, residual)
 
@@ -90,8 +130,9 @@ def prepare_finite(x: Array, name: str, xp: Any) -> Prepared:
     Non-finite values are found from the float64 means: a column holding NaN or inf cannot have a
     finite mean, so the O(n p) scan runs only when a mean is not finite.
     """
+    x = power_of_two_scaled(x, xp)[0]  # one shot: its own power of two, any magnitude
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: reported just below
-        unit = prepare_layer(x, xp, exact=True)
+        unit = prepare_layer(x, xp, exact=True, name=name, ranged=True)
     if not bool(xp.all(xp.isfinite(unit.mean))):
         check_finite(x, name, xp)
     return unit
@@ -103,9 +144,52 @@ def centre_finite(x: Array, xp: Any, name: str) -> tuple[Array, Array | None]:
     return unit.data, unit.residual
 
 
-def _translated(x: Array, xp: Any) -> Array:
-    """``x`` minus the mean of a sample of its rows, in ``x``'s dtype (see :func:`prepare_layer`)."""
-    return x - sample_centre(x, xp)
+def _in_range(x: Array, xp: Any, name: str) -> Array:
+    """``x``, or float64 ``x`` for float32 beyond ``2**±16``; a ValueError for float64 beyond
+    ``2**±200`` (see :func:`prepare_layer`)."""
+    exponent = max_abs_exponent(x, xp)  # None: all zero, or NaN/inf (reported elsewhere)
+    if exponent is None:
+        return x
+    if x.dtype == xp.float64:
+        if abs(exponent) > _WINDOW_FLOAT64:
+            raise ValueError(
+                f"{name} has values of magnitude about 2**{exponent}; the accumulators' float64 "
+                f"statistics (up to fourth powers) hold magnitudes up to 2**±{_WINDOW_FLOAT64} "
+                f"only. Multiply every batch of this layer by one power of two, e.g. "
+                f"{name} * 2.0**{-exponent} (CKA does not change), or use linear_cka / "
+                "cka_matrix, which take any magnitude"
+            )
+        return x
+    if abs(exponent) > _WINDOW_FLOAT32:
+        return xp.astype(x, xp.float64)
+    return x
+
+
+def _all_rows_equal(x: Array, xp: Any) -> bool:
+    """True when every row of ``x`` equals the first; two rows settle almost every input."""
+    if x.shape[0] > 1 and not bool(xp.all(x[1:2, :] == x[0:1, :])):
+        return False
+    return bool(xp.all(x == x[0:1, :]))
+
+
+def _translated(x: Array, xp: Any, name: str) -> Prepared:
+    """``x`` minus the mean of a sample of its rows, in ``x``'s dtype (see :func:`prepare_layer`).
+
+    No host synchronisation: a batch whose rows are all equal is translated by its first row
+    instead (exact zeros, so its Gram and self-HSIC are exactly zero), chosen on the device; a
+    float32 batch is scaled by ``2**-e`` on the device (:func:`~cka_sim._backend.scaled_to_unit`)
+    and ``gram_scale`` restores its Gram to the batch's units in float64. A float64 batch beyond
+    ``2**±200`` is refused by name (one host synchronisation, for float64 input only).
+    """
+    if x.dtype == xp.float64:
+        _in_range(x, xp, name)
+    first = x[0:1, :]
+    varies = xp.any(x != first)
+    xc = x - xp.where(varies, sample_centre(x, xp), first[0])
+    if x.dtype != xp.float32:
+        return Prepared(xc)
+    scaled, restore = scaled_to_unit(xc, xp)
+    return Prepared(scaled, gram_scale=restore)
 
 
 def prepare_layers(
@@ -126,8 +210,9 @@ def prepare_layers(
             continue
         if is_torch(value):
             value = value.detach()
-        x = as_matrix(value, f"{side}[{name!r}]", min_rows=1, check_values=not is_torch(value))
-        out.append(prepare_layer(x, namespace(x), exact=exact))
+        label = f"{side}[{name!r}]"
+        x = as_matrix(value, label, min_rows=1, check_values=not is_torch(value))
+        out.append(prepare_layer(x, namespace(x), exact=exact, name=label))
     check_same_batch([p.data for p in out], rows)
     return out, namespace(*[p.data for p in out])
 

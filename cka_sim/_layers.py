@@ -80,7 +80,8 @@ def ratio_matrix(
             warn_undefined(f"layer {layer!r} of {side}", reason, 4)
         bad.append(undefined)
     with np.errstate(invalid="ignore", divide="ignore"):
-        values = cross / np.sqrt(np.outer(np.abs(self_a), np.abs(self_b)))
+        # the square roots first: the product of two self-HSICs can leave the float64 range
+        values = cross / np.outer(np.sqrt(np.abs(self_a)), np.sqrt(np.abs(self_b)))
     values[bad[0], :] = np.nan
     values[:, bad[1]] = np.nan
     return values

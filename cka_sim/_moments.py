@@ -230,9 +230,13 @@ class Moments:
         r_rows = t(r_all)  # (U, m): the product below is then (U, m) @ (m, p), a row-major
         # pass over the batch (torch runs (p, m) @ (m, U) about ten times slower)
         w = []
+        mixed = len({str(xc.dtype) for xc in centred}) > 1  # a float64 unit's r may not fit
         for xc, res in zip(centred, residual, strict=True):
             # Σ_i r_w,i (xc_i - res) for every unit w: (p, U)
-            rw = t(to_float64(xp.astype(r_rows, xc.dtype) @ xc, xp))
+            if mixed:  # float32 (see prepare_layer), so float64 here
+                rw = t(r_rows @ to_float64(xc, xp))
+            else:
+                rw = t(to_float64(xp.astype(r_rows, xc.dtype) @ xc, xp))
             w.append(rw if res is None else rw - res[:, None] * r_sum)
         self.W_self = [w[u][:, u] for u in range(len(r))]
         self.W_uv = [w[v][:, u] for u, v in self.pairs]

@@ -14,6 +14,7 @@ from .exceptions import CKAUndefinedWarning
 
 def as_array(value: Any, name: str) -> Array:
     """Return ``value`` as a NumPy array or torch tensor, converting array-likes with NumPy."""
+    _refuse_masked(value, name)
     if is_array_api_obj(value) and (is_torch(value) or isinstance(value, np.ndarray)):
         array = value
     else:
@@ -32,6 +33,26 @@ def as_array(value: Any, name: str) -> Array:
     if "complex" in kind:
         raise TypeError(f"{name} must be real; got dtype {kind}")
     return array
+
+
+def _refuse_masked(value: Any, name: str) -> None:
+    """Refuse masked arrays: the mask would be dropped or applied silently."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a NumPy masked array; cka-sim uses every value, so the mask would be "
+            "dropped or applied silently. Remove the examples with masked values from both "
+            f"inputs, or fill them ({name}.filled(value)), and pass a plain array."
+        )
+
+
+def _refuse_meta(value: Array, name: str) -> None:
+    """Refuse tensors on the meta device: they have shapes but no values."""
+    if is_torch(value) and value.device.type == "meta":
+        raise ValueError(
+            f"{name} is a tensor on the 'meta' device, which has a shape but no values; run the "
+            "model on real weights and inputs (e.g. model.to_empty(device='cpu') and load a "
+            "state_dict) before comparing its activations"
+        )
 
 
 def _same_library(x: Array, y: Array, names: tuple[str, str]) -> None:
@@ -64,6 +85,7 @@ def as_matrix(value: Any, name: str, *, min_rows: int = 2, check_values: bool = 
     on every batch, and check their accumulated state instead).
     """
     x = as_array(value, name)
+    _refuse_meta(x, name)
     if x.ndim < 2:
         raise ValueError(
             f"{name} must have shape (n_examples, n_features, ...); got shape {tuple(x.shape)}. "
@@ -115,6 +137,7 @@ def check_pair(
 def check_gram(value: Any, name: str, *, min_size: int = 2) -> Array:
     """Validate a kernel (Gram) matrix: square, symmetric, finite, at least ``min_size`` rows."""
     k = as_array(value, name)
+    _refuse_meta(k, name)
     if k.ndim != 2 or k.shape[0] != k.shape[1]:
         raise ValueError(f"{name} must be a square (n, n) Gram matrix; got shape {tuple(k.shape)}")
     n = int(k.shape[0])

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 
-from ._backend import Array, as_output, to_float64, to_scalar, transposed_product
+from ._backend import (
+    Array,
+    as_output,
+    power_of_two_scaled,
+    to_float64,
+    to_scalar,
+    transposed_product,
+)
 from ._batch import prepare_finite
 from ._moments import Moments
 from ._validation import (
     check_choice,
+    check_finite,
     check_gram_pair,
     check_kernel_name,
     check_pair,
+    check_positive,
     warn_undefined,
 )
 from .hsic import gram_inner
@@ -57,7 +67,8 @@ def cka(gram_x: Any, gram_y: Any, *, debiased: bool = False) -> Any:
 
 
 def _cka_of_grams(k: Array, l: Array, xp: Any, *, debiased: bool, names: tuple[str, str]) -> Array:
-    """CKA of validated float64 Grams."""
+    """CKA of validated float64 Grams (each scaled by a power of two first when needed)."""
+    k, l = power_of_two_scaled(k, xp)[0], power_of_two_scaled(l, xp)[0]
     kc = centered(k, xp, unbiased=debiased)
     lc = centered(l, xp, unbiased=debiased)
     n = k.shape[0]
@@ -83,7 +94,7 @@ def _ratio(
                 4,
             )
             return h_xy * float("nan")
-    return h_xy / (h_xx * h_yy) ** 0.5
+    return h_xy / (h_xx**0.5 * h_yy**0.5)  # roots first: h_xx * h_yy can leave float64's range
 
 
 def _is_constant(x: Array, xp: Any) -> bool:
@@ -97,8 +108,14 @@ def _is_constant(x: Array, xp: Any) -> bool:
 
 
 def _check_not_constant(x: Array, y: Array, xp: Any) -> str | None:
+    """Warn and return the name of a constant input (None if neither is).
+
+    NaN or infinity in either input is an error first (scanned only when one is constant).
+    """
     for name, value in (("x", x), ("y", y)):
         if _is_constant(value, xp):
+            check_finite(x, "x", xp)
+            check_finite(y, "y", xp)
             warn_undefined(name, "all of its features are constant (zero self-HSIC)", 5)
             return name
     return None
@@ -172,9 +189,9 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
     if xm.dtype != ym.dtype:  # products need one dtype; promote (float32 with float64 -> float64)
         common = xp.result_type(xm, ym)
         xm, ym = xp.astype(xm, common), xp.astype(ym, common)
+    units = [prepare_finite(a, name, xp) for a, name in ((xm, "x"), (ym, "y"))]  # NaN raises
     if _check_not_constant(xm, ym, xp) is not None:
         return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
-    units = [prepare_finite(a, name, xp) for a, name in ((xm, "x"), (ym, "y"))]
     if method == "gram":
         # The float64 re-centring of the Grams in _cka_of_grams removes the residual means.
         t = xp.matrix_transpose
@@ -232,28 +249,55 @@ def kernel_cka(
     ----------
     Kornblith, Norouzi, Lee & Hinton (2019), ICML.
     """
+    check_kernel_name(kernel, ("rbf", "linear", "polynomial"))
+    sigmas = sigma if isinstance(sigma, tuple) else (sigma, sigma)
+    if len(sigmas) != 2:
+        raise ValueError(f"sigma must be a number or a pair of numbers; got {sigma!r}")
     xm, ym, xp = check_pair(x, y, min_rows=4 if debiased else 2)
     if _check_not_constant(xm, ym, xp) is not None:
         return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
-    check_kernel_name(kernel, ("rbf", "linear", "polynomial"))
     if callable(kernel):
         grams = [_call_kernel(kernel, a, name, xp) for a, name in ((xm, "x"), (ym, "y"))]
-    elif kernel == "rbf":
-        sigmas = sigma if isinstance(sigma, tuple) else (sigma, sigma)
-        if len(sigmas) != 2:
-            raise ValueError(f"sigma must be a number or a pair of numbers; got {sigma!r}")
-        grams = [
-            gram_rbf(a, threshold=threshold, sigma=s) for a, s in zip((xm, ym), sigmas, strict=True)
-        ]
-    elif kernel == "linear":
-        grams = [gram_linear(a) for a in (xm, ym)]
     else:
-        grams = [gram_polynomial(a, degree=degree, gamma=gamma, coef0=coef0) for a in (xm, ym)]
+        grams = [
+            _builtin_gram(a, kernel, threshold, s, degree, gamma, coef0, xp)
+            for a, s in zip((xm, ym), sigmas, strict=True)
+        ]
     if callable(kernel):  # the caller's Grams get the full checks; built-in ones are valid
         k, l, xp = check_gram_pair(*grams, min_size=4 if debiased else 2)
     else:
         k, l = (to_float64(g, xp) for g in grams)
     return as_output(_cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y")))
+
+
+def _builtin_gram(
+    a: Array,
+    kernel: str,
+    threshold: float,
+    sigma: float | None,
+    degree: int,
+    gamma: float | None,
+    coef0: float,
+    xp: Any,
+) -> Array:
+    """The Gram of a built-in kernel, with ``a`` scaled by ``2**-e`` and the kernel adjusted to it.
+
+    The scaling keeps the products in range (see :func:`~cka_sim._backend.power_of_two_scaled`);
+    an explicit RBF bandwidth is scaled by the same power of two and the polynomial ``gamma`` by
+    its square, so the Gram is the one of the unscaled data (exactly: powers of two).
+    """
+    scaled, e = power_of_two_scaled(a, xp)
+    if kernel == "rbf":
+        if sigma is not None:
+            check_positive(sigma, "sigma")
+            sigma = math.ldexp(sigma, -e)
+        return gram_rbf(scaled, threshold=threshold, sigma=sigma)
+    if kernel == "linear":
+        return gram_linear(scaled)
+    if gamma is not None:
+        check_positive(gamma, "gamma")
+    factor = math.ldexp(1.0 / a.shape[1] if gamma is None else gamma, 2 * e)
+    return gram_polynomial(scaled, degree=degree, gamma=factor, coef0=coef0)
 
 
 def _call_kernel(kernel: Callable[[Any], Any], a: Array, name: str, xp: Any) -> Array:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Array, as_output, frobenius_sq, to_float64, to_scalar
+from ._backend import Array, as_output, frobenius_sq, power_of_two_scaled, to_float64, to_scalar
 from ._batch import centre_finite, prepare_finite
 from ._moments import Moments
 from ._validation import (
@@ -204,6 +204,7 @@ def deconfounded_cka_from_grams(
             f"{tuple(k.shape)}"
         )
     names = ("gram_x", "gram_y")
+    k, l, kz = (power_of_two_scaled(g, xp)[0] for g in (k, l, kz))  # products in range
     return as_output(_dcka_of_grams(k, l, kz, xp, debiased, names))
 
 

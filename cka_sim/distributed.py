@@ -29,12 +29,14 @@ import numpy as np
 
 from ._backend import Array, is_torch
 
+_MISSING = 'all_reduce needs torch; install the torch extra: pip install "cka-sim[torch]"'
+
 
 def _dist() -> Any:
     try:
         import torch.distributed as dist
-    except ImportError as err:  # pragma: no cover - torch is an optional extra
-        raise RuntimeError("all_reduce needs torch (pip install 'cka-sim[torch]')") from err
+    except ImportError as err:
+        raise ModuleNotFoundError(_MISSING, name="torch") from err
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError(
             "all_reduce needs an initialised torch.distributed process group; call "
@@ -45,9 +47,9 @@ def _dist() -> Any:
 
 def comm_device(group: Any, like: Any = None) -> Any:
     """The device collectives on ``group`` use: the tensor's own device, CUDA for NCCL, else CPU."""
+    dist = _dist()
     import torch
 
-    dist = _dist()
     backend = str(dist.get_backend(group)).lower()
     if like is not None and is_torch(like):
         if like.device.type == "cpu" and "nccl" in backend:

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any
 
 import numpy as np
 
-from ._backend import Array, as_output, is_torch, row_sq_sums, to_float64, transposed_product
+from ._backend import (
+    Array,
+    as_output,
+    is_torch,
+    power_of_two_scaled,
+    row_sq_sums,
+    times_power_of_two,
+    to_float64,
+    to_scalar,
+    transposed_product,
+)
 from ._validation import check_gram_pair
 from .kernels import centered
 
@@ -26,6 +38,9 @@ def hsic(gram_x: Any, gram_y: Any, *, unbiased: bool = False) -> Any:
 
     computed as :math:`\langle U(K), U(L)\rangle/(n(n-3))` with U-centred Grams
     (:func:`~cka_sim.center_gram` with ``unbiased=True``). The unbiased estimate can be negative.
+    Each Gram is scaled by an exact power of two before the products and the result scaled back,
+    so Grams of any float64 magnitude give the right value, as long as that value itself lies in
+    the float64 range (otherwise a ``RuntimeWarning`` says so).
 
     Parameters
     ----------
@@ -45,7 +60,18 @@ def hsic(gram_x: Any, gram_y: Any, *, unbiased: bool = False) -> Any:
     dependence maximization*, JMLR 13.
     """
     k, l, xp = check_gram_pair(gram_x, gram_y, min_size=4 if unbiased else 2)
-    return as_output(hsic_of_valid(k, l, xp, unbiased=unbiased))
+    (ks, ek), (ls, el) = power_of_two_scaled(k, xp), power_of_two_scaled(l, xp)
+    scaled = hsic_of_valid(ks, ls, xp, unbiased=unbiased)
+    with np.errstate(over="ignore", under="ignore"):  # reported below, in words
+        value = times_power_of_two(scaled, ek + el, xp)
+    if to_scalar(scaled) != 0.0 and not 0.0 < abs(to_scalar(value)) < math.inf:
+        warnings.warn(
+            f"HSIC of gram_x and gram_y is {to_scalar(scaled):.6g} * 2**{ek + el}, outside the "
+            "float64 range; scale the Gram matrices (CKA, their normalised ratio, is unaffected)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return as_output(value)
 
 
 def hsic_of_valid(k: Array, l: Array, xp: Any, *, unbiased: bool) -> Array:

@@ -28,8 +28,31 @@ def gram_linear(x: Any) -> Array:
 
     Returns
     -------
-    Array, shape (n, n)
-        In ``x``'s floating dtype (float16/bfloat16 upcast to float32, integers to float64).
+    numpy.ndarray or torch.Tensor, shape (n, n)
+        In ``x``'s floating dtype (float16/bfloat16 upcast to float32, integers to float64), of
+        ``x``'s library and device.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not numeric (or complex).
+    ValueError
+        If ``x`` has fewer than 2 rows, no features, or NaN or infinite values.
+
+    References
+    ----------
+    Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
+    Revisited*, ICML (the linear kernel of linear CKA).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim import gram_linear
+    >>> x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]) + 1000.0  # the offset does not matter
+    >>> np.round(gram_linear(x), 3)
+    array([[ 0.556, -0.444, -0.111],
+           [-0.444,  0.556, -0.111],
+           [-0.111, -0.111,  0.222]])
     """
     xm = as_matrix(x, "x")
     xp = namespace(xm)
@@ -86,12 +109,30 @@ def gram_rbf(x: Any, *, threshold: float = 1.0, sigma: float | None = None) -> A
 
     Returns
     -------
-    Array, shape (n, n), float64
+    numpy.ndarray or torch.Tensor, shape (n, n)
+        In float64, of ``x``'s library and device; ones on the diagonal.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not numeric (or complex).
+    ValueError
+        If ``x`` has fewer than 2 rows, no features, or NaN or infinite values; if ``threshold`` or ``sigma`` is not a
+        positive finite number; or if the median squared distance is zero (more than half of
+        the pairs of rows are identical), so ``sigma=`` must be given.
 
     References
     ----------
     Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
     Revisited*, ICML.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim import gram_rbf
+    >>> k = gram_rbf(np.random.default_rng(0).standard_normal((5, 3)), threshold=0.5)
+    >>> k.shape, bool(np.allclose(np.diag(k), 1.0)), bool(np.allclose(k, k.T))
+    ((5, 5), True, True)
     """
     check_positive(threshold, "threshold")
     check_positive(sigma, "sigma")
@@ -124,14 +165,40 @@ def gram_polynomial(
     Parameters
     ----------
     x : array_like or torch.Tensor, shape (n, ...)
+        Activations, one row per example.
     degree : int, default 3
+        The exponent :math:`d`.
     gamma : float, optional
-        Defaults to ``1 / p`` (as scikit-learn).
+        The scale :math:`\gamma`; defaults to ``1 / p`` (as scikit-learn).
     coef0 : float, default 1.0
+        The offset :math:`c`.
 
     Returns
     -------
-    Array, shape (n, n), float64
+    numpy.ndarray or torch.Tensor, shape (n, n)
+        In float64, of ``x``'s library and device.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not numeric (or complex).
+    ValueError
+        If ``x`` has fewer than 2 rows, no features, or NaN or infinite values; if ``degree`` is not a positive integer or
+        ``gamma`` not a positive finite number.
+
+    References
+    ----------
+    Schölkopf & Smola (2002), *Learning with Kernels*, MIT Press (the polynomial kernel);
+    Kornblith, Norouzi, Lee & Hinton (2019), ICML (kernel CKA).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim import gram_linear, gram_polynomial
+    >>> x = np.random.default_rng(0).standard_normal((4, 2))
+    >>> k = gram_polynomial(x, degree=1, gamma=1.0, coef0=0.0)  # degree 1: the linear Gram
+    >>> bool(np.allclose(k, gram_linear(x)))
+    True
     """
     if int(degree) != degree or degree < 1:
         raise ValueError(f"degree must be a positive integer; got {degree!r}")
@@ -157,10 +224,34 @@ def center_gram(gram: Any, *, unbiased: bool = False) -> Array:
     gram : array_like or torch.Tensor, shape (n, n)
         Symmetric Gram matrix (n >= 4 when ``unbiased``).
     unbiased : bool, default False
+        Return the U-centred matrix instead of :math:`HKH`.
 
     Returns
     -------
-    Array, shape (n, n), float64
+    numpy.ndarray or torch.Tensor, shape (n, n)
+        In float64, of the input's library and device: rows and columns sum to zero.
+
+    Raises
+    ------
+    TypeError
+        If ``gram`` is not numeric.
+    ValueError
+        If ``gram`` is not square, is smaller than 2 x 2 (4 x 4 when ``unbiased``), is not
+        symmetric, or has NaN or infinite values.
+
+    References
+    ----------
+    Székely & Rizzo (2014), *Partial distance correlation with methods for dissimilarities*,
+    Annals of Statistics (U-centring). Song, Smola, Gretton, Bedo & Borgwardt (2012), *Feature
+    Selection via Dependence Maximization*, JMLR 13 (the unbiased HSIC).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim import center_gram
+    >>> k = center_gram(np.ones((4, 4)) + np.eye(4))
+    >>> bool(np.allclose(k.sum(axis=0), 0.0))
+    True
     """
     k = check_gram(gram, "gram", min_size=4 if unbiased else 2)
     return centered(k, namespace(k), unbiased=unbiased)

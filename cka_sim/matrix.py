@@ -6,7 +6,15 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Array, center_columns, frobenius_sq, is_torch, namespace, to_float64
+from ._backend import (
+    Array,
+    center_columns,
+    frobenius_sq,
+    is_torch,
+    namespace,
+    power_of_two_scaled,
+    to_float64,
+)
 from ._layers import as_layers, ratio_matrix, to_numpy
 from ._measures import Measure, check_confounder_given, check_measure
 from ._validation import as_matrix
@@ -25,7 +33,7 @@ class _Layer:
         self.debiased = debiased
         self.n, self.p = int(x.shape[0]), int(x.shape[1])
         self.constant = _is_constant(x, xp)
-        self.xc = center_columns(x, xp)
+        self.xc = center_columns(power_of_two_scaled(x, xp)[0], xp)
         self.gram: Array | None = None
         if debiased:
             self.r = xp.sum(self.xc * self.xc, axis=1, dtype=xp.float64)

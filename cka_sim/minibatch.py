@@ -102,6 +102,17 @@ class MinibatchCKA(Accumulator):
             check_names(self._names_b, names_b, "acts_b")
         grams_a, m, xp = self._centred_grams(layers_a, "acts_a", None)
         grams_b = grams_a if shared else self._centred_grams(layers_b, "acts_b", m)[0]
+        if is_torch(grams_a) != is_torch(grams_b):
+            kinds = ["torch tensors" if is_torch(g) else "NumPy arrays" for g in (grams_a, grams_b)]
+            raise TypeError(
+                f"acts_a holds {kinds[0]} but acts_b holds {kinds[1]}; pass one kind for both "
+                "models, e.g. torch.as_tensor(array) or tensor.detach().cpu().numpy()"
+            )
+        if is_torch(grams_a) and grams_a.device != grams_b.device:
+            raise ValueError(
+                f"acts_a is on {grams_a.device} but acts_b is on {grams_b.device}; move both "
+                "models' activations to one device"
+            )
         # one batch's HSIC terms, each with its own 1/(m(m-3)) (or 1/(m-1)²) factor
         scale = 1.0 / (m * (m - 3)) if self.debiased else 1.0 / ((m - 1) ** 2)
         cross = (grams_a @ xp.matrix_transpose(grams_b)) * scale
@@ -147,6 +158,8 @@ class MinibatchCKA(Accumulator):
         stack = xp.empty((len(units), m, m), dtype=xp.float64, device=_device(units[0].data))
         for i, unit in enumerate(units):
             stack[i, ...] = gram(unit.data, xp)
+            if unit.gram_scale is not None:  # back to the batch's units (see prepare_layer)
+                stack[i, ...] *= unit.gram_scale
         stack = centered(stack, xp, unbiased=self.debiased, overwrite=True)
         return xp.reshape(stack, (len(units), m * m)), m, xp
 
@@ -155,10 +168,12 @@ class MinibatchCKA(Accumulator):
         if self._cross is None:
             raise ValueError("MinibatchCKA has seen no batch; call update() first")
         cross, self_a, self_b = (to_numpy(a) for a in (self._cross, self._self_a, self._self_b))
-        if not (np.all(np.isfinite(cross)) and np.all(np.isfinite(self_a))):
+        if not all(np.all(np.isfinite(a)) for a in (cross, self_a, self_b)):
             raise ValueError(
-                "MinibatchCKA.compute: a batch given to update() held NaN or infinity; remove or "
-                "impute those values and start again (reset())"
+                "MinibatchCKA.compute: a batch given to update() held NaN or infinity, or float64 "
+                "values beyond about 2**±200, whose fourth powers leave the float64 range (multiply "
+                "every batch of such a layer by one power of two: CKA does not change); fix the "
+                "input and start again (reset())"
             )
         values = ratio_matrix(
             cross,

@@ -78,14 +78,14 @@ def procrustes_similarity(x: Any, y: Any) -> Any:
     if xm.dtype != ym.dtype:  # products need one dtype; promote (float32 with float64 -> float64)
         common = xp.result_type(xm, ym)
         xm, ym = xp.astype(xm, common), xp.astype(ym, common)
+    xc, dx = centre_finite(xm, xp, "x")  # NaN or infinity raise here, before constancy
+    yc, dy = centre_finite(ym, xp, "y")
     for name, value in (("x", xm), ("y", ym)):
         if _is_constant(value, xp):
             warn_undefined(
                 name, "all of its features are constant (zero norm)", 3, measure="Procrustes"
             )
             return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
-    xc, dx = centre_finite(xm, xp, "x")
-    yc, dy = centre_finite(ym, xp, "y")
     norms = xp.sum(row_sq_norms(xc, dx, xp)) * xp.sum(row_sq_norms(yc, dy, xp))
     return as_output(_nuclear_norm(xc, yc, dx, dy, xp) / norms**0.5)
 

@@ -129,7 +129,11 @@ def _pair_units(x_batch: Any, y_batch: Any) -> tuple[list[Prepared], Any]:
         min_rows=1,
         check_values=not is_torch(x_batch),
     )
-    return [prepare_layer(xm, xp, exact=True), prepare_layer(ym, xp, exact=True)], xp
+    units = [
+        prepare_layer(xm, xp, exact=True, name="x_batch"),
+        prepare_layer(ym, xp, exact=True, name="y_batch"),
+    ]
+    return units, xp
 
 
 class StreamingCKA(Accumulator):

@@ -19,8 +19,14 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-import torch
-from torch import nn
+try:
+    import torch
+    from torch import nn
+except ImportError as _err:
+    raise ModuleNotFoundError(
+        'cka_sim.torch needs torch; install the torch extra: pip install "cka-sim[torch]"',
+        name="torch",
+    ) from _err
 
 from ._measures import Measure, check_measure
 from ._validation import check_choice
@@ -58,6 +64,34 @@ class ActivationStore(Mapping[str, torch.Tensor]):
     Yielded by :func:`record_activations`. Iteration follows the order in which the layers were
     requested and lists only the layers that have run since the store was created or last
     :meth:`clear`-ed.
+
+    Parameters
+    ----------
+    layers : sequence of str
+        The recorded layer names, in the order requested.
+
+    Raises
+    ------
+    KeyError
+        On reading a layer that is not recorded, or has not run since the last :meth:`clear`;
+        the message says which.
+
+    References
+    ----------
+    Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
+    Revisited*, ICML.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from cka_sim.torch import record_activations
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    >>> with record_activations(net, ["0", "1"]) as store:
+    ...     before = store.missing()
+    ...     _ = net(torch.randn(3, 4))
+    >>> before, store.missing(), list(store), store.layers
+    (['0', '1'], [], ['0', '1'], ('0', '1'))
     """
 
     def __init__(self, layers: Sequence[str]) -> None:
@@ -70,7 +104,13 @@ class ActivationStore(Mapping[str, torch.Tensor]):
         return self._layers
 
     def missing(self) -> list[str]:
-        """Recorded layers that have not run since the last :meth:`clear`."""
+        """Return the recorded layers that have not run since the last :meth:`clear`.
+
+        Returns
+        -------
+        list of str
+            In the order requested; empty after a complete forward pass.
+        """
         return [name for name in self._layers if name not in self._data]
 
     def clear(self) -> None:
@@ -191,11 +231,29 @@ def default_layers(model: nn.Module) -> list[str]:
     Parameters
     ----------
     model : torch.nn.Module
+        The model.
 
     Returns
     -------
     list of str
         Fully qualified module names (``""`` when the model itself is such a leaf).
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a ``torch.nn.Module``.
+
+    References
+    ----------
+    Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
+    Revisited*, ICML.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from cka_sim.torch import default_layers
+    >>> default_layers(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2)))
+    ['0', '3']
     """
     _check_module(model, "model")
     return [
@@ -218,6 +276,29 @@ def first_tensor(output: Any) -> torch.Tensor | None:
     field order; a tuple or list (``NamedTuple`` included) in element order. So an LSTM's
     ``(output, (h, c))`` gives ``output`` and a ``ModelOutput`` gives its first set field
     (``last_hidden_state`` or ``logits``).
+
+    Parameters
+    ----------
+    output : Any
+        What a module's forward returned.
+
+    Returns
+    -------
+    torch.Tensor or None
+        The tensor found, or None when there is none (the caller then says which layer).
+
+    References
+    ----------
+    Wolf et al. (2020), *Transformers: State-of-the-Art Natural Language Processing*, EMNLP
+    (``ModelOutput``, the output type of Hugging Face models).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cka_sim.torch import first_tensor
+    >>> h = torch.zeros(2, 3)
+    >>> first_tensor((None, {"hidden": h, "cell": torch.ones(1)})) is h
+    True
     """
     if isinstance(output, torch.Tensor):
         return output
@@ -428,6 +509,11 @@ def record_activations(
         When a recorded module runs more than once in one forward pass of ``model`` (once per
         module and ``with`` block).
 
+    References
+    ----------
+    Paszke et al. (2019), *PyTorch: An Imperative Style, High-Performance Deep Learning
+    Library*, NeurIPS (forward hooks, through which the outputs are recorded).
+
     Examples
     --------
     >>> import torch
@@ -496,6 +582,40 @@ def extract_inputs(batch: Any, input_key: InputKey | None = None) -> Any:
 
     The result is passed as ``model(result)``, except that a tuple returned by a callable
     ``input_key`` is passed as positional arguments and a dict as keyword arguments.
+
+    Parameters
+    ----------
+    batch : Any
+        One batch of the loader.
+    input_key : int, str or callable, optional
+        How to find the input, as in :func:`compare_models`.
+
+    Returns
+    -------
+    Any
+        The model input.
+
+    Raises
+    ------
+    ValueError
+        If ``input_key`` does not fit the batch (a key that is absent, an index out of range, a
+        key given for a tensor batch), or a dict batch has no recognisable input.
+    TypeError
+        For a batch that is none of a tensor, tuple, list or mapping (pass a callable).
+
+    References
+    ----------
+    Paszke et al. (2019), *PyTorch: An Imperative Style, High-Performance Deep Learning
+    Library*, NeurIPS; Wolf et al. (2020), *Transformers: State-of-the-Art Natural Language
+    Processing*, EMNLP (the dict batches and key names of Hugging Face models).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cka_sim.torch import extract_inputs
+    >>> x, y = torch.zeros(2, 3), torch.tensor([0, 1])
+    >>> extract_inputs((x, y)) is x, extract_inputs({"pixel_values": x, "labels": y}) is x
+    (True, True)
     """
     if callable(input_key):
         return input_key(batch)
@@ -717,6 +837,18 @@ def compare_models(
         the model classes, layer lists, estimator, activation dtype, device, number of batches and
         the world size.
 
+    Raises
+    ------
+    TypeError
+        If a model is not a ``torch.nn.Module``, a batch is of an unsupported type, or a layer's
+        output holds no tensor.
+    ValueError
+        For a layer name that is not in the model (the message lists close matches), a choice
+        outside those listed, or batches too small for the debiased minibatch estimator.
+    MemoryError
+        For ``estimator="exact"`` when the accumulator would need more than
+        ``memory_budget_bytes``.
+
     Notes
     -----
     Runs under ``torch.inference_mode()`` with both models in eval mode; every submodule's
@@ -732,6 +864,22 @@ def compare_models(
     Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
     Revisited*, ICML. Nguyen, Raghu & Kornblith (2021), *Do Wide and Deep Networks Learn the Same
     Things?*, ICLR.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> from cka_sim.torch import compare_models
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> a = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    >>> b = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    >>> loader = DataLoader(TensorDataset(torch.randn(256, 8)), batch_size=64)
+    >>> result = compare_models(a, b, loader, layers_a=["1", "2"], layers_b=["1", "2"],
+    ...                         estimator="exact", progress=False)
+    >>> result.shape, result.row_names, result.estimator
+    ((2, 2), ['1', '2'], 'linear-debiased')
     """
     _check_module(model_a, "model_a")
     _check_module(model_b, "model_b")
@@ -868,7 +1016,14 @@ def _accumulate(
     ``confounder_of`` (``measure="dcka"``): the confounder of a batch, from the batch (a user's
     callable) or from the batch and the model input (the default, :func:`_model_input`).
     """
-    from tqdm.auto import tqdm
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as err:
+        raise ModuleNotFoundError(
+            "compare_models needs tqdm for its progress bar; install the torch extra: "
+            'pip install "cka-sim[torch]"',
+            name="tqdm",
+        ) from err
 
     rank = torch.distributed.get_rank() if world_size is not None else 0
     n_batches, dtypes = 0, set()

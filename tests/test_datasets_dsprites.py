@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from vae_zoo.datasets import dsprites, load
+from vae_zoo.datasets._grid_cache import cached_images
 from vae_zoo.datasets.splits import train_test_indices
 from vae_zoo.datasets.transforms import downscale2
+from vae_zoo.storage import sha256_file
 
 
 def bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -143,3 +147,44 @@ def test_max_examples_renders_only_a_subset(tmp_path) -> None:
     assert not (tmp_path / "dsprites").exists()
     again = load("dsprites", split="train", size=64, data_dir=tmp_path, max_examples=500)
     np.testing.assert_array_equal(ds.images, again.images)
+
+
+def test_an_empty_cache_file_is_rebuilt_with_the_umask(tmp_path) -> None:
+    previous = os.umask(0o022)
+    try:
+        first = load("dsprites", split="test", size=32, data_dir=tmp_path)
+        path = tmp_path / "dsprites" / "dsprites-v1-32px-test.npy"
+        assert path.stat().st_mode & 0o777 == 0o644  # readable by a shared cache's other users
+        expected = np.array(first.images[:5])
+        del first
+        path.write_bytes(b"")  # a zero-byte file, e.g. a full disk under an older version
+        again = load("dsprites", split="test", size=32, data_dir=tmp_path)
+    finally:
+        os.umask(previous)
+    np.testing.assert_array_equal(again.images[:5], expected)
+
+
+def test_a_garbled_or_unchecked_cache_file_is_rebuilt(tmp_path) -> None:
+    calls = []
+
+    def fill(out: np.ndarray) -> None:
+        calls.append(1)
+        out[:] = np.arange(out.size, dtype=np.uint8).reshape(out.shape)
+
+    path = tmp_path / "grid.npy"
+    shape = (6, 1, 4, 4)
+    built = np.array(cached_images(path, shape, fill))
+    assert (tmp_path / "grid.npy.sha256").read_text().split() == [sha256_file(path), "grid.npy"]
+    np.testing.assert_array_equal(cached_images(path, shape, fill), built)
+    assert len(calls) == 1
+    with open(path, "r+b") as handle:  # overwrite pixels, keep the header: loads as garbage
+        handle.seek(-16, os.SEEK_END)
+        handle.write(bytes(16))
+    np.testing.assert_array_equal(cached_images(path, shape, fill), built)
+    assert len(calls) == 2
+    (tmp_path / "grid.npy.sha256").unlink()  # no recorded checksum: cannot be trusted
+    np.testing.assert_array_equal(cached_images(path, shape, fill), built)
+    assert len(calls) == 3
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    np.testing.assert_array_equal(cached_images(path, shape, fill), built)
+    assert len(calls) == 4

@@ -11,6 +11,7 @@ import torch
 
 import vae_zoo.checkpoint as checkpoint_module
 import vae_zoo.datasets
+import vae_zoo.train as train_module
 from vae_zoo.checkpoint import (
     ArchitectureMismatchError,
     CheckpointError,
@@ -65,13 +66,13 @@ def test_a_few_steps_reduce_the_loss(tmp_path):
     assert losses[-1] < 0.8 * losses[0]
 
 
-def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path, data):
+def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path, data, monkeypatch):
     train_data, test_data = data
     full = train(train_data, tmp_path / "full", TINY, test_data=test_data, progress=False)
     # killed after step 8: the last checkpoint is step 5, steps 6-8 are redone on resume
-    cut = train(
-        train_data, tmp_path / "cut", TINY, test_data=test_data, progress=False, interrupt_after=8
-    )
+    monkeypatch.setattr(train_module, "_interrupt_after", 8)  # as if killed after step 8
+    cut = train(train_data, tmp_path / "cut", TINY, test_data=test_data, progress=False)
+    monkeypatch.setattr(train_module, "_interrupt_after", None)
     assert not cut.complete and not is_complete(tmp_path / "cut")
     assert read_checkpoint(tmp_path / "cut")["step"] == 5
     assert max(r["step"] for r in read_metrics(tmp_path / "cut")) == 8
@@ -338,3 +339,43 @@ def test_a_run_directory_in_use_is_refused_at_once(tmp_path, data):
         with pytest.raises(DirectoryLockedError, match="in use by process"):
             train(data[0], tmp_path / "run", TINY, progress=False)
     assert not any((tmp_path / "run").iterdir())  # nothing trained, nothing written
+
+
+def test_an_incomplete_last_metrics_line_is_dropped_on_resume(tmp_path, data, monkeypatch):
+    train_data, test_data = data
+    full = train(train_data, tmp_path / "full", TINY, test_data=test_data, progress=False)
+    monkeypatch.setattr(train_module, "_interrupt_after", 8)
+    train(train_data, tmp_path / "cut", TINY, test_data=test_data, progress=False)
+    monkeypatch.setattr(train_module, "_interrupt_after", None)
+    with (tmp_path / "cut" / "metrics.jsonl").open("a") as log:
+        log.write('{"step": 9, "split": "train", "lo')  # killed while appending a line
+    assert max(r["step"] for r in read_metrics(tmp_path / "cut")) == 8
+    resumed = train(train_data, tmp_path / "cut", TINY, test_data=test_data, progress=False)
+    assert resumed.complete and resumed.resumed_from == 5
+    assert without_timing(read_metrics(tmp_path / "cut")) == without_timing(
+        read_metrics(full.out_dir)
+    )
+
+
+def test_a_garbled_metrics_line_before_the_last_is_a_clear_error(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n#garbage\n{"step": 2}\n')
+    with pytest.raises(CheckpointError, match="line 2 of .*metrics.jsonl is not a metrics row"):
+        read_metrics(tmp_path)
+
+
+@pytest.mark.parametrize("missing", ["optimizer", "rng", "log_sums", "step"])
+def test_a_checkpoint_without_resume_state_is_a_checkpoint_error(tmp_path, data, missing):
+    short = TrainConfig(steps=2, batch_size=8, log_every=1, eval_every=0, checkpoint_every=1)
+    train(data[0], tmp_path, short, progress=False)
+    payload = read_checkpoint(tmp_path)
+    del payload[missing], payload["format"], payload["version"]
+    checkpoint_module.save_checkpoint(tmp_path / "checkpoint.pt", payload)
+    longer = TrainConfig(**{**short.to_dict(), "steps": 3})
+    with pytest.raises(CheckpointError, match=f"without \\['{missing}'\\]"):
+        train(data[0], tmp_path, longer, progress=False)
+    if missing == "step":
+        return
+    del payload["model"]
+    checkpoint_module.save_checkpoint(tmp_path / "checkpoint.pt", payload)
+    with pytest.raises(CheckpointError, match="without \\['model'\\]"):
+        load_model(tmp_path)

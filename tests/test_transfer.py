@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import vae_zoo.train as train_module
 from vae_zoo.checkpoint import CheckpointNotFoundError, load_model, read_checkpoint
 from vae_zoo.datasets.base import ImageDataset
 from vae_zoo.models import DatasetMismatchError, make_model
@@ -116,11 +117,11 @@ def test_scratch_equals_a_fresh_random_model_in_distribution_not_the_source(sour
         assert value.shape == fresh[name].shape
 
 
-def test_transfer_resumes_bit_for_bit(source, target, tmp_path):
+def test_transfer_resumes_bit_for_bit(source, target, tmp_path, monkeypatch):
     full = transfer(source, target[0], "decoder", tmp_path / "full", CONFIG, progress=False)
-    cut = transfer(
-        source, target[0], "decoder", tmp_path / "cut", CONFIG, progress=False, interrupt_after=3
-    )
+    monkeypatch.setattr(train_module, "_interrupt_after", 3)  # as if killed after step 3
+    cut = transfer(source, target[0], "decoder", tmp_path / "cut", CONFIG, progress=False)
+    monkeypatch.setattr(train_module, "_interrupt_after", None)
     assert not cut.train.complete
     done = transfer(source, target[0], "decoder", tmp_path / "cut", CONFIG, progress=False)
     assert done.train.resumed_from == 3

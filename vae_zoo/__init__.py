@@ -8,8 +8,8 @@ re-runs that study with measured verdicts.
 Submodules: ``datasets`` (offline loaders and generators), ``models`` (the paper's conv VAE),
 ``objectives`` (β-VAE, β-TCVAE, Annealed VAE, DIP-VAE-II), ``train`` (a resumable trainer,
 ``python -m vae_zoo.train``), ``zoo`` (a grid of runs over worker processes), ``checkpoint``
-(atomic, checked checkpoints), ``transfer`` (transfer recipes) and ``study`` (the reproduction,
-``python -m vae_zoo.study``).
+(atomic, checked checkpoints), ``storage`` (atomic writes, checksums, directory locks),
+``transfer`` (transfer recipes) and ``study`` (the reproduction, ``python -m vae_zoo.study``).
 ``vae_zoo`` uses only the public API of :mod:`cka_sim`.
 """
 

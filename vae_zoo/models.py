@@ -128,12 +128,29 @@ class ModelConfig:
 
     Parameters
     ----------
-    channels : int
+    channels : int, default 1
         Image channels ``c`` (1 for greyscale, 3 for colour).
-    size : int
-        Image side in pixels, 32 or 64.
-    latent_dim : int
+    size : {32, 64}, default 64
+        Image side in pixels.
+    latent_dim : int, default 10
         Latent size ``d`` (the paper uses 10).
+
+    Raises
+    ------
+    ValueError
+        If ``size`` is not 32 or 64, or ``channels`` or ``latent_dim`` is not a positive integer.
+
+    References
+    ----------
+    Locatello et al. (2019), *Challenging Common Assumptions in the Unsupervised Learning of
+    Disentangled Representations*, ICML (the ``disentanglement_lib`` convolutional VAE).
+
+    Examples
+    --------
+    >>> from vae_zoo.models import ModelConfig
+    >>> config = ModelConfig(channels=1, size=32)
+    >>> config.flat_features, config.to_dict()
+    (256, {'channels': 1, 'size': 32, 'latent_dim': 10})
     """
 
     channels: int = 1
@@ -160,27 +177,49 @@ class ModelConfig:
         return 64 * self.feature_side**2
 
     def to_dict(self) -> dict[str, int]:
-        """Plain dict for checkpoints and JSON."""
+        """Return the configuration as a plain dict, for checkpoints and JSON.
+
+        Returns
+        -------
+        dict
+            ``{"channels": ..., "size": ..., "latent_dim": ...}``.
+        """
         return asdict(self)
 
     def describe(self) -> str:
-        """Short human-readable form used in error messages."""
+        """Return a short human-readable form, used in error messages.
+
+        Returns
+        -------
+        str
+            E.g. ``"ConvVAE(channels=1, size=64, latent_dim=10)"``.
+        """
         return f"ConvVAE(channels={self.channels}, size={self.size}, latent_dim={self.latent_dim})"
 
 
 class VAEOutput(NamedTuple):
-    """What :meth:`ConvVAE.forward` returns.
+    """The outputs of a forward pass of a :class:`ConvVAE`, as :meth:`ConvVAE.forward` returns.
 
-    Attributes
+    Parameters
     ----------
-    logits : Tensor
+    logits : torch.Tensor
         Bernoulli logits of the reconstruction, ``(n, c, size, size)``.
-    mu, logvar : Tensor
-        Posterior mean and log-variance, ``(n, d)``.
-    z : Tensor
+    mu : torch.Tensor
+        Posterior mean, ``(n, d)``.
+    logvar : torch.Tensor
+        Posterior log-variance, ``(n, d)``.
+    z : torch.Tensor
         The latent code the decoder was driven with, ``(n, d)``.
-    recon : Tensor
+    recon : torch.Tensor
         ``sigmoid(logits)``: the Bernoulli mean, an image in ``[0, 1]``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from vae_zoo.models import make_model
+    >>> out = make_model(size=32, seed=0)(torch.rand(2, 1, 32, 32))
+    >>> out.mu.shape, out.recon.shape
+    (torch.Size([2, 10]), torch.Size([2, 1, 32, 32]))
     """
 
     logits: Tensor
@@ -191,7 +230,31 @@ class VAEOutput(NamedTuple):
 
 
 class Encoder(nn.Module):
-    """Four stride-2 convolutions, a dense layer, and the posterior heads ``mu``/``logvar``."""
+    """The encoder: four stride-2 convolutions, a dense layer, and the posterior heads.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        The architecture (channels, size, latent size).
+
+    Raises
+    ------
+    RuntimeError
+        From torch, when called on a batch whose shape does not fit ``config``.
+
+    References
+    ----------
+    Locatello et al. (2019), *Challenging Common Assumptions in the Unsupervised Learning of
+    Disentangled Representations*, ICML (the ``disentanglement_lib`` convolutional VAE).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from vae_zoo.models import Encoder, ModelConfig
+    >>> mu, logvar = Encoder(ModelConfig(size=32))(torch.rand(2, 1, 32, 32))
+    >>> mu.shape
+    torch.Size([2, 10])
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -205,14 +268,50 @@ class Encoder(nn.Module):
         self.logvar = nn.Linear(256, config.latent_dim)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Return the posterior ``(mu, logvar)`` of images ``x`` of shape ``(n, c, s, s)``."""
+        """Return the posterior mean and log-variance of a batch of images.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (n, c, s, s)
+            Images, floats in ``[0, 1]``.
+
+        Returns
+        -------
+        mu : torch.Tensor, shape (n, d)
+            Posterior mean.
+        logvar : torch.Tensor, shape (n, d)
+            Posterior log-variance.
+        """
         h = self.conv4(self.conv3(self.conv2(self.conv1(x))))
         h = self.dense(h.flatten(1))
         return self.mu(h), self.logvar(h)
 
 
 class Decoder(nn.Module):
-    """Mirror of the encoder: two dense layers, then four transposed convolutions (logits)."""
+    """The decoder, a mirror of the encoder: two dense layers and four transposed convolutions.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        The architecture (channels, size, latent size).
+
+    Raises
+    ------
+    RuntimeError
+        From torch, when called on a batch whose shape does not fit ``config``.
+
+    References
+    ----------
+    Locatello et al. (2019), *Challenging Common Assumptions in the Unsupervised Learning of
+    Disentangled Representations*, ICML (the ``disentanglement_lib`` convolutional VAE).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from vae_zoo.models import Decoder, ModelConfig
+    >>> Decoder(ModelConfig(size=32))(torch.zeros(2, 10)).shape
+    torch.Size([2, 1, 32, 32])
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -225,17 +324,46 @@ class Decoder(nn.Module):
         self.deconv4 = nn.ConvTranspose2d(32, config.channels, kernel_size=4, stride=2, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:
-        """Return Bernoulli logits ``(n, c, s, s)`` for latent codes ``z`` of shape ``(n, d)``."""
+        """Return the Bernoulli logits of the images generated from latent codes.
+
+        Parameters
+        ----------
+        z : torch.Tensor, shape (n, d)
+            Latent codes.
+
+        Returns
+        -------
+        torch.Tensor, shape (n, c, s, s)
+            Bernoulli logits.
+        """
         h = self.dense2(self.dense1(z)).view(-1, 64, self.side, self.side)
         return self.deconv4(self.deconv3(self.deconv2(self.deconv1(h))))
 
 
 class Reparameterize(nn.Module):
-    """The latent code ``z``: a reparameterised sample or the posterior mean.
+    r"""The latent code ``z``: a reparameterised sample or the posterior mean.
 
-    ``z = mu + exp(logvar / 2) · ε`` with ``ε ~ N(0, I)`` (Kingma & Welling 2014), or ``z = mu``.
-    A module of its own so that ``record_activations(model, ["z"])`` captures the code that
-    actually drove the decoder.
+    :math:`z = \mu + \exp(\log\sigma^2 / 2)\,\varepsilon` with
+    :math:`\varepsilon \sim \mathcal N(0, I)`, or :math:`z = \mu`. A module of its own so that
+    ``record_activations(model, ["z"])`` captures the code that actually drove the decoder.
+    Called as ``module(mu, logvar, mode="sample", generator=None)``.
+
+    Raises
+    ------
+    ValueError
+        When called with a ``mode`` other than ``"sample"`` or ``"mean"``.
+
+    References
+    ----------
+    Kingma & Welling (2014), *Auto-Encoding Variational Bayes*, ICLR (the reparameterisation).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from vae_zoo.models import Reparameterize
+    >>> mu = torch.ones(2, 3)
+    >>> torch.equal(Reparameterize()(mu, torch.zeros(2, 3), mode="mean"), mu)
+    True
     """
 
     def forward(
@@ -257,21 +385,43 @@ class ConvVAE(nn.Module):
 
     Parameters
     ----------
-    channels : int
+    channels : int, default 1
         Image channels.
-    size : int
-        32 or 64.
-    latent_dim : int
-        Latent size ``d``; default 10 as in the paper.
-    decode_from : {"sample", "mean"}
+    size : {32, 64}, default 64
+        Image side in pixels.
+    latent_dim : int, default 10
+        Latent size ``d``, 10 as in the paper.
+    decode_from : {"sample", "mean"}, default "sample"
         Default latent code for :meth:`forward`: a reparameterised sample (what the paper used,
         also for its CKA) or the posterior mean (deterministic). Training always samples.
+
+    Raises
+    ------
+    ValueError
+        If ``size`` is not 32 or 64, ``channels`` or ``latent_dim`` is not a positive integer, or
+        ``decode_from`` is not one of the two choices.
 
     Notes
     -----
     Modules are named as in :data:`LAYER_NAMES`; ``model.layer_names()`` returns them in order.
     Calling ``forward(x, generator=g)`` with a seeded ``torch.Generator`` makes sampled codes
     reproducible without touching the global RNG.
+
+    References
+    ----------
+    Burgess et al. (2018), *Understanding disentangling in β-VAE*, arXiv:1804.03599.
+    Locatello et al. (2019), *Challenging Common Assumptions in the Unsupervised Learning of
+    Disentangled Representations*, ICML. Bonheme & Grześ (2023), *How good are variational
+    autoencoders at transfer learning?*, arXiv:2304.10767.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from vae_zoo.models import ConvVAE
+    >>> model = ConvVAE(channels=1, size=32, decode_from="mean")
+    >>> out = model(torch.rand(4, 1, 32, 32))
+    >>> out.logits.shape, model.layer_names()[:2]
+    (torch.Size([4, 1, 32, 32]), ('input', 'encoder.conv1'))
     """
 
     def __init__(
@@ -294,22 +444,65 @@ class ConvVAE(nn.Module):
 
     @classmethod
     def from_config(cls, config: ModelConfig | dict[str, Any], **kwargs: Any) -> ConvVAE:
-        """Build a model from a :class:`ModelConfig` or its dict form."""
+        """Build a model from a :class:`ModelConfig` or its dict form.
+
+        Parameters
+        ----------
+        config : ModelConfig or dict
+            The architecture, e.g. from a checkpoint.
+        **kwargs : Any
+            Passed to the constructor (``decode_from``).
+
+        Returns
+        -------
+        ConvVAE
+            A freshly initialised model.
+        """
         if isinstance(config, dict):
             config = ModelConfig(**config)
         return cls(config.channels, config.size, config.latent_dim, **kwargs)
 
     @staticmethod
     def layer_names() -> tuple[str, ...]:
-        """Names of the compared layers in the paper's order (see :data:`LAYER_NAMES`)."""
+        """Return the names of the compared layers in the paper's order.
+
+        Returns
+        -------
+        tuple of str
+            :data:`LAYER_NAMES`.
+        """
         return LAYER_NAMES
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Posterior ``(mu, logvar)`` of images ``x`` (floats in ``[0, 1]``)."""
+        """Return the posterior mean and log-variance of a batch of images.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (n, c, size, size)
+            Images, floats in ``[0, 1]``.
+
+        Returns
+        -------
+        mu : torch.Tensor, shape (n, d)
+            Posterior mean.
+        logvar : torch.Tensor, shape (n, d)
+            Posterior log-variance.
+        """
         return self.encoder(self.input(x))
 
     def decode(self, z: Tensor) -> Tensor:
-        """Bernoulli logits of the images generated from codes ``z``."""
+        """Return the Bernoulli logits of the images generated from latent codes.
+
+        Parameters
+        ----------
+        z : torch.Tensor, shape (n, d)
+            Latent codes.
+
+        Returns
+        -------
+        torch.Tensor, shape (n, c, size, size)
+            Bernoulli logits; ``torch.sigmoid`` of them is the image.
+        """
         return self.decoder(z)
 
     def forward(
@@ -329,6 +522,11 @@ class ConvVAE(nn.Module):
             Overrides the model's ``decode_from`` for this call.
         generator : torch.Generator, optional
             Source of the reparameterisation noise (default: the global torch RNG).
+
+        Returns
+        -------
+        VAEOutput
+            Logits, posterior mean and log-variance, the code and the reconstruction.
         """
         self._check_input(x)
         mu, logvar = self.encode(x)
@@ -358,8 +556,28 @@ def check_images_fit(config: ModelConfig, channels: int, size: int, *, dataset: 
         The model's architecture.
     channels, size : int
         The dataset's image channels and side length (``ImageDataset.channels``/``.size``).
-    dataset : str
+    dataset : str, default ""
         Dataset name for the message.
+
+    Raises
+    ------
+    DatasetMismatchError
+        If the channel count or the image size differs; the message says what to do.
+
+    References
+    ----------
+    Bonheme & Grześ (2023), *How good are variational autoencoders at transfer learning?*,
+    arXiv:2304.10767: transfer between datasets of the same image shape.
+
+    Examples
+    --------
+    >>> from vae_zoo.models import ModelConfig, check_images_fit
+    >>> check_images_fit(ModelConfig(channels=1, size=32), 1, 32, dataset="mnist")  # fits
+    >>> check_images_fit(ModelConfig(channels=1, size=32), 3, 32, dataset="shapes3d")
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    vae_zoo.models.DatasetMismatchError: dataset 'shapes3d' has 3-channel images ...
     """
     name = f"dataset {dataset!r}" if dataset else "the dataset"
     if channels != config.channels:
@@ -387,6 +605,43 @@ def make_model(
 
     The seed is used in a forked RNG scope, so the global torch RNG is left as it was. Two calls
     with the same arguments return models with identical parameters.
+
+    Parameters
+    ----------
+    channels : int, default 1
+        Image channels.
+    size : {32, 64}, default 64
+        Image side in pixels.
+    latent_dim : int, default 10
+        Latent size ``d``.
+    seed : int, optional
+        Seed of the initialisation; the global torch RNG draws it when omitted.
+    decode_from : {"sample", "mean"}, default "sample"
+        Default latent code of :meth:`ConvVAE.forward`.
+
+    Returns
+    -------
+    ConvVAE
+        The model, in training mode.
+
+    Raises
+    ------
+    ValueError
+        For an unsupported size, a non-positive channel count or latent size, or an unknown
+        ``decode_from``.
+
+    References
+    ----------
+    Locatello et al. (2019), *Challenging Common Assumptions in the Unsupervised Learning of
+    Disentangled Representations*, ICML (the ``disentanglement_lib`` convolutional VAE).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from vae_zoo.models import make_model
+    >>> a, b = make_model(size=32, seed=0), make_model(size=32, seed=0)
+    >>> all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    True
     """
     if seed is None:
         return ConvVAE(channels, size, latent_dim, decode_from=decode_from)

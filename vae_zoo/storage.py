@@ -65,6 +65,38 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     The caller creates the temporary file (``open(tmp, "xb")``, ``np.lib.format.open_memmap``,
     ...). On a normal exit it is flushed to disk and renamed over ``path`` with
     :func:`os.replace`; on any exception it is removed and ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final file; its directory is created if needed.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary path to write, in the same directory.
+
+    Raises
+    ------
+    OSError
+        If the directory cannot be created, or the file cannot be flushed or renamed (a full
+        disk, a read-only place); ``path`` keeps its previous content.
+
+    References
+    ----------
+    The Open Group Base Specifications Issue 7 (POSIX.1-2017): ``rename()`` replaces the target
+    atomically, and ``fsync()`` makes the data durable before it does.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from vae_zoo.storage import atomic_path
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     target = pathlib.Path(root) / "out.txt"
+    ...     with atomic_path(target) as tmp:
+    ...         _ = tmp.write_text("done")
+    ...     target.read_text()
+    'done'
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +114,36 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` atomically: ``write(f)`` into a temporary binary file, then rename it."""
+    """Write ``path`` atomically: ``write(f)`` into a temporary binary file, then rename it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    write : callable
+        Called with the open binary file; writes the content.
+
+    Raises
+    ------
+    OSError
+        As :func:`atomic_path`; an exception from ``write`` also propagates, and in both cases
+        ``path`` keeps its previous content.
+
+    References
+    ----------
+    The Open Group Base Specifications Issue 7 (POSIX.1-2017): ``rename()`` replaces the target
+    atomically, and ``fsync()`` makes the data durable before it does.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from vae_zoo.storage import atomic_write
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     target = pathlib.Path(root) / "out.bin"
+    ...     atomic_write(target, lambda f: f.write(b"abc"))
+    ...     target.read_bytes()
+    b'abc'
+    """
     with atomic_path(path) as tmp:
         with open(tmp, "xb") as handle:
             write(handle)
@@ -95,7 +156,44 @@ def write_json(
     sort_keys: bool = False,
     default: Callable[[Any], Any] | None = None,
 ) -> None:
-    """Write ``obj`` as indented JSON (with a final newline) to ``path`` atomically."""
+    """Write ``obj`` as indented JSON (with a final newline) to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    obj : Any
+        A JSON-serialisable object.
+    sort_keys : bool, default False
+        Sort the keys of every dict.
+    default : callable, optional
+        Converts objects JSON cannot serialise, as in :func:`json.dumps`.
+
+    Raises
+    ------
+    TypeError
+        If ``obj`` is not JSON-serialisable (nothing is written).
+    OSError
+        As :func:`atomic_path`.
+
+    References
+    ----------
+    The Open Group Base Specifications Issue 7 (POSIX.1-2017): ``rename()`` replaces the target
+    atomically, and ``fsync()`` makes the data durable before it does.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from vae_zoo.storage import write_json
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     target = pathlib.Path(root) / "a.json"
+    ...     write_json(target, {"b": 1, "a": 2}, sort_keys=True)
+    ...     print(target.read_text(), end="")
+    {
+      "a": 2,
+      "b": 1
+    }
+    """
     text = json.dumps(obj, indent=2, sort_keys=sort_keys, default=default) + "\n"
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
@@ -110,6 +208,37 @@ def describe_os_error(err: OSError, option: str = "the output directory") -> str
     For a full disk, a read-only or unwritable place it says what to do (free space, or choose
     another ``option``) and that running the same command again resumes; other errors are
     described as they are.
+
+    Parameters
+    ----------
+    err : OSError
+        The error caught.
+    option : str, default "the output directory"
+        What the user can change, named in the advice (e.g. ``"--out directory"``).
+
+    Returns
+    -------
+    str
+        One line, without a trailing period.
+
+    Raises
+    ------
+    AttributeError
+        If ``err`` is not an :class:`OSError` (it has no ``errno``).
+
+    References
+    ----------
+    The Open Group Base Specifications Issue 7 (POSIX.1-2017), ``<errno.h>``: ``ENOSPC``,
+    ``EDQUOT``, ``EROFS``, ``EACCES``, ``EPERM`` and ``ENOTDIR`` are the "cannot write here"
+    errors.
+
+    Examples
+    --------
+    >>> import errno
+    >>> from vae_zoo.storage import describe_os_error
+    >>> err = OSError(errno.ENOSPC, "No space left on device", "/runs/a")
+    >>> describe_os_error(err, "--out directory")
+    'No space left on device: /runs/a. Free space or choose a writable --out directory, then run the same command again: finished work is kept'
     """
     where = f": {err.filename}" if err.filename else ""
     reason = err.strerror or str(err)
@@ -122,7 +251,37 @@ def describe_os_error(err: OSError, option: str = "the output directory") -> str
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of the file at ``path``, read in 1 MiB blocks."""
+    """Return the hex SHA-256 of the file at ``path``, read in 1 MiB blocks.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    str
+        64 lowercase hexadecimal digits.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read (``FileNotFoundError`` when it is missing).
+
+    References
+    ----------
+    NIST (2015), *Secure Hash Standard (SHS)*, FIPS PUB 180-4.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from vae_zoo.storage import sha256_file
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     path = pathlib.Path(root) / "empty"
+    ...     path.touch()
+    ...     sha256_file(path)[:16]
+    'e3b0c44298fc1c14'
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -139,8 +298,30 @@ class Manifest:
 
     Parameters
     ----------
-    root : str or Path
+    root : str or os.PathLike
         The directory whose outputs are recorded (paths are stored relative to it).
+
+    Raises
+    ------
+    ValueError
+        From :meth:`record` or :meth:`verified`, for a path outside ``root``.
+
+    References
+    ----------
+    NIST (2015), *Secure Hash Standard (SHS)*, FIPS PUB 180-4.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from vae_zoo.storage import Manifest
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     output = pathlib.Path(root) / "result.txt"
+    ...     _ = output.write_text("42")
+    ...     Manifest(root).record(output)
+    ...     before = Manifest(root).verified(output)  # a new Manifest reads manifest.json
+    ...     _ = output.write_text("truncated")
+    ...     before, Manifest(root).verified(output)
+    (True, False)
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -164,7 +345,13 @@ class Manifest:
         return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
 
     def record(self, path: str | os.PathLike[str]) -> None:
-        """Record the current checksum of ``path`` (a file under ``root``)."""
+        """Record the current checksum of a file under ``root``, and save the manifest.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The finished output.
+        """
         self._files[self._key(path)] = sha256_file(path)
         write_json(
             self.path,
@@ -173,7 +360,18 @@ class Manifest:
         )
 
     def verified(self, path: str | os.PathLike[str]) -> bool:
-        """Whether ``path`` exists and has the checksum recorded for it."""
+        """Tell whether a file exists and still has the checksum recorded for it.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The output to check.
+
+        Returns
+        -------
+        bool
+            False for a file never recorded, missing, unreadable or changed.
+        """
         expected = self._files.get(self._key(path))
         if expected is None:
             return False
@@ -190,10 +388,37 @@ def lock_directory(directory: str | os.PathLike[str]) -> Iterator[Path]:
     The lock is a ``.lock`` file in the directory, locked with ``fcntl.flock`` and holding the
     owner's process id, host, command and start time; it is removed on release.
 
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The run or study directory.
+
+    Yields
+    ------
+    pathlib.Path
+        The directory, locked until the ``with`` block ends.
+
     Raises
     ------
     DirectoryLockedError
         At once, when another process (or another open lock in this one) holds the directory.
+
+    References
+    ----------
+    Linux man-pages, ``flock(2)``: an advisory lock that is released when its process exits.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from vae_zoo.storage import DirectoryLockedError, lock_directory
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     with lock_directory(root):
+    ...         try:
+    ...             with lock_directory(root):
+    ...                 pass
+    ...         except DirectoryLockedError:
+    ...             print("in use")
+    in use
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

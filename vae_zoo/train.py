@@ -46,22 +46,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
+
+try:
+    import torch
+    from tqdm.auto import tqdm
+except ImportError as _err:
+    from ._extras import missing
+
+    missing(_err, "vae_zoo.train", command=__name__ == "__main__")
 
 from .checkpoint import (
     CHECKPOINT_NAME,
+    RESUME_PAYLOAD_KEYS,
     CheckpointError,
-    atomic_write,
     load_model_state,
     read_checkpoint,
+    require_keys,
     save_checkpoint,
     write_json_atomic,
 )
 from .datasets.base import ImageDataset
 from .models import ConvVAE, check_images_fit, make_model
 from .objectives import OBJECTIVES, Objective, make_objective
-from .storage import DirectoryLockedError, describe_os_error, lock_directory
+from .storage import DirectoryLockedError, atomic_write, describe_os_error, lock_directory
 
 __all__ = [
     "METRICS_NAME",
@@ -186,7 +193,7 @@ class TrainResult:
     step : int
         Steps done.
     complete : bool
-        Whether ``step == config.steps`` (False only after ``interrupt_after``).
+        Whether ``step == config.steps``.
     train, test : dict
         The last train and test metrics lines (empty when none was written).
     resumed_from : int or None
@@ -251,12 +258,35 @@ def evaluate(
     return {key: total / n for key, total in totals.items()}
 
 
-def read_metrics(run_dir: str | Path, split: str | None = None) -> list[dict[str, Any]]:
-    """The lines of a run's ``metrics.jsonl`` (optionally only one ``split``)."""
-    path = Path(run_dir) / METRICS_NAME
+def _parse_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl``; an incomplete or garbled final line (a run killed while
+    appending it) is dropped, a garbled line before it is an error."""
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError("not a metrics row")
+        except ValueError:
+            if number == len(lines):
+                break
+            raise CheckpointError(
+                f"line {number} of {path} is not a metrics row ({line[:60]!r}): the log is "
+                "damaged; delete the run directory to train again"
+            ) from None
+        rows.append(row)
+    return rows
+
+
+def read_metrics(run_dir: str | Path, split: str | None = None) -> list[dict[str, Any]]:
+    """The lines of a run's ``metrics.jsonl`` (optionally only one ``split``).
+
+    An incomplete last line, left by a run killed while writing it, is ignored.
+    """
+    rows = _parse_metrics(Path(run_dir) / METRICS_NAME)
     return [r for r in rows if split is None or r.get("split") == split]
 
 
@@ -298,6 +328,7 @@ def _restore_rng_states(
 
 
 def _check_resume(payload: dict[str, Any], config: TrainConfig, fingerprint: dict, out: Path):
+    require_keys(payload, RESUME_PAYLOAD_KEYS, out / CHECKPOINT_NAME)
     stored = payload.get("train_config", {})
     for key in TrainConfig.RESUME_KEYS:
         if stored.get(key) != getattr(config, key):
@@ -320,20 +351,17 @@ def _check_resume(payload: dict[str, Any], config: TrainConfig, fingerprint: dic
 
 def _truncate_metrics(path: Path, last_step: int) -> None:
     """Keep only the metrics lines of steps <= ``last_step`` (lines written after a checkpoint
-    by a run that was then killed are redone on resume)."""
+    by a run that was then killed are redone on resume; an incomplete last line is dropped)."""
     if not path.is_file():
         return
-    keep = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line)["step"] <= last_step
-    ]
-    text = "".join(line + "\n" for line in keep)
+    keep = [row for row in _parse_metrics(path) if row["step"] <= last_step]
+    text = "".join(json.dumps(row) + "\n" for row in keep)
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def _mean_terms(sums: dict[str, float], count: int) -> dict[str, float]:
-    return {key: value / count for key, value in sums.items()}
+#: Test hook: stop after this step without writing a checkpoint, as if the process were killed
+#: there (the tests of resume set it with ``monkeypatch``). Not part of the API.
+_interrupt_after: int | None = None
 
 
 def train(
@@ -347,7 +375,6 @@ def train(
     reinitialised: Sequence[str] = (),
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
-    interrupt_after: int | None = None,
 ) -> TrainResult:
     """Train a VAE on ``data``, writing checkpoints and logs to ``out_dir``; resume if possible.
 
@@ -358,9 +385,8 @@ def train(
     out_dir : str or Path
         Run directory, locked while training: a second process on it fails at once with
         :class:`~vae_zoo.storage.DirectoryLockedError`, naming the first. When it holds a
-        checkpoint, training resumes from it (the settings in
-        ``TrainConfig.RESUME_KEYS`` and the data must be the same); a complete run is returned
-        as is.
+        checkpoint, training resumes from it (the settings in ``TrainConfig.RESUME_KEYS`` and
+        the data must be the same); a complete run is returned as is.
     config : TrainConfig, optional
         Settings (default ``TrainConfig()``).
     test_data : ImageDataset, optional
@@ -377,206 +403,265 @@ def train(
         JSON-serialisable notes stored in ``config.json`` and the checkpoint.
     progress : bool
         Show a tqdm progress bar.
-    interrupt_after : int, optional
-        Stop after this step without writing a checkpoint, as if the process were killed there
-        (for testing resume).
 
     Returns
     -------
     TrainResult
+
+    Raises
+    ------
+    CheckpointError
+        When the run directory's checkpoint is unreadable or lacks what a resume needs.
+    ResumeMismatchError
+        When it holds a run with other settings or data.
+    DirectoryLockedError
+        When another process is training in it.
     """
     config = config or TrainConfig()
+    if len(data) == 0:
+        raise ValueError(f"dataset {data.name!r} is empty: nothing to train on")
     out = Path(out_dir)
     previous_threads = torch.get_num_threads()
     with lock_directory(out):
         if config.threads:
             torch.set_num_threads(config.threads)
         try:
-            return _run(
-                data,
-                out,
-                config,
-                test_data,
-                init_model,
-                trainable,
-                reinitialised,
-                metadata or {},
-                progress,
-                interrupt_after,
+            run = _Run.start(
+                data, out, config, test_data, init_model, trainable, reinitialised, metadata or {}
             )
+            return _loop(run, progress)
         finally:
             torch.set_num_threads(previous_threads)
 
 
-def _run(
-    data: ImageDataset,
-    out: Path,
-    config: TrainConfig,
-    test_data: ImageDataset | None,
-    init_model: ConvVAE | None,
-    trainable: Iterable[str] | None,
-    reinitialised: Sequence[str],
-    metadata: dict[str, Any],
-    progress: bool,
-    interrupt_after: int | None,
-) -> TrainResult:
-    device = torch.device(config.device)
-    ckpt_path, log_path = out / CHECKPOINT_NAME, out / METRICS_NAME
-    fingerprint = data_fingerprint(data)
-    n = len(data)
-    if n == 0:
-        raise ValueError(f"dataset {data.name!r} is empty: nothing to train on")
+@dataclass
+class _Run:
+    """What one training run holds while it runs: model, optimiser, RNGs and log sums."""
 
-    # -- state: fresh, or restored from the last checkpoint ------------------------------------
-    payload = read_checkpoint(ckpt_path) if ckpt_path.exists() else None
-    data_rng = np.random.default_rng(config.seed)
-    noise = torch.Generator(device=device).manual_seed(config.seed)
-    if payload is not None:
-        _check_resume(payload, config, fingerprint, out)
-        model = ConvVAE.from_config(payload["model_config"])
-        load_model_state(model, payload, ckpt_path)
-        trainable_names = list(payload["trainable"])
-        reinitialised = list(payload["reinitialised"])
-        metadata = payload["metadata"]
-    else:
-        random.seed(config.seed)
-        np.random.seed(config.seed)  # noqa: NPY002 (the global RNG, for user code)
-        torch.manual_seed(config.seed)
-        if init_model is not None:
-            model = init_model
+    out: Path
+    config: TrainConfig
+    data: ImageDataset
+    test_data: ImageDataset | None
+    fingerprint: dict[str, Any]
+    model: ConvVAE
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    data_rng: np.random.Generator
+    noise: torch.Generator
+    trainable: list[str]
+    reinitialised: list[str]
+    metadata: dict[str, Any]
+    step: int = 0
+    resumed_from: int | None = None
+    #: Whether the checkpoint resumed from marked its run complete (None: fresh start).
+    was_complete: bool | None = None
+    log_sums: dict[str, float] = field(default_factory=dict)
+    log_count: int = 0
+
+    @classmethod
+    def start(
+        cls,
+        data: ImageDataset,
+        out: Path,
+        config: TrainConfig,
+        test_data: ImageDataset | None,
+        init_model: ConvVAE | None,
+        trainable: Iterable[str] | None,
+        reinitialised: Sequence[str],
+        metadata: dict[str, Any],
+    ) -> _Run:
+        """A fresh run, or the run restored from ``out``'s checkpoint; writes ``config.json``."""
+        device = torch.device(config.device)
+        checkpoint = out / CHECKPOINT_NAME
+        fingerprint = data_fingerprint(data)
+        payload = read_checkpoint(checkpoint) if checkpoint.exists() else None
+        if payload is not None:
+            _check_resume(payload, config, fingerprint, out)
+            model = ConvVAE.from_config(payload["model_config"])
+            load_model_state(model, payload, checkpoint)
+            trainable = list(payload["trainable"])
+            reinitialised = list(payload["reinitialised"])
+            metadata = payload["metadata"]
         else:
-            model = make_model(data.channels, data.size, config.latent_dim, seed=config.seed)
-        all_names = [name for name, _ in model.named_parameters()]
-        trainable_names = all_names if trainable is None else list(trainable)
-        unknown = sorted(set(trainable_names) - set(all_names))
-        if unknown:
-            raise ValueError(f"trainable names {unknown} are not parameters of the model")
-    check_images_fit(model.config, data.channels, data.size, dataset=data.name)
-    if test_data is not None:
-        check_images_fit(model.config, test_data.channels, test_data.size, dataset=test_data.name)
-    model.to(device).train()
-    for name, param in model.named_parameters():
-        param.requires_grad_(name in trainable_names)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("no trainable parameters: pass at least one name in `trainable`")
-    optimizer = torch.optim.Adam(params, lr=config.lr)
-    objective = config.build_objective()
-    start, log_sums, log_count = 0, {}, 0
-    if payload is not None:
-        optimizer.load_state_dict(payload["optimizer"])
-        _restore_rng_states(payload["rng"], data_rng, noise)
-        start, log_sums, log_count = payload["step"], payload["log_sums"], payload["log_count"]
-        _truncate_metrics(log_path, start)
-        if start < config.steps:  # an extended run is not complete until it reaches the end
-            (out / RESULT_NAME).unlink(missing_ok=True)
-    else:
-        log_path.unlink(missing_ok=True)
-        (out / RESULT_NAME).unlink(missing_ok=True)
-    write_json_atomic(
-        out / CONFIG_NAME,
-        {
-            "train_config": config.to_dict(),
-            "model_config": model.config.to_dict(),
-            "data": fingerprint,
-            "test_data": test_data and data_fingerprint(test_data),
-            "trainable": trainable_names,
-            "reinitialised": list(reinitialised),
-            "metadata": metadata,
-        },
-    )
-
-    def log(row: dict[str, Any]) -> None:
-        with log_path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-
-    def test_loss(step: int) -> None:
-        if test_data is not None:
-            terms = evaluate(
-                model,
-                objective,
-                test_data,
-                step=step,
-                dataset_size=n,
-                max_examples=config.eval_examples,
-                seed=config.seed,
-            )
-            log({"step": step, "split": "test", **terms})
-
-    def checkpoint(step: int) -> None:
-        save_checkpoint(
-            ckpt_path,
+            random.seed(config.seed)
+            np.random.seed(config.seed)  # noqa: NPY002 (the global RNG, for user code)
+            torch.manual_seed(config.seed)
+            model = init_model
+            if model is None:
+                model = make_model(data.channels, data.size, config.latent_dim, seed=config.seed)
+        for images in (data, test_data):
+            if images is not None:
+                check_images_fit(model.config, images.channels, images.size, dataset=images.name)
+        names = _set_trainable(model.to(device).train(), trainable)
+        run = cls(
+            out=out,
+            config=config,
+            data=data,
+            test_data=test_data,
+            fingerprint=fingerprint,
+            model=model,
+            objective=config.build_objective(),
+            optimizer=torch.optim.Adam(
+                [p for p in model.parameters() if p.requires_grad], lr=config.lr
+            ),
+            data_rng=np.random.default_rng(config.seed),
+            noise=torch.Generator(device=device).manual_seed(config.seed),
+            trainable=names,
+            reinitialised=list(reinitialised),
+            metadata=metadata,
+        )
+        run._restore(payload)
+        write_json_atomic(
+            out / CONFIG_NAME,
             {
-                "model_config": model.config.to_dict(),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "step": step,
-                "complete": step == config.steps,
                 "train_config": config.to_dict(),
+                "model_config": model.config.to_dict(),
                 "data": fingerprint,
-                "rng": _rng_states(data_rng, noise),
-                "log_sums": log_sums,
-                "log_count": log_count,
-                "trainable": trainable_names,
-                "reinitialised": list(reinitialised),
+                "test_data": test_data and data_fingerprint(test_data),
+                "trainable": names,
+                "reinitialised": run.reinitialised,
                 "metadata": metadata,
             },
         )
+        return run
 
-    # -- the training loop ----------------------------------------------------------------------
-    eval_steps = config.eval_steps()
-    if start == 0 and 0 in eval_steps:
-        test_loss(0)
-    bar = tqdm(
-        total=config.steps, initial=start, desc=out.name, disable=not progress, dynamic_ncols=True
-    )
-    tick = time.perf_counter()
-    for step in range(start, config.steps):
-        idx = data_rng.integers(0, n, size=config.batch_size)
-        x = torch.from_numpy(data.images[idx]).to(device).float().div_(255.0)  # uint8 -> [0, 1]
-        out_ = model(x, decode_from="sample", generator=noise)
-        terms = objective(x, out_, step=step, dataset_size=n)
-        optimizer.zero_grad(set_to_none=True)
+    def _restore(self, payload: dict[str, Any] | None) -> None:
+        """Load the optimiser, RNGs, step and log sums of ``payload``; None: a fresh start."""
+        log_path, result_path = self.out / METRICS_NAME, self.out / RESULT_NAME
+        if payload is None:
+            log_path.unlink(missing_ok=True)
+            result_path.unlink(missing_ok=True)
+            return
+        self.optimizer.load_state_dict(payload["optimizer"])
+        _restore_rng_states(payload["rng"], self.data_rng, self.noise)
+        self.step = self.resumed_from = payload["step"]
+        self.log_sums, self.log_count = payload["log_sums"], payload["log_count"]
+        self.was_complete = bool(payload.get("complete"))
+        _truncate_metrics(log_path, self.step)
+        if self.step < self.config.steps:  # an extended run is not complete until the end
+            result_path.unlink(missing_ok=True)
+
+    def log(self, row: dict[str, Any]) -> None:
+        """Append one line to ``metrics.jsonl``."""
+        with (self.out / METRICS_NAME).open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def log_test_loss(self, step: int) -> None:
+        """Evaluate and log the test loss (when there is test data)."""
+        if self.test_data is not None:
+            terms = evaluate(
+                self.model,
+                self.objective,
+                self.test_data,
+                step=step,
+                dataset_size=len(self.data),
+                max_examples=self.config.eval_examples,
+                seed=self.config.seed,
+            )
+            self.log({"step": step, "split": "test", **terms})
+
+    def train_step(self) -> dict[str, float]:
+        """One Adam step on a batch of random examples; return the loss terms."""
+        n, device = len(self.data), self.noise.device
+        idx = self.data_rng.integers(0, n, size=self.config.batch_size)
+        x = torch.from_numpy(self.data.images[idx]).to(device).float().div_(255.0)
+        out = self.model(x, decode_from="sample", generator=self.noise)
+        terms = self.objective(x, out, step=self.step, dataset_size=n)
+        self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
-        optimizer.step()
-
-        done = step + 1
+        self.optimizer.step()
+        self.step += 1
         values = {key: float(value.detach()) for key, value in terms.items()}
         if not math.isfinite(values["loss"]):
             raise FloatingPointError(
-                f"loss became {values['loss']} at step {done} of {out}: lower the learning "
-                "rate or the objective's weights"
+                f"loss became {values['loss']} at step {self.step} of {self.out}: lower the "
+                "learning rate or the objective's weights"
             )
+        return values
+
+    def log_train_terms(self, values: dict[str, float], seconds: float) -> dict[str, float]:
+        """Add one step's terms to the sums; every ``log_every`` steps log and return their mean."""
         for key, value in values.items():
-            log_sums[key] = log_sums.get(key, 0.0) + value
-        log_count += 1
-        if done % config.log_every == 0 or done == config.steps:
-            now = time.perf_counter()
-            row = _mean_terms(log_sums, log_count)
-            log(
-                {
-                    "step": done,
-                    "split": "train",
-                    **row,
-                    "steps_per_s": round(log_count / max(now - tick, 1e-9), 2),
-                }
-            )
+            self.log_sums[key] = self.log_sums.get(key, 0.0) + value
+        self.log_count += 1
+        if self.step % self.config.log_every and self.step != self.config.steps:
+            return {}
+        row = _mean_terms(self.log_sums, self.log_count)
+        speed = round(self.log_count / max(seconds, 1e-9), 2)
+        self.log({"step": self.step, "split": "train", **row, "steps_per_s": speed})
+        self.log_sums, self.log_count = {}, 0
+        return row
+
+    def save_checkpoint(self) -> None:
+        """Write ``checkpoint.pt`` (atomically) with everything a bit-exact resume needs."""
+        save_checkpoint(
+            self.out / CHECKPOINT_NAME,
+            {
+                "model_config": self.model.config.to_dict(),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "step": self.step,
+                "complete": self.step == self.config.steps,
+                "train_config": self.config.to_dict(),
+                "data": self.fingerprint,
+                "rng": _rng_states(self.data_rng, self.noise),
+                "log_sums": self.log_sums,
+                "log_count": self.log_count,
+                "trainable": self.trainable,
+                "reinitialised": self.reinitialised,
+                "metadata": self.metadata,
+            },
+        )
+
+
+def _set_trainable(model: ConvVAE, trainable: Iterable[str] | None) -> list[str]:
+    """Freeze every parameter not named in ``trainable`` (None: train all); return the names."""
+    all_names = [name for name, _ in model.named_parameters()]
+    names = all_names if trainable is None else list(trainable)
+    unknown = sorted(set(names) - set(all_names))
+    if unknown:
+        raise ValueError(f"trainable names {unknown} are not parameters of the model")
+    if not names:
+        raise ValueError("no trainable parameters: pass at least one name in `trainable`")
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in names)
+    return names
+
+
+def _loop(run: _Run, progress: bool) -> TrainResult:
+    """The training loop: step, log, evaluate, checkpoint; then ``result.json``."""
+    config = run.config
+    eval_steps = config.eval_steps()
+    if run.step == 0 and 0 in eval_steps:
+        run.log_test_loss(0)
+    bar = tqdm(
+        total=config.steps,
+        initial=run.step,
+        desc=run.out.name,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    tick = time.perf_counter()
+    while run.step < config.steps:
+        values = run.train_step()
+        row = run.log_train_terms(values, time.perf_counter() - tick)
+        if row:
             bar.set_postfix(loss=f"{row['loss']:.2f}")
-            tick, log_sums, log_count = now, {}, 0
-        if done in eval_steps:
-            test_loss(done)
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            checkpoint(done)
+            tick = time.perf_counter()
+        if run.step in eval_steps:
+            run.log_test_loss(run.step)
+        if run.step % config.checkpoint_every == 0 or run.step == config.steps:
+            run.save_checkpoint()
         bar.update(1)
-        if interrupt_after is not None and done >= interrupt_after and done < config.steps:
+        if _interrupt_after is not None and _interrupt_after <= run.step < config.steps:
             bar.close()
-            return _result(out, done, False, start if payload else None)
+            return _result(run.out, run.step, False, run.resumed_from)
     bar.close()
-    if payload is not None and start == config.steps and payload.get("complete") is False:
-        checkpoint(config.steps)  # an extended run that already had enough steps
-    result = _result(out, config.steps, True, start if payload else None)
+    if run.was_complete is False and run.resumed_from == config.steps:
+        run.save_checkpoint()  # an extended run that already had enough steps
+    result = _result(run.out, config.steps, True, run.resumed_from)
     write_json_atomic(
-        out / RESULT_NAME,
+        run.out / RESULT_NAME,
         {
             "complete": True,
             "step": config.steps,
@@ -584,11 +669,15 @@ def _run(
             "train": result.train,
             "test": result.test,
             "train_config": config.to_dict(),
-            "model_config": model.config.to_dict(),
-            "metadata": metadata,
+            "model_config": run.model.config.to_dict(),
+            "metadata": run.metadata,
         },
     )
     return result
+
+
+def _mean_terms(sums: dict[str, float], count: int) -> dict[str, float]:
+    return {key: value / count for key, value in sums.items()}
 
 
 def _result(out: Path, step: int, complete: bool, resumed_from: int | None) -> TrainResult:
@@ -634,30 +723,78 @@ def add_param_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except the uninformative ones (None, False, empty)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        default = action.default
+        if default is None or default is False or default == [] or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options shared by ``vae_zoo.train`` and ``vae_zoo.zoo``, with TrainConfig's defaults."""
+    d = TrainConfig()
+    parser.add_argument(
+        "--objective",
+        default=d.objective,
+        choices=sorted(OBJECTIVES),
+        help="VAE objective (its hyper-parameters: --param)",
+    )
+    add_param_argument(parser)
+    parser.add_argument(
+        "--size", type=int, default=32, choices=(32, 64), help="image side in pixels"
+    )
+    parser.add_argument("--steps", type=int, default=d.steps, help="optimisation steps per run")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per step")
+    parser.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=d.checkpoint_every,
+        help="steps between checkpoints (a killed run loses at most this many)",
+    )
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=d.eval_every,
+        help="steps between test-loss evaluations (0: only at the end)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m vae_zoo.train`` argument parser."""
     d = TrainConfig()
     p = argparse.ArgumentParser(
         prog="python -m vae_zoo.train",
         description="Train the paper's conv VAE on one dataset (resumes when --out has a run).",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--dataset", required=True, help="dsprites, mnist, fashion_mnist, animals...")
-    p.add_argument("--size", type=int, default=32, choices=(32, 64), help="image side (px)")
+    p.add_argument(
+        "--dataset", required=True, help="dsprites, mnist, fashion_mnist, animals, shapes3d, digits"
+    )
     p.add_argument("--out", required=True, type=Path, help="run directory")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--objective", default=d.objective, choices=sorted(OBJECTIVES))
-    add_param_argument(p)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--latent-dim", type=int, default=d.latent_dim)
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--eval-examples", type=int, default=d.eval_examples)
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (default 1)")
-    p.add_argument("--device", default=d.device)
-    p.add_argument("--data-dir", type=Path, default=None, help="dataset cache directory")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds init, batches and noise")
+    add_schedule_arguments(p)
+    p.add_argument("--latent-dim", type=int, default=d.latent_dim, help="latent size d")
+    p.add_argument(
+        "--log-every", type=int, default=d.log_every, help="steps between train-loss lines"
+    )
+    p.add_argument(
+        "--eval-examples",
+        type=int,
+        default=d.eval_examples,
+        help="test examples per test-loss evaluation",
+    )
+    p.add_argument("--threads", type=int, default=d.threads, help="torch threads")
+    p.add_argument("--device", default=d.device, help="cpu (bit-exact resume) or cuda")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="dataset cache directory (default: $VAE_ZOO_DATA or ~/.cache/vae_zoo)",
+    )
     p.add_argument("--no-test", action="store_true", help="skip the test-loss evaluations")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p

@@ -213,7 +213,6 @@ def transfer(
     test_data: ImageDataset | None = None,
     eval_budgets: Sequence[int] = (),
     progress: bool = True,
-    interrupt_after: int | None = None,
 ) -> TransferResult:
     """Fine-tune the model in ``source`` on ``target`` with a recipe; resumable like :func:`train`.
 
@@ -236,8 +235,6 @@ def transfer(
         Steps at which to record the target test loss (0 = before fine-tuning).
     progress : bool
         Show a progress bar.
-    interrupt_after : int, optional
-        As in :func:`~vae_zoo.train.train` (for tests).
 
     Raises
     ------
@@ -287,7 +284,6 @@ def transfer(
         reinitialised=params["reinitialised"],
         metadata={"transfer": record},
         progress=progress,
-        interrupt_after=interrupt_after,
     )
     test_loss = {int(r["step"]): float(r["loss"]) for r in read_metrics(out, "test")}
     if result.complete:

@@ -39,11 +39,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+try:
+    import torch  # noqa: F401 - checked here so that a missing torch gets the message below
+    from tqdm.auto import tqdm
+except ImportError as _err:
+    from ._extras import missing
+
+    missing(_err, "vae_zoo.zoo", command=__name__ == "__main__")
 
 from .datasets.base import ImageDataset
 from .storage import DirectoryLockedError, describe_os_error
-from .train import TrainConfig, add_param_argument, is_complete, train
+from .train import HelpFormatter, TrainConfig, add_schedule_arguments, is_complete, train
 
 __all__ = [
     "DatasetLoader",
@@ -271,25 +277,34 @@ def run_zoo(
     ]
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m vae_zoo.zoo`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="python -m vae_zoo.zoo",
+        description=__doc__.split("\n")[0],
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--datasets", nargs="+", required=True, help="datasets of the grid")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="seeds of the grid")
+    p.add_argument("--out", type=Path, required=True, help="root directory of the zoo")
+    add_schedule_arguments(p)
+    p.add_argument(
+        "--workers", type=int, default=2, help="training processes, one torch thread each"
+    )
+    p.add_argument(
+        "--max-examples", type=int, default=None, help="cap on each training set (default: all)"
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="dataset cache directory (default: $VAE_ZOO_DATA or ~/.cache/vae_zoo)",
+    )
+    return p
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m vae_zoo.zoo``; returns the exit status."""
-    d = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m vae_zoo.zoo", description=__doc__.split("\n")[0])
-    p.add_argument("--datasets", nargs="+", required=True)
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    p.add_argument("--objective", default=d.objective)
-    add_param_argument(p)
-    p.add_argument("--size", type=int, default=32, choices=(32, 64))
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--max-examples", type=int, default=None, help="cap on each training set")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     config = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,

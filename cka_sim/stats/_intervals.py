@@ -35,36 +35,59 @@ def intervals(
     *,
     method: str,
     confidence_level: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper bounds per cell (shape of ``observed``); NaN where undefined."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower and upper bounds per cell (shape of ``observed``), and where BCa fell back.
+
+    NaN where the estimate or a replicate is NaN. ``method="bca"`` falls back, per cell, to the
+    basic interval widened to contain the estimate wherever BCa is undefined (every replicate on
+    one side of the estimate) or excludes the estimate (its bias correction exceeds the
+    interval's half-width, so its adjusted levels ask for quantiles beyond the replicates); the
+    third array is True in those cells, and a ``RuntimeWarning`` says how many there are.
+    """
     alpha = 1.0 - confidence_level
     low = np.full(observed.shape, np.nan)
     high = np.full(observed.shape, np.nan)
+    fallback = np.zeros(observed.shape, dtype=bool)
     accel = acceleration(jackknife) if jackknife is not None else None
     for cell in np.ndindex(observed.shape):
         theta, t = observed[cell], replicates[cell]
         if np.isnan(theta) or np.isnan(t).any():
             continue
+        q_low, q_high = np.quantile(t, [alpha / 2, 1 - alpha / 2])
         if method == "percentile":
-            low[cell], high[cell] = np.quantile(t, [alpha / 2, 1 - alpha / 2])
-        elif method == "basic":
-            q_low, q_high = np.quantile(t, [alpha / 2, 1 - alpha / 2])
-            low[cell], high[cell] = 2 * theta - q_high, 2 * theta - q_low
+            low[cell], high[cell] = q_low, q_high
+            continue
+        basic = (2 * theta - q_high, 2 * theta - q_low)
+        if method == "basic":
+            low[cell], high[cell] = basic
+            continue
+        assert accel is not None
+        bca = _bca(theta, t, accel[cell], alpha)
+        if bca is not None and bca[0] <= theta <= bca[1]:
+            low[cell], high[cell] = bca
         else:
-            assert accel is not None
-            a = accel[cell] if np.isfinite(accel[cell]) else 0.0
-            below = (np.sum(t < theta) + 0.5 * np.sum(t == theta)) / t.size
-            if below in (0.0, 1.0):
-                warnings.warn(
-                    "all bootstrap replicates lie on one side of the estimate (a bias larger than "
-                    "the spread, typical of biased CKA with many features), so the BCa interval is "
-                    "undefined and NaN is returned; use debiased=True or method='basic'",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
-                continue
-            z0 = ndtri(below)
-            z = ndtri(np.array([alpha / 2, 1 - alpha / 2]))
-            levels = ndtr(z0 + (z0 + z) / (1 - a * (z0 + z)))
-            low[cell], high[cell] = np.quantile(t, levels)
-    return low, high
+            fallback[cell] = True
+            low[cell], high[cell] = min(basic[0], theta), max(basic[1], theta)
+    if fallback.any():
+        warnings.warn(
+            f"the BCa interval is undefined or excludes the estimate in {int(fallback.sum())} "
+            "cell(s) (the bias of the half-sample replicates exceeds their spread, typical of "
+            "biased CKA with many features); those cells get the basic interval widened to "
+            "contain the estimate, as recorded in the result. Prefer debiased=True",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return low, high, fallback
+
+
+def _bca(theta: float, t: np.ndarray, accel: float, alpha: float) -> tuple[float, float] | None:
+    """BCa bounds (Efron, 1987), or None when the bias correction is infinite."""
+    a = accel if np.isfinite(accel) else 0.0
+    below = (np.sum(t < theta) + 0.5 * np.sum(t == theta)) / t.size
+    if below in (0.0, 1.0):
+        return None
+    z0 = ndtri(below)
+    z = ndtri(np.array([alpha / 2, 1 - alpha / 2]))
+    levels = ndtr(z0 + (z0 + z) / (1 - a * (z0 + z)))
+    lo, hi = np.quantile(t, levels)
+    return float(lo), float(hi)

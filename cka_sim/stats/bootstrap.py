@@ -14,6 +14,8 @@ from ._checks import (
     check_confidence_level,
     check_debiased_rows,
     check_kernel,
+    constant_argument,
+    scaled_for_kernel,
 )
 from ._engine import choose_form, represent
 from ._intervals import METHODS, half_sample_scale, intervals
@@ -24,7 +26,7 @@ from ._measures import (
     subset_values,
 )
 from ._resampling import generator, half_samples, jackknife_groups
-from ._results import BootstrapResult, ConfidenceInterval
+from ._results import BootstrapResult, ConfidenceInterval, estimator_name
 from ._tables import observed_table, subset_table
 
 
@@ -81,7 +83,13 @@ def bootstrap_ci(
         ``"percentile"``: quantiles :math:`\alpha/2, 1-\alpha/2` of :math:`\theta^*`.
         ``"basic"``: :math:`[2\hat\theta - q_{1-\alpha/2},\ 2\hat\theta - q_{\alpha/2}]`.
         ``"bca"``: bias-corrected and accelerated percentiles (Efron, 1987), the acceleration
-        from a jackknife over at most 50 interleaved groups of examples.
+        from a jackknife over at most 50 interleaved groups of examples. Where BCa is undefined
+        (every replicate on one side of the estimate) or excludes the estimate (its bias
+        correction exceeds the half-width), the basic interval, widened to contain the
+        estimate, is returned instead, ``interval_method`` says ``"basic-widened"`` and a
+        ``RuntimeWarning`` is raised. So the default always gives a finite interval that
+        contains the estimate on well-defined data. This happens with biased CKA when features
+        are many: its half-samples are biased upwards by more than their spread.
     debiased : bool, default False
         Use debiased CKA (unbiased HSIC₁); needs ``n >= 8`` so that half-samples have 4 rows.
     kernel, threshold, sigma
@@ -101,8 +109,8 @@ def bootstrap_ci(
     -------
     BootstrapResult
         ``statistic``, ``confidence_interval`` (``.low``, ``.high``), ``standard_error`` (standard
-        deviation of the replicates) and ``bootstrap_distribution`` (the ``B`` replicates
-        :math:`\theta^*_b`). NaN throughout, with a
+        deviation of the replicates), ``bootstrap_distribution`` (the ``B`` replicates
+        :math:`\theta^*_b`) and ``interval_method`` (the method actually used). NaN throughout, with a
         :class:`~cka_sim.exceptions.CKAUndefinedWarning`, when CKA is undefined.
 
     Notes
@@ -137,26 +145,44 @@ def bootstrap_ci(
     if measure != "cka":
         zm = None if confounder is None else confounder_matrix(confounder, n)
         fn = measure_function(measure, debiased)
-        return _measure_interval(fn, xm, ym, zm, n_resamples, level, method, seed)
+        name = estimator_name(measure, debiased)
+        return _measure_interval(fn, xm, ym, zm, n_resamples, level, method, seed, name)
     form = choose_form(n // 2, [xm.shape[1], ym.shape[1]], kernel)
-    options = {"kernel": kernel, "threshold": threshold, "sigma": sigma}
-    reps = [represent(xm, form, **options)], [represent(ym, form, **options)]
+    name = estimator_name(kernel, debiased)
+    if constant_argument({"x": xm, "y": ym}) is not None:
+        return _undefined(n_resamples, method, name)
+    (xm, sigma_x), (ym, sigma_y) = (scaled_for_kernel(a, kernel, sigma) for a in (xm, ym))
+    options = {"kernel": kernel, "threshold": threshold}
+    reps = (
+        [represent(xm, form, sigma=sigma_x, **options)],
+        [represent(ym, form, sigma=sigma_y, **options)],
+    )
     observed = observed_table(*reps, debiased=debiased)
     if np.isnan(observed[0, 0]):
         warn_undefined(
             "x or y", "a self-HSIC is not positive (constant features or too few examples)"
         )
-        nan = ConfidenceInterval(np.nan, np.nan)
-        return BootstrapResult(np.nan, nan, np.nan, np.full(n_resamples, np.nan))
+        return _undefined(n_resamples, method, name)
     replicates = resample_table(*reps, observed, n_resamples, debiased=debiased, seed=seed)
     jack = jackknife_table(*reps, debiased=debiased) if method == "bca" else None
-    low, high = intervals(observed, replicates, jack, method=method, confidence_level=level)
+    low, high, fallback = intervals(
+        observed, replicates, jack, method=method, confidence_level=level
+    )
     t = replicates[0, 0]
     return BootstrapResult(
         float(observed[0, 0]),
         ConfidenceInterval(float(low[0, 0]), float(high[0, 0])),
         float(np.std(t, ddof=1)),
         t,
+        name,
+        interval_method="basic-widened" if fallback[0, 0] else method,
+    )
+
+
+def _undefined(n_resamples: int, method: str, name: str) -> BootstrapResult:
+    nan = ConfidenceInterval(np.nan, np.nan)
+    return BootstrapResult(
+        np.nan, nan, np.nan, np.full(n_resamples, np.nan), name, interval_method=method
     )
 
 
@@ -195,24 +221,28 @@ def _measure_interval(
     level: float,
     method: str,
     seed: Any,
+    name: str,
 ) -> BootstrapResult:
     """The interval for a measure recomputed from the data (see :mod:`cka_sim.stats._measures`)."""
     n = xm.shape[0]
     observed = np.array([[fn(xm, ym, zm)]])
     if np.isnan(observed[0, 0]):  # the measure has warned why
-        nan = ConfidenceInterval(np.nan, np.nan)
-        return BootstrapResult(np.nan, nan, np.nan, np.full(count, np.nan))
+        return _undefined(count, method, name)
     subsets = (rows for block in half_samples(generator(seed), n, count) for rows in block)
     raw = subset_values(fn, xm, ym, zm, subsets)[None, None, :]
     replicates = observed[..., None] + half_sample_scale(n) * (raw - observed[..., None])
     jack = None
     if method == "bca":
         jack = subset_values(fn, xm, ym, zm, jackknife_groups(n))[None, None, :]
-    low, high = intervals(observed, replicates, jack, method=method, confidence_level=level)
+    low, high, fallback = intervals(
+        observed, replicates, jack, method=method, confidence_level=level
+    )
     t = replicates[0, 0]
     return BootstrapResult(
         float(observed[0, 0]),
         ConfidenceInterval(float(low[0, 0]), float(high[0, 0])),
         float(np.std(t, ddof=1)),
         t,
+        name,
+        interval_method="basic-widened" if fallback[0, 0] else method,
     )

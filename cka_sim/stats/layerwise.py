@@ -7,8 +7,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._backend import power_of_two_scaled
 from .._measures import Measure, estimator_name
-from .._validation import as_matrix, check_choice, check_count
+from .._validation import as_matrix, check_choice, check_count, warn_undefined
+from ..cka import _is_constant
 from ..result import CKAResult, default_metadata
 from ._checks import (
     check_confidence_level,
@@ -79,6 +81,10 @@ def cka_matrix_with_uncertainty(
     CKAResult
         With ``ci_low``, ``ci_high`` and ``pvalues`` filled (unless skipped); the settings are in
         ``metadata``. The p-values are per cell, not corrected for the number of cells.
+        ``metadata["interval_fallback_cells"]`` lists the ``[row, column]`` cells where
+        ``method="bca"`` fell back to the basic interval widened to contain the estimate (see
+        :func:`~cka_sim.stats.bootstrap_ci`). A constant layer gives a NaN row or column (values,
+        intervals and p-values) with a :class:`~cka_sim.CKAUndefinedWarning` naming it.
 
     Notes
     -----
@@ -124,26 +130,41 @@ def cka_matrix_with_uncertainty(
             seed,
         )
         return _result(tables, mats_a, mats_b, estimator_name(measure, debiased), n, method, level)
+    constant = {
+        side: [name for name, m in mats.items() if _is_constant(m, np)]
+        for side, mats in (("acts_a", mats_a), ("acts_b", mats_b))
+    }
+    for side, names in constant.items():
+        for name in names:
+            warn_undefined(
+                f"layer {name!r} of {side}", "all of its features are constant (zero self-HSIC)"
+            )
+    mats_a = {k: v if k in constant["acts_a"] else _scaled(v) for k, v in mats_a.items()}
+    mats_b = {k: v if k in constant["acts_b"] else _scaled(v) for k, v in mats_b.items()}
     widths = [m.shape[1] for m in [*mats_a.values(), *mats_b.values()]]
     form = choose_form(n // 2 if n_resamples else n, widths, "linear")
     reps_a = [represent(m, form) for m in mats_a.values()]
     reps_b = [represent(m, form) for m in mats_b.values()]
     observed = observed_table(reps_a, reps_b, debiased=debiased)
+    undefined_rows = [i for i, k in enumerate(mats_a) if k in constant["acts_a"]]
+    undefined_cols = [j for j, k in enumerate(mats_b) if k in constant["acts_b"]]
+    observed[undefined_rows, :] = np.nan  # exactly: a constant layer's centred data may
+    observed[:, undefined_cols] = np.nan  # not be exactly zero after a float64 mean
     rng = generator(seed)
-    ci_low = ci_high = pvalues = None
+    ci_low = ci_high = pvalues = fallback = None
     if n_resamples:
         replicates = resample_table(
             reps_a, reps_b, observed, n_resamples, debiased=debiased, seed=rng
         )
         jack = jackknife_table(reps_a, reps_b, debiased=debiased) if method == "bca" else None
-        ci_low, ci_high = intervals(
+        ci_low, ci_high, fallback = intervals(
             observed, replicates, jack, method=method, confidence_level=level
         )
     if n_permutations:
         blocks = permutations(rng, n, n_permutations)
         null = permutation_table(reps_a, reps_b, blocks, debiased=debiased)
         pvalues = permutation_pvalues(observed, null)
-    tables = (observed, ci_low, ci_high, pvalues, n_resamples, n_permutations)
+    tables = (observed, ci_low, ci_high, pvalues, n_resamples, n_permutations, fallback)
     estimator = "linear-debiased" if debiased else "linear"
     return _result(tables, mats_a, mats_b, estimator, n, method, level)
 
@@ -151,7 +172,11 @@ def cka_matrix_with_uncertainty(
 def _result(
     tables: tuple, mats_a: dict, mats_b: dict, estimator: str, n: int, method: str, level: float
 ) -> CKAResult:
-    observed, ci_low, ci_high, pvalues, n_resamples, n_permutations = tables
+    observed, ci_low, ci_high, pvalues, n_resamples, n_permutations, fallback = tables
+    names_a, names_b = list(mats_a), list(mats_b)
+    fallback_cells = (
+        [] if fallback is None else [[names_a[i], names_b[j]] for i, j in np.argwhere(fallback)]
+    )
     return CKAResult(
         values=observed,
         row_names=list(mats_a),
@@ -163,6 +188,7 @@ def _result(
             n_permutations=n_permutations,
             confidence_level=level,
             interval_method=method,
+            interval_fallback_cells=fallback_cells,
             resampling="half-sampling without replacement",
         ),
         ci_low=ci_low,
@@ -188,7 +214,7 @@ def _measure_tables(
     observed = np.array([fn(a, b, zm) for a, b in pairs]).reshape(shape)
     n = next(iter(mats_a.values())).shape[0]
     rng = generator(seed)
-    ci_low = ci_high = pvalues = None
+    ci_low = ci_high = pvalues = fallback = None
     if n_resamples:
         subsets = [rows for block in half_samples(rng, n, n_resamples) for rows in block]
         raw = np.stack([subset_values(fn, a, b, zm, subsets) for a, b in pairs])
@@ -199,14 +225,14 @@ def _measure_tables(
             groups = jackknife_groups(n)
             jack = np.stack([subset_values(fn, a, b, zm, groups) for a, b in pairs])
             jack = jack.reshape(*shape, len(groups))
-        ci_low, ci_high = intervals(
+        ci_low, ci_high, fallback = intervals(
             observed, replicates, jack, method=method, confidence_level=level
         )
     if n_permutations:
         perms = [p for block in permutations(rng, n, n_permutations) for p in block]
         null = np.stack([permuted_values(fn, a, b, zm, [perms]) for a, b in pairs])
         pvalues = permutation_pvalues(observed, null.reshape(*shape, n_permutations))
-    return observed, ci_low, ci_high, pvalues, n_resamples, n_permutations
+    return observed, ci_low, ci_high, pvalues, n_resamples, n_permutations, fallback
 
 
 def _layers(acts: Mapping[str, Any], name: str) -> dict[str, np.ndarray]:
@@ -219,6 +245,11 @@ def _layers(acts: Mapping[str, Any], name: str) -> dict[str, np.ndarray]:
         str(key): np.asarray(as_matrix(to_numpy(value), f"{name}[{key!r}]"), dtype=np.float64)
         for key, value in acts.items()
     }
+
+
+def _scaled(x: np.ndarray) -> np.ndarray:
+    """``x`` times an exact power of two that keeps float64 products in range (CKA unchanged)."""
+    return power_of_two_scaled(x, np)[0]
 
 
 def _common_rows(mats_a: dict[str, np.ndarray], mats_b: dict[str, np.ndarray]) -> int:

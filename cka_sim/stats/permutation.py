@@ -9,7 +9,7 @@ import numpy as np
 
 from .._measures import Measure
 from .._validation import check_choice, check_count, warn_undefined
-from ._checks import activations_pair, check_kernel
+from ._checks import activations_pair, check_kernel, constant_argument, scaled_for_kernel
 from ._engine import choose_form, represent
 from ._measures import (
     check_measure_options,
@@ -18,7 +18,7 @@ from ._measures import (
     permuted_values,
 )
 from ._resampling import generator, permutations
-from ._results import PermutationTestResult
+from ._results import PermutationTestResult, estimator_name
 from ._tables import observed_table, permutation_pvalues, permutation_table
 
 FORMS = ("auto", "features", "gram")
@@ -124,34 +124,46 @@ def permutation_test(
         if method != "auto":
             raise ValueError(f"method={method!r} applies to measure='cka' only; drop it")
         zm = None if confounder is None else confounder_matrix(confounder, n)
-        return _measure_test(measure_function(measure, debiased), xm, ym, zm, n_permutations, seed)
+        fn, name = measure_function(measure, debiased), estimator_name(measure, debiased)
+        return _measure_test(fn, xm, ym, zm, n_permutations, seed, name)
     if method == "auto":
         form = choose_form(n, [xm.shape[1], ym.shape[1]], kernel)
     elif method == "features" and kernel != "linear":
         raise ValueError("method='features' needs kernel='linear'; use method='gram' or 'auto'")
     else:
         form = method
-    options = {"kernel": kernel, "threshold": threshold, "sigma": sigma}
-    rep_x, rep_y = represent(xm, form, **options), represent(ym, form, **options)
+    name = estimator_name(kernel, debiased)
+    if constant_argument({"x": xm, "y": ym}) is not None:
+        return PermutationTestResult(np.nan, np.nan, np.full(n_permutations, np.nan), name)
+    (xm, sigma_x), (ym, sigma_y) = (scaled_for_kernel(a, kernel, sigma) for a in (xm, ym))
+    options = {"kernel": kernel, "threshold": threshold}
+    rep_x = represent(xm, form, sigma=sigma_x, **options)
+    rep_y = represent(ym, form, sigma=sigma_y, **options)
     observed = observed_table([rep_x], [rep_y], debiased=debiased)
     if np.isnan(observed[0, 0]):
         warn_undefined(
             "x or y", "a self-HSIC is not positive (constant features or too few examples)"
         )
-        return PermutationTestResult(np.nan, np.nan, np.full(n_permutations, np.nan))
+        return PermutationTestResult(np.nan, np.nan, np.full(n_permutations, np.nan), name)
     blocks = permutations(generator(seed), n, n_permutations)
     null = permutation_table([rep_x], [rep_y], blocks, debiased=debiased)[0, 0]
     pvalue = permutation_pvalues(observed, null[None, None, :])[0, 0]
-    return PermutationTestResult(float(observed[0, 0]), float(pvalue), null)
+    return PermutationTestResult(float(observed[0, 0]), float(pvalue), null, name)
 
 
 def _measure_test(
-    fn: Any, xm: np.ndarray, ym: np.ndarray, zm: np.ndarray | None, count: int, seed: Any
+    fn: Any,
+    xm: np.ndarray,
+    ym: np.ndarray,
+    zm: np.ndarray | None,
+    count: int,
+    seed: Any,
+    name: str,
 ) -> PermutationTestResult:
     """The test for a measure recomputed from the data (see :mod:`cka_sim.stats._measures`)."""
     observed = fn(xm, ym, zm)
     if np.isnan(observed):  # the measure has warned why
-        return PermutationTestResult(np.nan, np.nan, np.full(count, np.nan))
+        return PermutationTestResult(np.nan, np.nan, np.full(count, np.nan), name)
     null = permuted_values(fn, xm, ym, zm, permutations(generator(seed), xm.shape[0], count))
     pvalue = permutation_pvalues(np.array([[observed]]), null[None, None, :])[0, 0]
-    return PermutationTestResult(observed, float(pvalue), null)
+    return PermutationTestResult(observed, float(pvalue), null, name)

@@ -178,7 +178,8 @@ PAGES: list[tuple[str, str, str, list[tuple[str, list[str]]]]] = [
                     "CHECKPOINT_NAME",
                 ],
             ),
-            ("Files", ["atomic_write", "write_json_atomic"]),
+            ("Files", ["write_json_atomic", "require_keys", "RESUME_PAYLOAD_KEYS"]),
+            ("Re-exported", ["atomic_write"], "vae_zoo.storage"),
             (
                 "Errors",
                 ["CheckpointError", "CheckpointNotFoundError", "ArchitectureMismatchError"],

@@ -11,14 +11,35 @@ import time
 from .registry import DATASETS, available, load
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit status."""
-    parser = argparse.ArgumentParser(prog="python -m vae_zoo.datasets", description=__doc__)
-    parser.add_argument("--data-dir", default=None, help="data/cache directory")
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m vae_zoo.datasets`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m vae_zoo.datasets",
+        description=(
+            "Without options, print which datasets load on this machine and how to fix the "
+            "others. --build fills the cache of one dataset; --preview draws a sample grid."
+        ),
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="data and cache directory (default: $VAE_ZOO_DATA or ~/.cache/vae_zoo)",
+    )
     parser.add_argument("--preview", metavar="PNG", help="write a sample grid to this PNG file")
     parser.add_argument("--build", choices=DATASETS, help="load (and cache) both splits")
-    parser.add_argument("--size", type=int, default=64, help="image size for --build")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=64,
+        choices=(28, 32, 64),
+        help="image side for --build (default 64)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    args = build_parser().parse_args(argv)
     if args.preview:
         from .preview import save_preview
 

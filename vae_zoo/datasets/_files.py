@@ -1,13 +1,10 @@
-"""File helpers: cache directory, sha256 verification, package data lookup, atomic writes."""
+"""File helpers: cache directory, sha256 verification, package data lookup."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import ChecksumError, DatasetNotAvailableError
@@ -41,15 +38,6 @@ def cache_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of the file at ``path``, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_verified(path: str | os.PathLike[str], sha256: str) -> bytes:
@@ -95,21 +83,3 @@ def package_file(package: str, relative: str, fix: str) -> Path:
             return candidate
     where = f"package {package!r} is not installed" if not locations else f"{relative} is missing"
     raise DatasetNotAvailableError(f"{where}; fix: {fix}")
-
-
-@contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; on success move it into place with os.replace.
-
-    A crash or an exception leaves no partial file at ``final``.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, final)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()

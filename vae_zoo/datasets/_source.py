@@ -9,14 +9,20 @@ import numpy as np
 
 
 class Availability(NamedTuple):
-    """Whether a dataset loads on this machine.
+    """Whether a dataset loads on this machine, as :func:`vae_zoo.datasets.available` tells.
 
-    Attributes
+    Parameters
     ----------
     ok : bool
         True when :func:`vae_zoo.datasets.load` will find (or generate) the data.
     detail : str
         Where the data comes from when ``ok``; otherwise why not and the command that fixes it.
+
+    Examples
+    --------
+    >>> from vae_zoo.datasets import Availability
+    >>> Availability(False, "apt-get install dataset-fashion-mnist").ok
+    False
     """
 
     ok: bool

@@ -20,18 +20,40 @@ class ImageDataset:
     images : numpy.ndarray
         ``uint8`` array of shape ``(N, C, H, W)`` with values in ``[0, 255]``. Binary datasets
         (dSprites) use 0 and 255. Indexing the dataset returns ``float32`` images in ``[0, 1]``.
-    labels : numpy.ndarray or None
+    labels : numpy.ndarray, optional
         ``int64`` class ids of shape ``(N,)`` where the dataset has classes.
-    factors : numpy.ndarray or None
+    factors : numpy.ndarray, optional
         ``(N, k)`` generative factor values (dSprites, Shapes3D-like), named by ``factor_names``.
-    factor_names : tuple of str
+    factor_names : tuple of str, default ()
         Names of the columns of ``factors``.
-    class_names : tuple of str
+    class_names : tuple of str, default ()
         Human-readable class names, indexed by label id (empty when unknown).
-    split : str
-        ``"train"`` or ``"test"``.
-    info : dict
+    split : {"train", "test"}, default "train"
+        Which split the images are.
+    info : dict, optional
         Source, licence and processing notes (resize method, checksum verified...).
+
+    Raises
+    ------
+    ValueError
+        If ``images`` is not a 4-dimensional ``uint8`` array, ``labels`` or ``factors`` has a
+        different number of rows, or ``factors`` and ``factor_names`` disagree.
+
+    References
+    ----------
+    Paszke et al. (2019), *PyTorch: An Imperative Style, High-Performance Deep Learning
+    Library*, NeurIPS: indexing follows the ``torch.utils.data.Dataset`` protocol.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from vae_zoo.datasets import ImageDataset
+    >>> ds = ImageDataset("toy", np.zeros((3, 1, 8, 8), np.uint8), labels=np.array([0, 1, 1]))
+    >>> image, label = ds[1]
+    >>> len(ds), ds.channels, ds.size, tuple(image.shape), label
+    (3, 1, 8, (1, 8, 8), 1)
+    >>> len(ds.subset([0, 2]))
+    2
     """
 
     name: str
@@ -90,7 +112,18 @@ class ImageDataset:
         return image, label
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> ImageDataset:
-        """Return a new dataset with the rows ``indices`` (labels and factors follow)."""
+        """Return a new dataset with the rows ``indices`` (labels and factors follow).
+
+        Parameters
+        ----------
+        indices : sequence of int or numpy.ndarray
+            Rows to keep, in that order.
+
+        Returns
+        -------
+        ImageDataset
+            A dataset with the same name, split, class and factor names.
+        """
         idx = np.asarray(indices)
         return ImageDataset(
             name=self.name,
@@ -104,5 +137,11 @@ class ImageDataset:
         )
 
     def float_images(self) -> np.ndarray:
-        """All images as ``float32`` in ``[0, 1]``, shape ``(N, C, H, W)``."""
+        """Return all images as ``float32`` in ``[0, 1]``.
+
+        Returns
+        -------
+        numpy.ndarray, shape (N, C, H, W)
+            A new array; ``images / 255``.
+        """
         return self.images.astype(np.float32) / np.float32(255.0)

@@ -59,7 +59,19 @@ _GENERATORS: dict[str, ModuleType] = {"dsprites": dsprites, "shapes3d": shapes3d
 
 
 def names() -> tuple[str, ...]:
-    """Names accepted by :func:`load`, in a fixed order."""
+    """Return the names accepted by :func:`load`, in a fixed order.
+
+    Returns
+    -------
+    tuple of str
+        :data:`DATASETS`.
+
+    Examples
+    --------
+    >>> from vae_zoo.datasets import names
+    >>> "mnist" in names()
+    True
+    """
     return DATASETS
 
 
@@ -94,21 +106,21 @@ def load(
     name : str
         One of :data:`DATASETS`: ``"dsprites"``, ``"mnist"``, ``"fashion_mnist"``, ``"animals"``,
         ``"shapes3d"``, ``"digits"``.
-    split : {"train", "test"}
+    split : {"train", "test"}, default "train"
         Which split (see the module docstring for how each dataset is split).
-    size : {28, 32, 64}
+    size : {28, 32, 64}, default 64
         Side length. 28 px sources: 32 = 2-pixel zero padding, 64 = padding then 2 x
         nearest-neighbour upscaling. 64 px sources: 32 = 2 x 2 box average (28 is not offered).
         ``digits`` (8 px): 32 and 64 by nearest-neighbour upscaling.
     data_dir : path-like, optional
         Directory for user-supplied files and the generator cache; default ``$VAE_ZOO_DATA`` or
         ``~/.cache/vae_zoo``.
-    grayscale : bool
+    grayscale : bool, default False
         Convert RGB (``shapes3d``) to one channel with BT.601 luma; no effect on greyscale sets.
     max_examples : int, optional
         Keep a deterministic pseudo-random subset of at most this many images of the split. For
         the generators only these images are rendered (no cache is built), which is fast.
-    cache : bool
+    cache : bool, default True
         Generators only: store the full split as a memory-mapped ``.npy`` file in the cache
         directory (built on first use) instead of rendering it in memory.
 
@@ -127,6 +139,21 @@ def load(
         The source files are missing; the message gives the command that fixes it.
     ChecksumError
         A source file does not match its pinned sha256.
+
+    References
+    ----------
+    Matthey, Higgins, Hassabis & Lerchner (2017), *dSprites: Disentanglement testing Sprites
+    dataset*. LeCun, Bottou, Bengio & Haffner (1998), *Gradient-based learning applied to
+    document recognition*, Proc. IEEE (MNIST). Xiao, Rasul & Vollgraf (2017), *Fashion-MNIST*,
+    arXiv:1708.07747. Burgess & Kim (2018), *3D Shapes Dataset*. The sources, licences and
+    splits are in the datasets guide.
+
+    Examples
+    --------
+    >>> from vae_zoo.datasets import load
+    >>> ds = load("dsprites", split="test", size=32, max_examples=8)  # generated, no download
+    >>> ds.images.shape, ds.images.dtype, ds.factor_names[:2]
+    ((8, 1, 32, 32), dtype('uint8'), ('shape', 'scale'))
     """
     _validate(name, split, size, max_examples)
     if name in _GENERATORS:
@@ -229,7 +256,12 @@ def _load_generated(
 
 
 def available(data_dir: PathLike | None = None) -> dict[str, Availability]:
-    """Which datasets load on this machine.
+    """Tell which datasets load on this machine, and how to get the others.
+
+    Parameters
+    ----------
+    data_dir : path-like, optional
+        Where to look besides the default places, as in :func:`load`.
 
     Returns
     -------
@@ -237,6 +269,21 @@ def available(data_dir: PathLike | None = None) -> dict[str, Availability]:
         ``name -> Availability(ok, detail)``: for loadable sets, where the data come from; for
         the others, why not and the command that fixes it. Files are only looked for here;
         checksums are verified by :func:`load`.
+
+    References
+    ----------
+    Matthey, Higgins, Hassabis & Lerchner (2017), *dSprites: Disentanglement testing Sprites
+    dataset*. LeCun, Bottou, Bengio & Haffner (1998), *Gradient-based learning applied to
+    document recognition*, Proc. IEEE (MNIST). Xiao, Rasul & Vollgraf (2017), *Fashion-MNIST*,
+    arXiv:1708.07747. Burgess & Kim (2018), *3D Shapes Dataset*. The sources, licences and
+    splits are in the datasets guide.
+
+    Examples
+    --------
+    >>> from vae_zoo.datasets import available
+    >>> status = available()
+    >>> status["dsprites"].ok  # generated, so always available
+    True
     """
     result = {}
     for name in DATASETS:

@@ -6,7 +6,12 @@ probes, then compute the four verdicts with :mod:`vae_zoo.study.criteria` and wr
 ``results.json``, ``report.md`` and ``figures/``.
 """
 
-from .config import StudyConfig, quick_config
-from .run import run_study
+try:
+    from .config import StudyConfig, quick_config
+    from .run import run_study
+except ImportError as _err:  # torch, tqdm, matplotlib or scikit-learn is not installed
+    from .._extras import missing
+
+    missing(_err, "vae_zoo.study")
 
 __all__ = ["StudyConfig", "quick_config", "run_study"]

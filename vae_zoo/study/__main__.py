@@ -19,9 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "examples:\n"
-            "  python -m vae_zoo.study --quick                 # toy size, a few minutes\n"
-            "  python -m vae_zoo.study --out runs/study        # the full study (about 45 min, 2 cores)\n"
-            "  python -m vae_zoo.study --size 64 --device cuda # the paper's resolution on a GPU"
+            "  python -m vae_zoo.study --quick                 # the whole pipeline at toy size\n"
+            "  python -m vae_zoo.study --out runs/study        # the full study\n"
+            "  python -m vae_zoo.study --size 64 --device cuda # the paper's resolution on a GPU\n"
+            "\n"
+            "How long each takes (measured, with the machine and load): README.md, section\n"
+            "'How long it takes'."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

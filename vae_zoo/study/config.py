@@ -131,7 +131,9 @@ class StudyConfig:
 
 
 def quick_config(**overrides: Any) -> StudyConfig:
-    """The whole pipeline at toy size (minutes on two cores); its verdicts may be inconclusive.
+    """The whole pipeline at toy size; its verdicts may be inconclusive.
+
+    How long it takes, measured: the README's "How long it takes".
 
     It uses the three datasets that need nothing beyond ``pip install "cka-sim[zoo]"``.
     """

@@ -12,6 +12,7 @@ import torch
 from cka_sim import CKAResult
 
 from ..models import ENCODER_LAYERS
+from ..storage import atomic_path
 from .analysis import GROUP_LABELS, GROUPS
 from .criteria import Interval
 
@@ -35,8 +36,8 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    with atomic_path(path) as tmp:  # a full disk leaves no half-written figure
+        fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=90, bbox_inches="tight")
     _pyplot().close(fig)
     return path
 

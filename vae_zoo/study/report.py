@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ..storage import atomic_write
 
 VERDICT = {True: "**holds**", False: "**does not hold**", None: "**inconclusive**"}
 
@@ -139,7 +139,5 @@ def _details(claim: dict[str, Any], results: dict[str, Any]) -> list[str]:
 
 def write_report(path: Path, results: dict[str, Any]) -> None:
     """Write ``report.md`` atomically."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(render(results))
-    os.replace(tmp, path)
+    text = render(results)
+    atomic_write(path, lambda handle: handle.write(text.encode()))
