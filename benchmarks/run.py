@@ -200,29 +200,18 @@ def run_suite(
     rows: list[cases.Row] = []
     started = time.perf_counter()
     seconds: dict[str, float] = {}
+    failed: dict[str, str] = {}
     for case in selected:
+        if case not in CASES:
+            raise ValueError(f"unknown case {case!r}; cases are {CASES}")
         log(f"case {case} ...")
         begin = time.perf_counter()
-        if case == "linear":
-            rows += cases.linear(ctx, config.linear_sizes, config.peer_max_n)
-        elif case == "accuracy":
-            rows += cases.accuracy(ctx, config.accuracy_n, config.accuracy_p, config.means)
-        elif case == "rbf":
-            rows += cases.rbf(ctx, config.rbf_sizes, config.rbf_p, threshold=1.0)
-        elif case == "streaming":
-            rows += cases.streaming(ctx, config.streaming_shapes)
-        elif case == "memory":
-            rows += cases.streaming_memory(
-                ctx, config.memory_totals, config.memory_p, config.memory_batch
-            )
-        elif case == "compare_models":
-            rows += case_compare.compare(
-                ctx, config.compare_n, config.compare_batch, config.compare_rounds
-            )
-        elif case == "procrustes":
-            rows += case_measures.procrustes(ctx, config.procrustes_sizes)
-        else:
-            raise ValueError(f"unknown case {case!r}; cases are {CASES}")
+        try:  # a case that fails is reported; the others' results are still written
+            rows += _run_case(case, ctx, config)
+        except Exception as error:
+            failed[case] = f"{type(error).__name__}: {error}"
+            log(f"case {case} FAILED: {failed[case]}")
+            rows.append(cases.row(case, {}, "(case failed)", note=failed[case]))
         seconds[case] = time.perf_counter() - begin
     stamp = datetime.datetime.now(datetime.timezone.utc)
     meta = {
@@ -237,6 +226,7 @@ def run_suite(
         "clock": clock,
         "config": asdict(config),
         "cases": list(selected),
+        "failed": failed,
         "peers": {name: {"version": p.version, "missing": p.missing} for name, p in found.items()},
         "date_utc": stamp.isoformat(timespec="seconds"),
         "case_seconds": seconds,
@@ -267,6 +257,26 @@ def run_suite(
         "json": str(json_path),
         "png": str(png_path) if plotted else None,
     }
+
+
+def _run_case(case: str, ctx: cases.Context, config: Config) -> list[cases.Row]:
+    if case == "linear":
+        return cases.linear(ctx, config.linear_sizes, config.peer_max_n)
+    if case == "accuracy":
+        return cases.accuracy(ctx, config.accuracy_n, config.accuracy_p, config.means)
+    if case == "rbf":
+        return cases.rbf(ctx, config.rbf_sizes, config.rbf_p, threshold=1.0)
+    if case == "streaming":
+        return cases.streaming(ctx, config.streaming_shapes)
+    if case == "memory":
+        return cases.streaming_memory(
+            ctx, config.memory_totals, config.memory_p, config.memory_batch
+        )
+    if case == "compare_models":
+        return case_compare.compare(
+            ctx, config.compare_n, config.compare_batch, config.compare_rounds
+        )
+    return case_measures.procrustes(ctx, config.procrustes_sizes)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -319,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         "goals": Config.goals,
         "tiny": Config.tiny,
     }
-    run_suite(
+    record = run_suite(
         presets[preset](),
         device=args.device,
         out=args.out,
@@ -328,6 +338,10 @@ def main(argv: list[str] | None = None) -> None:
         baseline_spec=args.baseline,
         clock=args.clock,
     )
+    if record["meta"]["failed"]:
+        raise SystemExit(
+            f"cases failed (results of the others written): {record['meta']['failed']}"
+        )
 
 
 if __name__ == "__main__":

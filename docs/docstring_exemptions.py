@@ -60,7 +60,23 @@ _HYPERPARAMETERS = _because(
     "are the caller's choice, as in disentanglement_lib); make_objective checks names"
 )
 
+_OWN_FORMAT = _because(
+    "reads or checks the files vae_zoo itself writes: there is no publication to cite"
+)
+_ENTRY_POINT = _because(
+    "a command-line entry point: every error is printed as one line and returned as exit "
+    "status 2, nothing is raised; --help documents the options"
+)
+
 EXEMPTIONS: dict[str, dict[str, str]] = {
+    "vae_zoo.train.TrainResult": _CONTAINER("XR01 XR02"),
+    "vae_zoo.train.data_fingerprint": _because("raises nothing: it reads arrays in memory")("XR01"),
+    "vae_zoo.train.is_complete": _because(
+        "a status check: a missing or unreadable run answers False instead of raising"
+    )("XR01")
+    | _OWN_FORMAT("XR02"),
+    "vae_zoo.train.main": _ENTRY_POINT("XR01 XR02"),
+    "vae_zoo.train.read_metrics": _OWN_FORMAT("XR02"),
     "vae_zoo.checkpoint.resolve_checkpoint": _because(
         "path arithmetic: it raises nothing (a missing file is read_checkpoint's error) and "
         "follows no publication"
@@ -134,18 +150,6 @@ EXEMPTIONS: dict[str, dict[str, str]] = {
     "vae_zoo.study.StudyConfig.to_dict": _ZOO("RT01"),
     "vae_zoo.study.quick_config": _ZOO("EX01 PR01 RT01 XR01 XR02"),
     "vae_zoo.study.run_study": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.TrainConfig": _ZOO("EX01 XR01 XR02 XR03"),
-    "vae_zoo.train.TrainConfig.build_objective": _ZOO("RT01"),
-    "vae_zoo.train.TrainConfig.eval_steps": _ZOO("RT01 SS05"),
-    "vae_zoo.train.TrainConfig.from_dict": _ZOO("PR01"),
-    "vae_zoo.train.TrainConfig.to_dict": _ZOO("RT01"),
-    "vae_zoo.train.TrainResult": _ZOO("EX01 PR01") | _CONTAINER("XR01 XR02"),
-    "vae_zoo.train.data_fingerprint": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.evaluate": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.is_complete": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.main": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.read_metrics": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.train": _ZOO("EX01 RT03 XR02 XR03"),
     "vae_zoo.transfer.Recipe": _ZOO("EX01 XR01 XR02 XR03"),
     "vae_zoo.transfer.TransferResult": _ZOO("EX01 PR01") | _CONTAINER("XR01 XR02"),
     "vae_zoo.transfer.apply_recipe": _ZOO("EX01 XR01 XR02 XR03"),

@@ -163,3 +163,16 @@ def test_gpu_check_stops_with_a_message_without_a_gpu(tmp_path):
     assert done.returncode == 1
     assert "no CUDA device visible to torch" in (tmp_path / "status.txt").read_text()
     assert "torch" in (tmp_path / "env.txt").read_text()
+
+
+def test_a_failing_case_is_reported_and_the_others_still_written(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("benchmarks.cases.accuracy", broken)
+    record = run_suite(
+        Config.tiny(), out=tmp_path, selected=("accuracy", "linear"), log=lambda s: None
+    )
+    assert record["meta"]["failed"] == {"accuracy": "RuntimeError: boom"}
+    assert any(r["case"] == "linear" and r["seconds"] for r in record["rows"])
+    assert json.loads((tmp_path / record["json"].split("/")[-1]).read_text())["meta"]["failed"]
