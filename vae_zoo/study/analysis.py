@@ -531,11 +531,11 @@ def visual_claim(points: Sequence[dict[str, Any]], config: StudyConfig) -> Claim
         "pooled_rho_post_hoc": float(pooled),
         "score_definition": (
             "mean debiased CKA over the encoder claim layers between the source model and the "
-            "target's trained models, on target images (primary, pre-registered)"
+            "target's trained models, on target images"
         ),
         "label_score_definition": (
             "mean debiased CKA over the encoder claim layers between the source model and the "
-            "target's one-hot labels (secondary)"
+            "target's one-hot labels"
         ),
         "gain_definition": (
             f"linear-probe test accuracy on the target's labels of the source model transferred "
