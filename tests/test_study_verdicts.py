@@ -38,6 +38,8 @@ CONFIG = quick_config(bootstrap_resamples=300)
         (Interval(0.6, 0.5, 0.7), 0.1, False),  # measurably below the ceiling
         (Interval(0.9, 0.8, 1.0), 0.1, None),  # straddles 1 − δ
         (Interval(0.9, 0.8, 1.0), 0.25, True),  # a wider seed spread, a wider margin
+        (Interval(0.5, 0.0, 1.2), 1.4, None),  # seeds spread past the floor: unresolvable
+        (Interval(0.1, -0.1, 0.3), 1.0, None),
         (Interval(float("nan"), float("nan"), float("nan")), 0.1, None),
     ],
 )
@@ -61,6 +63,12 @@ def test_encoders_generic_rule(g, margin, expected):
 )
 def test_decoders_specific_rule(g, difference, expected):
     assert decoders_specific(g, 0.1, difference, {}).holds is expected
+
+
+def test_decoders_specific_with_an_unresolvable_margin_fails_only_on_the_difference():
+    g = Interval(0.6, 0.2, 1.0)
+    assert decoders_specific(g, 1.0, Interval(0.3, 0.1, 0.5), {}).holds is None
+    assert decoders_specific(g, 1.0, Interval(-0.3, -0.5, -0.1), {}).holds is False
 
 
 @pytest.mark.parametrize(

@@ -114,9 +114,11 @@ def encoders_generic(g: Interval, margin: float, evidence: dict[str, Any]) -> Cl
         f"lies at or above 1 − δ = {threshold:.3f} (δ = {margin:.3f}, the seed-to-seed spread on "
         "the G scale): cross-dataset encoders as alike as two seeds of one dataset; fails if the "
         "interval lies below 1 − δ (including G near 0: no more alike than an untrained model); "
-        "inconclusive otherwise"
+        "inconclusive otherwise, and whenever δ ≥ 1 (the seeds spread over the whole range "
+        "from floor to ceiling, so the scale cannot tell them apart)"
     )
-    holds = _decide(g.low >= threshold, g.high < threshold)
+    resolvable = bool(margin < 1.0)
+    holds = _decide(resolvable and g.low >= threshold, resolvable and g.high < threshold)
     return Claim(
         "encoders-generic",
         "Encoders learn generic representations: VAEs trained on different datasets have "
@@ -150,11 +152,13 @@ def decoders_specific(
         "G over the decoder layers, and encoder G − decoder G at matched depth; holds if the "
         f"decoder G interval lies below 1 − δ = {threshold:.3f} (δ = {margin:.3f}) and the "
         "difference's interval lies above 0; fails if the decoder G interval lies at or above "
-        "1 − δ or the difference's interval lies below 0; inconclusive otherwise"
+        "1 − δ or the difference's interval lies below 0; inconclusive otherwise (when δ ≥ 1 the "
+        "G scale cannot resolve the decoder, and only the difference can fail the claim)"
     )
+    resolvable = bool(margin < 1.0)
     holds = _decide(
-        g.high < threshold and encoder_minus_decoder.low > 0.0,
-        g.low >= threshold or encoder_minus_decoder.high < 0.0,
+        resolvable and g.high < threshold and encoder_minus_decoder.low > 0.0,
+        (resolvable and g.low >= threshold) or encoder_minus_decoder.high < 0.0,
     )
     return Claim(
         "decoders-specific",

@@ -503,9 +503,15 @@ class Study:
                 test_indices=test_idx,
                 device=c.device,
             )
-            write_json(path, done)
-            self.manifest.record(path)
+            if len(done[target]) == len(models) + sum(t == target for t, _ in checks):
+                self._save_probes(path, done)  # one write per finished target
+        if todo:
+            self._save_probes(path, done)
         return done
+
+    def _save_probes(self, path: Path, done: dict[str, dict[str, float]]) -> None:
+        write_json(path, done)
+        self.manifest.record(path)
 
     def check_models(self) -> dict[tuple[str, str], Path]:
         """Claim-4 models by (target, probe id): their checkpoints."""
