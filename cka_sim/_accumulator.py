@@ -150,17 +150,43 @@ class Accumulator:
     n_examples: int
 
     def reset(self) -> Any:
-        """Forget all data seen (and the layer names)."""
+        """Forget all data seen (and the layer names).
+
+        Returns
+        -------
+        object
+            The accumulator itself, so that calls chain.
+        """
         for attr, reduction in self._STATE.items():
             setattr(self, attr, reduction.default())
         return self
 
     def prepare(self, activations: Any, name: str = "activations") -> Prepared:
-        """One layer's activations (m, ...) validated and prepared as :meth:`update` would.
+        """Validate and prepare one layer's activations (m, ...) as :meth:`update` would.
 
         :meth:`update` accepts the result in place of the activations.
         :func:`~cka_sim.torch.compare_models` prepares each layer output in its forward hook, so
         that the prepared copy replaces the copy that protects it from later in-place operations.
+
+        Parameters
+        ----------
+        activations : array_like or torch.Tensor, shape (m, ...)
+            One batch of one layer, one row per example (flattened to (m, p)).
+        name : str, default "activations"
+            The layer's name, for error messages.
+
+        Returns
+        -------
+        object
+            The prepared batch; pass it to :meth:`update` instead of the activations.
+
+        Raises
+        ------
+        TypeError
+            If ``activations`` is not numeric.
+        ValueError
+            If it has no rows or features, or NaN or infinite values (NumPy input; torch input
+            is checked once, in :meth:`compute`).
         """
         if is_torch(activations):
             activations = activations.detach()
@@ -179,7 +205,25 @@ class Accumulator:
                 )
 
     def merge(self, other: Any) -> Any:
-        """Add the statistics of ``other`` (disjoint data, same layers and settings); returns ``self``."""
+        """Add the statistics of ``other`` (disjoint data, same layers and settings).
+
+        Parameters
+        ----------
+        other : object
+            An accumulator of the same class and settings, fed other examples.
+
+        Returns
+        -------
+        object
+            The accumulator itself, so that calls chain.
+
+        Raises
+        ------
+        TypeError
+            If ``other`` is of another class.
+        ValueError
+            If its settings or layers differ; ``self`` is then left as it was.
+        """
         self._check_compatible(other, "merge")
         if other.n_examples == 0:
             return self
@@ -196,7 +240,14 @@ class Accumulator:
         return self
 
     def state_dict(self) -> dict[str, Any]:
-        """The state as a flat dict of arrays and plain values (``torch.save``/``np.savez``-able)."""
+        """Return the state as a flat dict of arrays and plain values.
+
+        Returns
+        -------
+        dict
+            The class name, the format version, the settings and the statistics; it can be
+            saved with ``torch.save`` or ``np.savez`` and restored by :meth:`load_state_dict`.
+        """
         out: dict[str, Any] = {"kind": type(self).__name__, "format_version": _FORMAT_VERSION}
         out.update({setting: getattr(self, setting) for setting in self._SETTINGS})
         for attr, reduction in self._STATE.items():
@@ -204,7 +255,24 @@ class Accumulator:
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> Any:
-        """Restore a state from :meth:`state_dict` (arrays may be NumPy or torch)."""
+        """Restore a state from :meth:`state_dict` (arrays may be NumPy or torch).
+
+        Parameters
+        ----------
+        state : dict
+            What :meth:`state_dict` returned, possibly saved and loaded.
+
+        Returns
+        -------
+        object
+            The accumulator itself, so that calls chain.
+
+        Raises
+        ------
+        ValueError
+            If the state is of another class or format version, or its settings differ from
+            this accumulator's (the message says which to use).
+        """
         kind = type(self).__name__
         if state.get("kind") != kind:
             raise ValueError(
@@ -230,6 +298,21 @@ class Accumulator:
 
         Afterwards every process holds the statistics of the union of all processes' data. Call
         it on every process of ``group`` (it is a collective); see :mod:`cka_sim.distributed`.
+
+        Parameters
+        ----------
+        group : torch.distributed.ProcessGroup, optional
+            The group; by default the whole world.
+
+        Returns
+        -------
+        object
+            The accumulator itself, so that calls chain.
+
+        Raises
+        ------
+        ValueError
+            If the processes disagree on the layers or settings.
         """
         from . import distributed
 

@@ -138,15 +138,18 @@ def _power_of_two(k: Any, dtype: Any, xp: Any, like: Array) -> Array:
     return ((k.to(torch.int32) + 127) << 23).view(torch.float32)
 
 
-def scaled_to_unit(x: Array, xp: Any) -> tuple[Array, Array]:
-    """``(x * 2**-e, 2**(2e))``: ``x`` with its largest magnitude brought into [0.5, 1), and the
+def scaled_to_unit(x: Array, xp: Any, probe: Array | None = None) -> tuple[Array, Array]:
+    """``(x * 2**-e, 2**(2e))``: ``x`` with its largest magnitude brought near [0.5, 1), and the
     float64 factor that restores a product of two rows (a Gram entry) to the units of ``x``.
 
-    ``e`` is the binary exponent of ``max|x|``, clamped to the normal range of ``x``'s dtype so
-    that the factor is itself a normal number; everything stays on ``x``'s device, with no host
-    synchronisation. All zero or non-finite ``x``: ``e = 0``.
+    ``e`` is the binary exponent of ``max|probe|`` (default ``x``; a sample of the rows of ``x``
+    serves: the float32 products keep their digits for magnitudes within ``2**±40`` of it),
+    clamped to the normal range of ``x``'s dtype so that the factor is itself a normal number;
+    everything stays on ``x``'s device, with no host synchronisation. All zero or non-finite
+    ``probe``: ``e = 0``. torch: ``x`` is scaled in place.
     """
-    largest = xp.maximum(xp.max(x), -xp.min(x))
+    probe = x if probe is None else probe
+    largest = xp.maximum(xp.max(probe), -xp.min(probe))
     limit = 126 if x.dtype == xp.float32 else 1022
     if is_torch(x):
         import torch
@@ -157,7 +160,9 @@ def scaled_to_unit(x: Array, xp: Any) -> tuple[Array, Array]:
         e = np.clip(np.frexp(largest)[1], -limit, limit) if np.isfinite(largest) else 0
     factor = _power_of_two(-e, x.dtype, xp, x)
     restore = _power_of_two(2 * e, xp.float64, xp, x)
-    return x * factor, restore
+    if is_torch(x):
+        return x.mul_(factor), restore
+    return (x if e == 0 else x * factor), restore
 
 
 # A float32 column mean is kept when the mean it leaves behind in the centred data is at most
@@ -295,9 +300,13 @@ def sample_centre(x: Array, xp: Any) -> Array:
     enough for a float32 Gram to keep the digits of the spread; callers that need the exact mean
     (the full-data estimators) do not use it.
     """
-    m = x.shape[0]
-    rows = x[:: max(1, m // _SAMPLE_ROWS)][:_SAMPLE_ROWS]
+    rows = sample_rows(x)
     return xp.astype(xp.sum(rows, axis=0, dtype=xp.float64) / rows.shape[0], x.dtype)
+
+
+def sample_rows(x: Array) -> Array:
+    """At most 32 rows spread evenly over ``x`` (m, p), the first row first (a strided view)."""
+    return x[:: max(1, x.shape[0] // _SAMPLE_ROWS)][:_SAMPLE_ROWS]
 
 
 def row_sq_sums(x: Array, xp: Any) -> Array:

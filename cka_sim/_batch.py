@@ -26,7 +26,7 @@ from ._backend import (
     max_abs_exponent,
     namespace,
     power_of_two_scaled,
-    sample_centre,
+    sample_rows,
     scaled_to_unit,
     to_float64,
 )
@@ -175,20 +175,25 @@ def _all_rows_equal(x: Array, xp: Any) -> bool:
 def _translated(x: Array, xp: Any, name: str) -> Prepared:
     """``x`` minus the mean of a sample of its rows, in ``x``'s dtype (see :func:`prepare_layer`).
 
-    No host synchronisation: a batch whose rows are all equal is translated by its first row
-    instead (exact zeros, so its Gram and self-HSIC are exactly zero), chosen on the device; a
-    float32 batch is scaled by ``2**-e`` on the device (:func:`~cka_sim._backend.scaled_to_unit`)
-    and ``gram_scale`` restores its Gram to the batch's units in float64. A float64 batch beyond
+    No host synchronisation, and only the 32 sampled rows read beyond the one subtraction pass: a
+    batch whose sampled rows are all equal is translated by its first row instead (exact zeros
+    when the whole batch is constant, so its Gram and self-HSIC are exactly zero), chosen on the
+    device; a float32 batch is scaled by ``2**-e``, ``e`` the exponent of the sample's largest
+    centred magnitude (:func:`~cka_sim._backend.scaled_to_unit`), and ``gram_scale`` restores
+    its Gram to the batch's units in float64. A float64 batch beyond
     ``2**±200`` is refused by name (one host synchronisation, for float64 input only).
     """
     if x.dtype == xp.float64:
         _in_range(x, xp, name)
-    first = x[0:1, :]
-    varies = xp.any(x != first)
-    xc = x - xp.where(varies, sample_centre(x, xp), first[0])
+    rows = sample_rows(x)  # 32 rows spread over the batch, x[0] first
+    centre = xp.astype(xp.sum(rows, axis=0, dtype=xp.float64) / rows.shape[0], x.dtype)
+    # a sample of equal rows: translate by the first row (exact zeros if the batch is constant;
+    # otherwise as good a translation as any for the float64 centring that follows)
+    centre = xp.where(xp.any(rows != rows[0:1]), centre, rows[0])
+    xc = x - centre
     if x.dtype != xp.float32:
         return Prepared(xc)
-    scaled, restore = scaled_to_unit(xc, xp)
+    scaled, restore = scaled_to_unit(xc, xp, probe=rows - centre)
     return Prepared(scaled, gram_scale=restore)
 
 

@@ -25,7 +25,6 @@ from ._backend import (
     is_torch,
     namespace,
     to_float64,
-    transposed_product,
 )
 from ._batch import Prepared
 from .hsic import debiased_feature_hsic, row_sq_norms
@@ -175,6 +174,7 @@ class Moments:
         xp: Any,
         *,
         mergeable: bool = True,
+        product: Callable[[Array, Array, Any], Array] | None = None,
     ) -> Moments:
         """Statistics of one batch of prepared units (see :func:`~cka_sim._batch.prepare_layer`).
 
@@ -187,6 +187,8 @@ class Moments:
 
         ``mergeable=False`` (one-shot :func:`~cka_sim.linear_cka`) skips the third-order sums,
         which only serve mean shifts; such a state can give its HSIC terms but not be merged.
+        ``product(b, a, xp)`` forms ``bᵀa`` (default ``xp.matrix_transpose(b) @ a``);
+        :func:`~cka_sim.linear_cka` passes :func:`~cka_sim._backend.transposed_product`.
         """
         m = cls([int(u.data.shape[1]) for u in units], pairs, debiased)
         m.n = int(units[0].data.shape[0])
@@ -195,13 +197,14 @@ class Moments:
             m.residual = [u.mean * 0.0 if u.residual is None else u.residual for u in units]
         m.mergeable = mergeable
         centred = [u.data for u in units]
-        m.S = [_fresh_float64(transposed_product(xc, xc, xp), xp) for xc in centred]
+        product = product or _matmul_t
+        m.S = [_fresh_float64(product(xc, xc, xp), xp) for xc in centred]
         for u, v in m.pairs:
             a, b = centred[u], centred[v]
             if a.dtype != b.dtype:
                 common = xp.result_type(a, b)
                 a, b = xp.astype(a, common), xp.astype(b, common)
-            m.C.append(_fresh_float64(transposed_product(b, a, xp), xp))
+            m.C.append(_fresh_float64(product(b, a, xp), xp))
         if debiased:
             m._batch_debiasing(centred, xp)
             m.finalise()
@@ -447,6 +450,10 @@ def all_reduce_moments(m: Moments | None, signature: dict[str, Any], group: Any)
         k += len(values)
     shifted.n = total
     return shifted
+
+
+def _matmul_t(b: Array, a: Array, xp: Any) -> Array:
+    return xp.matrix_transpose(b) @ a
 
 
 def _fresh_float64(a: Array, xp: Any) -> Array:

@@ -8,7 +8,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._backend import Array, as_output, power_of_two_scaled, to_float64, to_scalar
+from ._backend import (
+    Array,
+    as_output,
+    power_of_two_scaled,
+    to_float64,
+    to_scalar,
+    transposed_product,
+)
 from ._batch import prepare_finite
 from ._moments import Moments
 from ._validation import (
@@ -191,7 +198,9 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
         k, l = (to_float64(u.data @ t(u.data), xp) for u in units)
         return as_output(_cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y")))
     # the feature form is one batch of StreamingCKA: the same statistics, the same code
-    one_batch = Moments.from_batch(units, [(0, 1)], debiased, xp, mergeable=False)
+    one_batch = Moments.from_batch(
+        units, [(0, 1)], debiased, xp, mergeable=False, product=transposed_product
+    )
     (h_xx, h_yy), (h_xy,) = one_batch.finalise().hsic_terms()
     return as_output(_ratio(h_xy, h_xx, h_yy, n, ("x", "y"), debiased))
 

@@ -52,6 +52,18 @@ class MinibatchCKA(Accumulator):
         HSIC₁ per batch (batches of at least 4 examples); ``False``: the biased HSIC
         :math:`\operatorname{tr}(KHLH)/(m-1)^2` per batch (batches of at least 2).
 
+    Raises
+    ------
+    ValueError
+        From :meth:`update`, for a batch smaller than 4 (2 when biased), layers that differ from
+        earlier batches', or invalid values; from :meth:`compute`, before any batch or when a
+        batch held NaN or infinity.
+
+    References
+    ----------
+    Nguyen, Raghu & Kornblith (2021), *Do Wide and Deep Networks Learn the Same Things?
+    Uncovering How Neural Network Representations Vary with Width and Depth*, ICLR.
+
     Examples
     --------
     >>> import numpy as np
@@ -64,11 +76,6 @@ class MinibatchCKA(Accumulator):
     ...     _ = acc.update({"x": batch, "x2": 2 * batch}, {"x": batch})
     >>> acc.compute().values.round(6).tolist()
     [[1.0], [1.0]]
-
-    References
-    ----------
-    Nguyen, Raghu & Kornblith (2021), *Do Wide and Deep Networks Learn the Same Things?
-    Uncovering How Neural Network Representations Vary with Width and Depth*, ICLR.
     """
 
     _EXACT: ClassVar[bool] = False
@@ -87,10 +94,29 @@ class MinibatchCKA(Accumulator):
         self.reset()
 
     def update(self, acts_a: Any, acts_b: Any) -> MinibatchCKA:
-        """Add one batch: two mappings {layer: (m, ...) activations} (or sequences), same examples.
+        """Add one batch: two mappings {layer: (m, ...) activations} of the same examples.
 
         Passing the same mapping object twice compares a model's layers with each other and forms
-        each Gram once. A layer may be given already prepared (:meth:`prepare`).
+        each Gram once.
+
+        Parameters
+        ----------
+        acts_a : mapping of str to array_like or torch.Tensor
+            The first model's layers (rows of the result, in this order), or their
+            :meth:`prepare` results; a sequence is named ``"0"``, ``"1"``, ...
+        acts_b : mapping of str to array_like or torch.Tensor
+            The second model's layers (columns), for the same examples.
+
+        Returns
+        -------
+        MinibatchCKA
+            The accumulator itself, so that calls chain.
+
+        Raises
+        ------
+        ValueError
+            For a batch smaller than 4 examples (2 when biased), layers whose names or order
+            differ from earlier batches', or layers of different row counts.
         """
         shared = acts_a is acts_b
         layers_a = as_layers(acts_a, "acts_a")
@@ -164,7 +190,20 @@ class MinibatchCKA(Accumulator):
         return xp.reshape(stack, (len(units), m * m)), m, xp
 
     def compute(self) -> CKAResult:
-        """The La x Lb :class:`~cka_sim.CKAResult` (rows: ``acts_a`` order, columns: ``acts_b``)."""
+        """Return the minibatch CKA of every layer pair over the batches seen.
+
+        Returns
+        -------
+        CKAResult
+            La x Lb values (rows in ``acts_a`` order, columns in ``acts_b`` order); NaN, with a
+            :class:`~cka_sim.CKAUndefinedWarning` naming the layer, where a layer's averaged
+            self-HSIC is not positive.
+
+        Raises
+        ------
+        ValueError
+            Before any batch, or when a batch held NaN or infinity.
+        """
         if self._cross is None:
             raise ValueError("MinibatchCKA has seen no batch; call update() first")
         cross, self_a, self_b = (to_numpy(a) for a in (self._cross, self._self_a, self._self_b))

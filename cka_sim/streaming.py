@@ -159,12 +159,27 @@ class StreamingCKA(Accumulator):
         or the orthogonal Procrustes similarity (Ding et al. 2021) from the same state as CKA
         (no debiased form).
 
+    Raises
+    ------
+    ValueError
+        If ``measure`` is not one of the three, or is ``"procrustes"`` with ``debiased=True``.
+        :meth:`update` raises it for a batch whose widths differ from the earlier ones, a
+        missing or unexpected ``confounder``, or invalid values; :meth:`compute` before enough
+        examples (2, or 4 when debiased) or when the statistics are not finite.
+
     Notes
     -----
     torch tensors stay on their device (CPU or CUDA): the products run there in the input dtype,
     the statistics accumulate there in float64, and nothing is copied to the host per batch (the
     NaN check of torch input happens once, in :meth:`compute`). Inputs are detached: the result
     is not differentiable (use :func:`linear_cka` for gradients).
+
+    References
+    ----------
+    Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
+    Revisited*, ICML. Chan, Golub & LeVeque (1979), *Updating formulae and a pairwise algorithm
+    for computing sample variances*, Stanford technical report STAN-CS-79-773. Song, Smola,
+    Gretton, Bedo & Borgwardt (2012), *Feature Selection via Dependence Maximization*, JMLR 13.
 
     Examples
     --------
@@ -195,9 +210,26 @@ class StreamingCKA(Accumulator):
     def update(self, x_batch: Any, y_batch: Any, confounder: Any = None) -> StreamingCKA:
         """Add a batch: ``x_batch`` (m, p1, ...) and ``y_batch`` (m, p2, ...) of the same examples.
 
-        ``confounder`` (m, q, ...): the confounder of the same examples, which
-        ``measure="dcka"`` needs in every batch (and the other measures refuse). ``x_batch`` and
-        ``y_batch`` may be given already prepared (:meth:`prepare`).
+        Parameters
+        ----------
+        x_batch : array_like or torch.Tensor, shape (m, p1, ...)
+            Activations of the first representation, or the result of :meth:`prepare`.
+        y_batch : array_like or torch.Tensor, shape (m, p2, ...)
+            Activations of the second representation for the same examples, likewise.
+        confounder : array_like or torch.Tensor, shape (m, q, ...), optional
+            The confounder of the same examples, which ``measure="dcka"`` needs in every batch
+            (and the other measures refuse).
+
+        Returns
+        -------
+        StreamingCKA
+            The accumulator itself, so that calls chain.
+
+        Raises
+        ------
+        ValueError
+            If the batches differ in rows, the widths differ from earlier batches', a value is
+            not finite (NumPy input), or ``confounder`` is missing or unexpected.
         """
         check_confounder_given(self.measure, confounder, "StreamingCKA.update")
         units, xp = _pair_units(x_batch, y_batch)
@@ -216,11 +248,24 @@ class StreamingCKA(Accumulator):
         return self
 
     def compute(self) -> Any:
-        """The measure on all data seen: a Python float (NumPy input) or a 0-dim float64 tensor.
+        """Return the measure on all data seen.
 
         Linear CKA, deconfounded CKA or the Procrustes similarity (``measure``), equal to
         :func:`~cka_sim.linear_cka`, :func:`~cka_sim.deconfounded_cka` or
         :func:`~cka_sim.procrustes_similarity` of all the data.
+
+        Returns
+        -------
+        float or torch.Tensor
+            A Python float for NumPy input, a 0-dim float64 tensor on the input's device for
+            torch. NaN with a :class:`~cka_sim.CKAUndefinedWarning` when ``x`` or ``y`` is
+            constant, or a debiased self-HSIC is not positive.
+
+        Raises
+        ------
+        ValueError
+            With fewer than 2 examples (4 when debiased), or when the statistics are not finite
+            (NaN or infinite input).
         """
         m = _checked(self, "StreamingCKA")
         xp = m.namespace()
@@ -267,6 +312,38 @@ class StreamingCKAMatrix(Accumulator):
     measure : {"cka", "dcka", "procrustes"}, default "cka"
         As for :class:`StreamingCKA`: ``"dcka"`` needs the ``confounder`` batch in every
         :meth:`update` (one confounder for all layers) and holds its moments with every layer.
+
+    Raises
+    ------
+    ValueError
+        If ``measure`` is not one of the three, or is ``"procrustes"`` with ``debiased=True``.
+        :meth:`update` raises it for a batch whose widths differ from the earlier ones, a
+        missing or unexpected ``confounder``, or invalid values; :meth:`compute` before enough
+        examples (2, or 4 when debiased) or when the statistics are not finite.
+    MemoryError
+        From :meth:`update`, when the state would exceed ``memory_budget_bytes``.
+
+    References
+    ----------
+    Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
+    Revisited*, ICML. Chan, Golub & LeVeque (1979), *Updating formulae and a pairwise algorithm
+    for computing sample variances*, Stanford technical report STAN-CS-79-773. Song, Smola,
+    Gretton, Bedo & Borgwardt (2012), *Feature Selection via Dependence Maximization*, JMLR 13.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim import StreamingCKAMatrix, cka_matrix
+    >>> rng = np.random.default_rng(0)
+    >>> a = {"conv": rng.standard_normal((512, 12)), "fc": rng.standard_normal((512, 4))}
+    >>> b = {"fc": a["fc"] @ rng.standard_normal((4, 6))}
+    >>> acc = StreamingCKAMatrix()
+    >>> for start in range(0, 512, 100):
+    ...     _ = acc.update({k: v[start:start + 100] for k, v in a.items()},
+    ...                    {k: v[start:start + 100] for k, v in b.items()})
+    >>> result = acc.compute()
+    >>> result.row_names, bool(np.allclose(result.values, cka_matrix(a, b).values))
+    (['conv', 'fc'], True)
     """
 
     _STATE: ClassVar = {
@@ -304,11 +381,25 @@ class StreamingCKAMatrix(Accumulator):
         shared: bool = False,
         confounder_width: int = 0,
     ) -> int:
-        """Peak bytes of the accumulator: its float64 state plus one batch's statistics.
+        """Return the peak bytes of the accumulator: its float64 state plus one batch's.
 
-        ``widths_a``/``widths_b``: features per layer (flattened). ``shared=True`` (or
-        ``widths_b=None``) for one model compared with itself. ``confounder_width``: the
-        confounder's features (``measure="dcka"``).
+        Parameters
+        ----------
+        widths_a : sequence of int
+            Features per layer of the first model (flattened).
+        widths_b : sequence of int, optional
+            Features per layer of the second model; None for one model compared with itself.
+        debiased : bool, default False
+            Count the debiased estimator's extra terms.
+        shared : bool, default False
+            One model compared with itself (as when ``widths_b`` is None).
+        confounder_width : int, default 0
+            The confounder's features (``measure="dcka"``).
+
+        Returns
+        -------
+        int
+            Bytes.
         """
         wa = [int(w) for w in widths_a]
         if shared or widths_b is None:
@@ -336,10 +427,31 @@ class StreamingCKAMatrix(Accumulator):
         return 2 * 8 * floats
 
     def update(self, acts_a: Any, acts_b: Any, confounder: Any = None) -> StreamingCKAMatrix:
-        """Add one batch: two mappings {layer: (m, ...) activations} (or sequences) of the same examples.
+        """Add one batch: two mappings {layer: (m, ...) activations} of the same examples.
 
-        ``confounder`` (m, q, ...): the confounder of the same examples, needed by
-        ``measure="dcka"`` in every batch.
+        Parameters
+        ----------
+        acts_a : mapping of str to array_like or torch.Tensor
+            The first model's layers (rows of the result, in this order); a sequence is named
+            ``"0"``, ``"1"``, ... Pass the same object as ``acts_b`` to compare a model with
+            itself.
+        acts_b : mapping of str to array_like or torch.Tensor
+            The second model's layers (columns), for the same examples.
+        confounder : array_like or torch.Tensor, shape (m, q, ...), optional
+            The confounder of the same examples, needed by ``measure="dcka"`` in every batch.
+
+        Returns
+        -------
+        StreamingCKAMatrix
+            The accumulator itself, so that calls chain.
+
+        Raises
+        ------
+        ValueError
+            If the layers differ from earlier batches' (names, order or widths), the batches
+            differ in rows, a value is not finite, or ``confounder`` is missing or unexpected.
+        MemoryError
+            At the first batch, when the state would exceed ``memory_budget_bytes``.
         """
         check_confounder_given(self.measure, confounder, "StreamingCKAMatrix.update")
         shared = acts_a is acts_b
@@ -405,7 +517,19 @@ class StreamingCKAMatrix(Accumulator):
             )
 
     def compute(self) -> CKAResult:
-        """The La x Lb :class:`~cka_sim.CKAResult` (rows: ``acts_a`` order, columns: ``acts_b``)."""
+        """Return the CKA of every layer pair on all data seen.
+
+        Returns
+        -------
+        CKAResult
+            La x Lb values (rows in ``acts_a`` order, columns in ``acts_b`` order); NaN, with a
+            :class:`~cka_sim.CKAUndefinedWarning` naming the layer, where a layer is constant.
+
+        Raises
+        ------
+        ValueError
+            With fewer than 2 examples (4 when debiased), or when the statistics are not finite.
+        """
         m = _checked(self, "StreamingCKAMatrix")
         selfs, cross, pairs = self._terms(m)
         selfs_np = to_numpy(m.namespace().stack(selfs))

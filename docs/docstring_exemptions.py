@@ -60,7 +60,23 @@ _HYPERPARAMETERS = _because(
     "are the caller's choice, as in disentanglement_lib); make_objective checks names"
 )
 
+_OWN_FORMAT = _because(
+    "reads or checks the files vae_zoo itself writes: there is no publication to cite"
+)
+_ENTRY_POINT = _because(
+    "a command-line entry point: every error is printed as one line and returned as exit "
+    "status 2, nothing is raised; --help documents the options"
+)
+
 EXEMPTIONS: dict[str, dict[str, str]] = {
+    "vae_zoo.train.TrainResult": _CONTAINER("XR01 XR02"),
+    "vae_zoo.train.data_fingerprint": _because("raises nothing: it reads arrays in memory")("XR01"),
+    "vae_zoo.train.is_complete": _because(
+        "a status check: a missing or unreadable run answers False instead of raising"
+    )("XR01")
+    | _OWN_FORMAT("XR02"),
+    "vae_zoo.train.main": _ENTRY_POINT("XR01 XR02"),
+    "vae_zoo.train.read_metrics": _OWN_FORMAT("XR02"),
     "vae_zoo.checkpoint.resolve_checkpoint": _because(
         "path arithmetic: it raises nothing (a missing file is read_checkpoint's error) and "
         "follows no publication"
@@ -86,34 +102,6 @@ EXEMPTIONS: dict[str, dict[str, str]] = {
     "vae_zoo.objectives.BetaTCVAE": _HYPERPARAMETERS("XR01"),
     "vae_zoo.objectives.BetaVAE": _HYPERPARAMETERS("XR01"),
     "vae_zoo.objectives.DIPVAEII": _HYPERPARAMETERS("XR01"),
-    "cka_sim.MinibatchCKA": _CHANGING("GL07 XR01"),
-    "cka_sim.MinibatchCKA.all_reduce": _CHANGING("PR01 RT01"),
-    "cka_sim.MinibatchCKA.compute": _CHANGING("RT01"),
-    "cka_sim.MinibatchCKA.load_state_dict": _CHANGING("PR01 RT01"),
-    "cka_sim.MinibatchCKA.merge": _CHANGING("PR01 RT01"),
-    "cka_sim.MinibatchCKA.prepare": _CHANGING("PR01 RT01"),
-    "cka_sim.MinibatchCKA.reset": _CHANGING("RT01"),
-    "cka_sim.MinibatchCKA.state_dict": _CHANGING("RT01"),
-    "cka_sim.MinibatchCKA.update": _CHANGING("PR01 RT01"),
-    "cka_sim.StreamingCKA": _CHANGING("XR01 XR02"),
-    "cka_sim.StreamingCKA.all_reduce": _CHANGING("PR01 RT01"),
-    "cka_sim.StreamingCKA.compute": _CHANGING("RT01"),
-    "cka_sim.StreamingCKA.load_state_dict": _CHANGING("PR01 RT01"),
-    "cka_sim.StreamingCKA.merge": _CHANGING("PR01 RT01"),
-    "cka_sim.StreamingCKA.prepare": _CHANGING("PR01 RT01"),
-    "cka_sim.StreamingCKA.reset": _CHANGING("RT01"),
-    "cka_sim.StreamingCKA.state_dict": _CHANGING("RT01"),
-    "cka_sim.StreamingCKA.update": _CHANGING("PR01 RT01"),
-    "cka_sim.StreamingCKAMatrix": _CHANGING("EX01 XR01 XR02"),
-    "cka_sim.StreamingCKAMatrix.all_reduce": _CHANGING("PR01 RT01"),
-    "cka_sim.StreamingCKAMatrix.compute": _CHANGING("RT01"),
-    "cka_sim.StreamingCKAMatrix.estimate_memory": _CHANGING("PR01 RT01"),
-    "cka_sim.StreamingCKAMatrix.load_state_dict": _CHANGING("PR01 RT01"),
-    "cka_sim.StreamingCKAMatrix.merge": _CHANGING("PR01 RT01"),
-    "cka_sim.StreamingCKAMatrix.prepare": _CHANGING("PR01 RT01"),
-    "cka_sim.StreamingCKAMatrix.reset": _CHANGING("RT01"),
-    "cka_sim.StreamingCKAMatrix.state_dict": _CHANGING("RT01"),
-    "cka_sim.StreamingCKAMatrix.update": _CHANGING("PR01 RT01"),
     "cka_sim.cka": _CHANGING("XR01"),
     "cka_sim.cka_matrix": _CHANGING("XR01 XR02"),
     "cka_sim.deconfounded_cka_from_grams": _CHANGING("EX01 XR01"),
@@ -134,18 +122,6 @@ EXEMPTIONS: dict[str, dict[str, str]] = {
     "vae_zoo.study.StudyConfig.to_dict": _ZOO("RT01"),
     "vae_zoo.study.quick_config": _ZOO("EX01 PR01 RT01 XR01 XR02"),
     "vae_zoo.study.run_study": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.TrainConfig": _ZOO("EX01 XR01 XR02 XR03"),
-    "vae_zoo.train.TrainConfig.build_objective": _ZOO("RT01"),
-    "vae_zoo.train.TrainConfig.eval_steps": _ZOO("RT01 SS05"),
-    "vae_zoo.train.TrainConfig.from_dict": _ZOO("PR01"),
-    "vae_zoo.train.TrainConfig.to_dict": _ZOO("RT01"),
-    "vae_zoo.train.TrainResult": _ZOO("EX01 PR01") | _CONTAINER("XR01 XR02"),
-    "vae_zoo.train.data_fingerprint": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.evaluate": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.is_complete": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.main": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.read_metrics": _ZOO("EX01 PR01 RT01 XR01 XR02"),
-    "vae_zoo.train.train": _ZOO("EX01 RT03 XR02 XR03"),
     "vae_zoo.transfer.Recipe": _ZOO("EX01 XR01 XR02 XR03"),
     "vae_zoo.transfer.TransferResult": _ZOO("EX01 PR01") | _CONTAINER("XR01 XR02"),
     "vae_zoo.transfer.apply_recipe": _ZOO("EX01 XR01 XR02 XR03"),

@@ -99,34 +99,53 @@ class TrainConfig:
 
     Parameters
     ----------
-    steps : int
+    steps : int, default 5000
         Total optimisation steps.
-    batch_size : int
+    batch_size : int, default 64
         Examples per step (drawn uniformly with replacement).
-    lr : float
+    lr : float, default 1e-4
         Adam learning rate (β = (0.9, 0.999), ε = 1e-8).
-    seed : int
+    seed : int, default 0
         Seeds the initialisation, batch indices and sampling noise.
-    objective : str
+    objective : str, default "beta_vae"
         A name in :data:`vae_zoo.objectives.OBJECTIVES`.
-    objective_params : dict
-        Its hyper-parameters, e.g. ``{"beta": 4.0}``.
-    latent_dim : int
+    objective_params : dict, optional
+        Its hyper-parameters, e.g. ``{"beta": 4.0}``; by default the objective's defaults.
+    latent_dim : int, default 10
         Latent size of a freshly built model.
-    log_every : int
+    log_every : int, default 100
         Write averaged train loss terms every this many steps.
-    eval_every : int
+    eval_every : int, default 1000
         Evaluate the test loss every this many steps (0: only at the end and ``eval_at``).
-    eval_at : tuple of int
+    eval_at : tuple of int, default ()
         Extra steps at which to evaluate the test loss (0 means before the first step).
-    eval_examples : int
+    eval_examples : int, default 2048
         Test examples used per evaluation (the first ones of the test set).
-    checkpoint_every : int
+    checkpoint_every : int, default 500
         Write a checkpoint every this many steps (and always at the end).
-    threads : int or None
+    threads : int or None, default 1
         ``torch.set_num_threads`` during training (restored afterwards); None leaves it.
-    device : str
+    device : str, default "cpu"
         ``"cpu"`` (deterministic) or ``"cuda"``.
+
+    Raises
+    ------
+    ValueError
+        If a count is below 1 (``eval_every`` and ``eval_at`` below 0), or the objective's name
+        or hyper-parameters are unknown.
+
+    References
+    ----------
+    Kingma & Ba (2015), *Adam: A Method for Stochastic Optimization*, ICLR. Locatello et al.
+    (2019), *Challenging Common Assumptions in the Unsupervised Learning of Disentangled
+    Representations*, ICML (the training settings of ``disentanglement_lib``).
+
+    Examples
+    --------
+    >>> from vae_zoo.train import TrainConfig
+    >>> config = TrainConfig(steps=300, eval_every=100, eval_at=(0,))
+    >>> sorted(config.eval_steps()), TrainConfig.from_dict(config.to_dict()) == config
+    ([0, 100, 200, 300], True)
     """
 
     steps: int = 5000
@@ -157,23 +176,52 @@ class TrainConfig:
         make_objective(self.objective, **self.objective_params)  # validates name and params
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-serialisable)."""
+        """Return the settings as a plain, JSON-serialisable dict.
+
+        Returns
+        -------
+        dict
+            Field name to value; ``eval_at`` as a list.
+        """
         d = asdict(self)
         d["eval_at"] = list(self.eval_at)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
+        """Build a config from the dict form of :meth:`to_dict` (unknown keys are ignored).
+
+        Parameters
+        ----------
+        d : dict
+            Settings by field name.
+
+        Returns
+        -------
+        TrainConfig
+            The config, validated.
+        """
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def build_objective(self) -> Objective:
-        """The configured :class:`~vae_zoo.objectives.Objective`."""
+        """Build the configured objective.
+
+        Returns
+        -------
+        Objective
+            ``make_objective(objective, **objective_params)``.
+        """
         return make_objective(self.objective, **self.objective_params)
 
     def eval_steps(self) -> set[int]:
-        """Steps after which the test loss is evaluated (``steps`` included)."""
+        """Return the steps after which the test loss is evaluated.
+
+        Returns
+        -------
+        set of int
+            Multiples of ``eval_every``, the ``eval_at`` steps up to ``steps``, and ``steps``.
+        """
         periodic = (
             range(self.eval_every, self.steps + 1, self.eval_every) if self.eval_every else ()
         )
@@ -182,13 +230,13 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns.
+    """The outcome of one training run, as :func:`train` returns it.
 
-    Attributes
+    Parameters
     ----------
-    out_dir : Path
+    out_dir : pathlib.Path
         The run directory.
-    checkpoint : Path
+    checkpoint : pathlib.Path
         Its ``checkpoint.pt``.
     step : int
         Steps done.
@@ -196,8 +244,20 @@ class TrainResult:
         Whether ``step == config.steps``.
     train, test : dict
         The last train and test metrics lines (empty when none was written).
-    resumed_from : int or None
+    resumed_from : int, optional
         The checkpoint step this call resumed from (None for a fresh start).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from vae_zoo.datasets import load
+    >>> from vae_zoo.train import TrainConfig, train
+    >>> data = load("dsprites", size=32, max_examples=64)
+    >>> config = TrainConfig(steps=2, batch_size=8, log_every=1, checkpoint_every=1)
+    >>> run = tempfile.mkdtemp()
+    >>> result = train(data, run, config, progress=False)
+    >>> result.step, result.complete, result.resumed_from
+    (2, True, None)
     """
 
     out_dir: Path
@@ -210,7 +270,32 @@ class TrainResult:
 
 
 def data_fingerprint(data: ImageDataset) -> dict[str, Any]:
-    """Identify a dataset cheaply: name, split, shape and a SHA-256 of up to 1024 spread images."""
+    """Identify a dataset cheaply: name, split, shape and a SHA-256 of up to 1024 spread images.
+
+    A resumed run compares it with the checkpoint's, so it cannot continue on other data.
+
+    Parameters
+    ----------
+    data : ImageDataset
+        The dataset.
+
+    Returns
+    -------
+    dict
+        ``{"name", "split", "shape", "sha256_sample"}``, JSON-serialisable.
+
+    References
+    ----------
+    NIST (2015), *Secure Hash Standard (SHS)*, FIPS PUB 180-4.
+
+    Examples
+    --------
+    >>> from vae_zoo.datasets import load
+    >>> from vae_zoo.train import data_fingerprint
+    >>> data = load("dsprites", size=32, max_examples=16)
+    >>> data_fingerprint(data)["shape"], data_fingerprint(data) == data_fingerprint(data)
+    ([16, 1, 32, 32], True)
+    """
     n = len(data)
     idx = np.linspace(0, n - 1, num=min(n, 1024)).astype(np.int64) if n else np.zeros(0, int)
     digest = hashlib.sha256(np.ascontiguousarray(data.images[idx]).tobytes()).hexdigest()
@@ -238,8 +323,51 @@ def evaluate(
 
     Batches are consecutive, the sampling noise comes from a ``torch.Generator`` seeded with
     ``seed``, and the global RNGs are not touched: the same model gives the same numbers. Terms
-    are averaged over examples (weighted by batch size). ``dataset_size`` is the ``N`` of the
-    β-TCVAE estimator (default: ``len(data)``); ``step`` is the Annealed VAE's step.
+    are averaged over examples (weighted by batch size).
+
+    Parameters
+    ----------
+    model : ConvVAE
+        The model; its training flag is restored afterwards.
+    objective : Objective
+        The loss terms to average.
+    data : ImageDataset
+        The images.
+    step : int, default 0
+        The training step, for the Annealed VAE's capacity.
+    dataset_size : int, optional
+        The ``N`` of the β-TCVAE estimator (default: ``len(data)``).
+    max_examples : int, optional
+        Use only the first this many images.
+    batch_size : int, default 256
+        Images per forward pass.
+    seed : int, default 0
+        Seed of the sampling noise.
+
+    Returns
+    -------
+    dict
+        Term name to its mean over the examples (``"loss"``, ``"recon"``, ``"kl"``, ...).
+
+    Raises
+    ------
+    ValueError
+        If the images do not fit the model (channels or size).
+
+    References
+    ----------
+    Kingma & Welling (2014), *Auto-Encoding Variational Bayes*, ICLR (the negative ELBO).
+
+    Examples
+    --------
+    >>> from vae_zoo.datasets import load
+    >>> from vae_zoo.models import make_model
+    >>> from vae_zoo.objectives import BetaVAE
+    >>> from vae_zoo.train import evaluate
+    >>> data = load("dsprites", size=32, max_examples=16)
+    >>> terms = evaluate(make_model(size=32, seed=0), BetaVAE(), data)
+    >>> sorted(terms), terms == evaluate(make_model(size=32, seed=0), BetaVAE(), data)
+    (['kl', 'loss', 'recon'], True)
     """
     was_training = model.training
     model.eval()
@@ -282,16 +410,73 @@ def _parse_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def read_metrics(run_dir: str | Path, split: str | None = None) -> list[dict[str, Any]]:
-    """The lines of a run's ``metrics.jsonl`` (optionally only one ``split``).
+    """Return the lines of a run's ``metrics.jsonl`` (optionally only one ``split``).
 
     An incomplete last line, left by a run killed while writing it, is ignored.
+
+    Parameters
+    ----------
+    run_dir : str or pathlib.Path
+        The run directory.
+    split : {"train", "test"}, optional
+        Keep only these lines.
+
+    Returns
+    -------
+    list of dict
+        One dict per line, in order (``step``, ``split`` and the loss terms); empty when the
+        run has written none.
+
+    Raises
+    ------
+    CheckpointError
+        If a line before the last is not a metrics row (the log is damaged).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from vae_zoo.datasets import load
+    >>> from vae_zoo.train import TrainConfig, train
+    >>> data = load("dsprites", size=32, max_examples=64)
+    >>> config = TrainConfig(steps=2, batch_size=8, log_every=1, checkpoint_every=1)
+    >>> run = tempfile.mkdtemp()
+    >>> result = train(data, run, config, progress=False)
+    >>> from vae_zoo.train import read_metrics
+    >>> [row["step"] for row in read_metrics(run, "train")]
+    [1, 2]
     """
     rows = _parse_metrics(Path(run_dir) / METRICS_NAME)
     return [r for r in rows if split is None or r.get("split") == split]
 
 
 def is_complete(run_dir: str | Path, steps: int | None = None) -> bool:
-    """Whether ``run_dir`` holds a finished run (of at least ``steps`` steps, if given)."""
+    """Tell whether ``run_dir`` holds a finished run (of at least ``steps`` steps, if given).
+
+    Parameters
+    ----------
+    run_dir : str or pathlib.Path
+        The run directory.
+    steps : int, optional
+        The number of steps the run must have reached.
+
+    Returns
+    -------
+    bool
+        False for a missing, unfinished or unreadable run: it is never an error.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from vae_zoo.datasets import load
+    >>> from vae_zoo.train import TrainConfig, train
+    >>> data = load("dsprites", size=32, max_examples=64)
+    >>> config = TrainConfig(steps=2, batch_size=8, log_every=1, checkpoint_every=1)
+    >>> run = tempfile.mkdtemp()
+    >>> result = train(data, run, config, progress=False)
+    >>> from vae_zoo.train import is_complete
+    >>> is_complete(run), is_complete(run, steps=10)
+    (True, False)
+    """
     path = Path(run_dir) / RESULT_NAME
     if not path.is_file() or not (Path(run_dir) / CHECKPOINT_NAME).is_file():
         return False
@@ -397,25 +582,47 @@ def train(
     trainable : iterable of str, optional
         Names of the parameters to optimise (``named_parameters`` names); the others are
         frozen. Default: all.
-    reinitialised : sequence of str
+    reinitialised : sequence of str, default ()
         Names of parameters the caller re-initialised; only recorded.
     metadata : dict, optional
         JSON-serialisable notes stored in ``config.json`` and the checkpoint.
-    progress : bool
+    progress : bool, default True
         Show a tqdm progress bar.
 
     Returns
     -------
     TrainResult
+        The run directory, its checkpoint, the steps done and the last metrics.
 
     Raises
     ------
+    ValueError
+        When ``data`` is empty, or its images do not fit the model.
     CheckpointError
         When the run directory's checkpoint is unreadable or lacks what a resume needs.
     ResumeMismatchError
         When it holds a run with other settings or data.
     DirectoryLockedError
         When another process is training in it.
+
+    References
+    ----------
+    Kingma & Ba (2015), *Adam: A Method for Stochastic Optimization*, ICLR. Locatello et al.
+    (2019), *Challenging Common Assumptions in the Unsupervised Learning of Disentangled
+    Representations*, ICML (the training settings of ``disentanglement_lib``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from vae_zoo.datasets import load
+    >>> from vae_zoo.train import TrainConfig, train
+    >>> data = load("dsprites", size=32, max_examples=64)
+    >>> config = TrainConfig(steps=2, batch_size=8, log_every=1, checkpoint_every=1)
+    >>> run = tempfile.mkdtemp()
+    >>> result = train(data, run, config, progress=False)
+    >>> again = train(data, run, config, progress=False)  # complete: returned as it is
+    >>> result.complete, again.step
+    (True, 2)
     """
     config = config or TrainConfig()
     if len(data) == 0:
@@ -801,7 +1008,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m vae_zoo.train``; returns the exit status."""
+    """Run ``python -m vae_zoo.train``: train one model from the command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default: ``sys.argv[1:]``); ``--help`` lists them.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 for an error, which is printed as one line.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from vae_zoo.train import main
+    >>> main(["--dataset", "dsprites", "--size", "32", "--steps", "1", "--no-progress",
+    ...       "--out", tempfile.mkdtemp()])  # doctest: +SKIP
+    0
+    """
     args = build_parser().parse_args(argv)
     from .datasets import load  # lazily: loading is only needed when run as a program
 

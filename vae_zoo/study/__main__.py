@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, choices=(32, 64), help="image size (default 32)")
     parser.add_argument("--datasets", nargs="+", help="datasets of the zoo")
     parser.add_argument("--seeds", type=int, nargs="+", help="zoo seeds (at least two)")
+    parser.add_argument(
+        "--random-models", type=int, help="untrained baseline models, the floor (at least two)"
+    )
     parser.add_argument("--objective", help="beta_vae, beta_tcvae, annealed_vae or dip_vae_ii")
     parser.add_argument("--beta", type=float, help="β of beta_vae / beta_tcvae (default 1)")
     parser.add_argument(
@@ -55,6 +58,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         key: getattr(args, key)
         for key in (
             "size",
+            "random_models",
             "objective",
             "train_steps",
             "transfer_steps",

@@ -1,25 +1,30 @@
-"""From measurements to evidence: group means, bootstrap intervals, the four claims.
+"""From measurements to evidence: model-level intervals, the normalised index G, the claims.
 
-Uncertainty (every interval is a percentile bootstrap at the configured level):
-
-- **CKA claims** resample, in each replicate, the evaluation datasets and, within each
-  comparison group (cross-dataset, same-dataset-other-seed, trained-vs-random), the model pairs,
-  with replacement; the example-level variation is added from a random half of the evaluation
-  examples: the replicate uses ``full + (half_b − mean over halves)``. For a half-sample drawn
-  without replacement the deviation ``T_half − T_full`` has about the variance of the full-data
-  estimate, and centring the deviations removes the small-sample bias of biased CKA.
+- **CKA claims** (1 and 2) use the model-level bootstrap of :mod:`vae_zoo.study.bootstrap`:
+  models are resampled within their stratum (the seeds of one dataset; the untrained baselines),
+  every pair among the drawn models is recomputed, and a random half of each evaluation set's
+  examples adds the example-level variation. Every quantity below is computed on the same
+  replicates, so differences and ratios have joint intervals.
+- **G**, per layer and over the claim layers: (cross − random) / (same − random), where
+  *cross* is the mean over pairs of models trained on different datasets, *same* over pairs
+  trained on the same dataset with other seeds (the ceiling), and *random* over pairs of a
+  trained and an untrained model (the floor). G = 1: as similar as two seeds of one dataset;
+  G = 0: no more similar than a trained model is to an untrained one on the same images.
 - **Transfer and probe claims** resample the (source, target) pairs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.stats import spearmanr
 
-from .config import DECODER_CLAIM_LAYERS, ENCODER_CLAIM_LAYERS, StudyConfig
+from ..models import ENCODER_LAYERS
+from .bootstrap import PairData, group_replicates, model_weights, percentile_interval
+from .config import DECODER_CLAIM_LAYERS, DEPTH_PAIRS, ENCODER_CLAIM_LAYERS, StudyConfig
 from .criteria import (
     Claim,
     Interval,
@@ -32,167 +37,309 @@ from .criteria import (
 GROUPS: tuple[str, ...] = ("cross", "same", "random")
 GROUP_LABELS = {
     "cross": "cross-dataset (trained on different datasets)",
-    "same": "same dataset, other seed",
-    "random": "trained vs random init",
+    "same": "same dataset, other seed (ceiling)",
+    "random": "trained vs untrained (floor)",
 }
-
-
-@dataclass
-class EvalCKA:
-    """Same-unit CKA between all models on one evaluation dataset (one estimator).
-
-    Attributes
-    ----------
-    dataset : str
-    models : list of str
-        Model ids ``"<dataset>/s<seed>"``, and ``"random/s<seed>"`` for the untrained baselines.
-    units : list of (str, str)
-        (layer, decode mode).
-    full : numpy.ndarray, shape (M, M, U)
-        CKA of unit ``u`` of model ``a`` with unit ``u`` of model ``b`` on all examples.
-    halves : numpy.ndarray, shape (B, M, M, U)
-        The same on ``B`` random halves of the examples.
-    """
-
-    dataset: str
-    models: list[str]
-    units: list[tuple[str, str]]
-    full: np.ndarray
-    halves: np.ndarray
+RANDOM = "random"
 
 
 def parse_model(model_id: str) -> tuple[str, int]:
-    """``"mnist/s1"`` -> ``("mnist", 1)``."""
-    dataset, seed = model_id.split("/s")
-    return dataset, int(seed)
+    """``"mnist/s1"`` -> ``("mnist", 1)``; ``"random/r3"`` -> ``("random", 3)``."""
+    dataset, seed = model_id.rsplit("/", 1)
+    return dataset, int(seed[1:])
 
 
-def model_pairs(models: Sequence[str]) -> dict[str, list[tuple[int, int]]]:
-    """Index pairs of models in each comparison group."""
-    parsed = [parse_model(m) for m in models]
-    pairs: dict[str, list[tuple[int, int]]] = {g: [] for g in GROUPS}
-    for a, (da, sa) in enumerate(parsed):
-        for b, (db, sb) in enumerate(parsed):
-            if da == "random":
+def model_masks(models: Sequence[str]) -> dict[str, np.ndarray]:
+    """``{group: (M, M) bool}``: each unordered pair of each comparison group once."""
+    parsed = [parse_model(m)[0] for m in models]
+    n = len(models)
+    masks = {g: np.zeros((n, n), dtype=bool) for g in GROUPS}
+    for a, da in enumerate(parsed):
+        for b, db in enumerate(parsed):
+            if da == RANDOM:
                 continue
-            if db == "random":
-                pairs["random"].append((a, b))
-            elif b > a and da != db:
-                pairs["cross"].append((a, b))
-            elif b > a and da == db and sa != sb:
-                pairs["same"].append((a, b))
-    return pairs
+            if db == RANDOM:
+                masks["random"][a, b] = True
+            elif b > a:
+                masks["same" if da == db else "cross"][a, b] = True
+    return masks
+
+
+def model_strata(models: Sequence[str]) -> list[list[int]]:
+    """Indices of the models resampled together: one stratum per training dataset, and one of
+    the untrained baselines."""
+    strata: dict[str, list[int]] = {}
+    for i, m in enumerate(models):
+        strata.setdefault(parse_model(m)[0], []).append(i)
+    return list(strata.values())
 
 
 def _interval(point: float, replicates: np.ndarray, level: float) -> Interval:
-    alpha = (1 - level) / 2
-    low, high = np.nanpercentile(replicates, [100 * alpha, 100 * (1 - alpha)])
-    return Interval(float(point), float(low), float(high))
+    low, high = percentile_interval(replicates, level)
+    if not np.isfinite(low):
+        low = high = float("nan")
+    return Interval(float(point), low, high)
 
 
-class GroupBootstrap:
-    """Bootstrap replicates of per-unit group means of CKA (see the module docstring)."""
+@dataclass
+class GroupStats:
+    """Point estimates and joint replicates of every group's mean per unit, for one measure."""
 
-    def __init__(self, evals: Sequence[EvalCKA], *, resamples: int, seed: int = 0) -> None:
-        self.units = evals[0].units
-        self.pairs = model_pairs(evals[0].models)
-        missing = [g for g in GROUPS if not self.pairs[g]]
-        if missing:
-            raise ValueError(f"no model pairs for comparison group(s) {missing}")
-        rng = np.random.default_rng(seed)
-        n_eval = len(evals)
-        full = {g: np.stack([self._cells(e.full, g) for e in evals]) for g in GROUPS}  # (E, P, U)
-        halves = {
-            g: np.stack([self._cells(e.halves, g) for e in evals]) for g in GROUPS
-        }  # (E, B, P, U)
-        self.point = {g: np.nanmean(full[g], axis=(0, 1)) for g in GROUPS}  # (U,)
-        dev = {g: halves[g] - np.nanmean(halves[g], axis=1, keepdims=True) for g in GROUPS}
-        n_halves = halves[GROUPS[0]].shape[1]
-        self.replicates = {g: np.empty((resamples, len(self.units))) for g in GROUPS}
-        for r in range(resamples):
-            chosen = rng.integers(0, n_eval, n_eval)
-            half = rng.integers(0, n_halves, n_eval)
-            for g in GROUPS:
-                p = rng.integers(0, full[g].shape[1], full[g].shape[1])
-                cells = full[g][chosen][:, p] + dev[g][chosen, half][:, p]
-                self.replicates[g][r] = np.nanmean(cells, axis=(0, 1))
+    units: list[tuple[str, str]]
+    point: dict[str, np.ndarray]
+    replicates: dict[str, np.ndarray]
+    n_pairs: dict[str, int]
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    def _cells(self, values: np.ndarray, group: str) -> np.ndarray:
-        a, b = np.array(self.pairs[group]).T
-        return values[..., a, b, :]
-
-    def unit_indices(self, layers: Sequence[str], mode: str) -> list[int]:
-        from ..models import ENCODER_LAYERS
-
+    def indices(self, layers: Sequence[str], mode: str) -> list[int]:
         return [
             self.units.index((layer, "mean" if layer in ENCODER_LAYERS else mode))
             for layer in layers
         ]
 
-    def layer_mean(self, group: str, units: Sequence[int]) -> tuple[float, np.ndarray]:
-        """Point estimate and replicates of the mean over ``units`` of a group's CKA."""
+    def mean(self, group: str, idx: Sequence[int]) -> tuple[float, np.ndarray]:
+        """A group's mean over the units ``idx``: estimate and replicates."""
         return (
-            float(np.nanmean(self.point[group][units])),
-            np.nanmean(self.replicates[group][:, units], axis=1),
+            float(np.mean(self.point[group][list(idx)])),
+            np.mean(self.replicates[group][:, list(idx)], axis=1),
         )
 
-    def per_unit(self, group: str, level: float) -> list[Interval]:
-        """An interval for every unit."""
-        return [
-            _interval(self.point[group][u], self.replicates[group][:, u], level)
-            for u in range(len(self.units))
-        ]
+    def g_index(self, idx: Sequence[int]) -> tuple[float, np.ndarray]:
+        """G = (cross − random) / (same − random) of the means over ``idx``."""
+        (c, rc), (s, rs), (r, rr) = (self.mean(g, idx) for g in GROUPS)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            point = np.float64(c - r) / np.float64(s - r)
+            return float(point), (rc - rr) / (rs - rr)
+
+
+def group_stats(
+    evals: Sequence[Mapping[str, Any]], measure: str, config: StudyConfig, seed: int = 0
+) -> GroupStats:
+    """Model-level bootstrap of every group's mean per unit for one measure.
+
+    ``evals``: the stage-2 arrays of each evaluation set (:meth:`Study.load_cka`).
+    """
+    models = evals[0]["meta"]["models"]
+    masks = model_masks(models)
+    empty = [g for g in GROUPS if not masks[g].any()]
+    if empty:
+        raise ValueError(f"no model pairs for comparison group(s) {empty}")
+    data = [PairData(e[f"{measure}_full"], e[f"{measure}_halves"]) for e in evals]
+    strata = model_strata(models)
+    point, reps = group_replicates(
+        data, masks, strata, resamples=config.bootstrap_resamples, seed=seed
+    )
+    return GroupStats(
+        [tuple(u) for u in evals[0]["meta"]["units"]],
+        point,
+        reps,
+        {g: int(masks[g].sum()) for g in GROUPS},
+        {"strata": strata, "models": models, "seed": seed},
+    )
+
+
+def own_init_stats(
+    evals: Sequence[Mapping[str, Any]], config: StudyConfig, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean debiased CKA of trained models with their own initial weights, per unit.
+
+    Uses the same model weights as :func:`group_stats` with the same ``seed`` (the first draw
+    of the resampling), so it can be compared with the floor on joint replicates.
+    """
+    models = evals[0]["meta"]["models"]
+    trained = np.array([parse_model(m)[0] != RANDOM for m in models])
+    weights = model_weights(
+        model_strata(models), len(models), config.bootstrap_resamples, np.random.default_rng(seed)
+    )
+    values = np.stack([e["own_init"] for e in evals])[:, trained]  # (E, T, U)
+    w = weights[:, trained]
+    finite = np.isfinite(values)
+    v = np.where(finite, values, 0.0)
+    num = np.einsum("rt,etu->ru", w, v)
+    den = np.einsum("rt,etu->ru", w, finite.astype(float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        point = v.sum(axis=(0, 1)) / finite.sum(axis=(0, 1))
+        return point, num / den
+
+
+def seed_margin(
+    evals: Sequence[Mapping[str, Any]], measure: str, idx: Sequence[int], stats: GroupStats
+) -> float:
+    """The equivalence margin of claims 1 and 2, on the G scale: seed-to-seed spread.
+
+    Twice the standard deviation of the same-dataset (other seed) pairs' CKA averaged over the
+    units ``idx`` (pooled over evaluation sets: the root of the mean within-set variance), over
+    the ceiling-to-floor distance (same − random): the half-width of the range that holds about
+    95 % of the pairs of seeds of one dataset, in units of G. NaN when the ceiling is not above the floor.
+    """
+    masks = model_masks(evals[0]["meta"]["models"])
+    a, b = np.nonzero(masks["same"])
+    variances = []
+    for e in evals:
+        v = np.nanmean(e[f"{measure}_full"][a, b][:, list(idx)], axis=1)
+        v = v[np.isfinite(v)]
+        if len(v) > 1:
+            variances.append(np.var(v, ddof=1))
+    spread = 2.0 * float(np.sqrt(np.mean(variances))) if variances else float("nan")
+    same, _ = stats.mean("same", idx)
+    random, _ = stats.mean("random", idx)
+    if not same > random:  # no ceiling above the floor: the G scale is undefined
+        return float("nan")
+    return spread / (same - random)
 
 
 def cka_claims(
-    evals: Sequence[EvalCKA], config: StudyConfig, *, mode: str = "mean"
-) -> tuple[Claim, Claim, dict[str, object]]:
-    """Claims 1 and 2 from same-unit CKA on every evaluation dataset."""
-    boot = GroupBootstrap(evals, resamples=config.bootstrap_resamples)
+    evals: Sequence[Mapping[str, Any]],
+    config: StudyConfig,
+    *,
+    measure: str = "debiased",
+    mode: str = "mean",
+    second: Sequence[Mapping[str, Any]] | None = None,
+) -> tuple[Claim, Claim, dict[str, Any]]:
+    """Claims 1 and 2 from the stage-2 arrays, with the tables of the report.
+
+    Parameters
+    ----------
+    evals : sequence of mapping
+        Stage-2 arrays of each evaluation set.
+    measure, mode : str
+        The measure (``debiased`` or ``biased``) and decoder input of this reading.
+    second : sequence of mapping, optional
+        When given (the primary reading), the deconfounded measure is read from the same
+        arrays as the second reading of both rules.
+    """
     level = config.confidence_level
-    enc = boot.unit_indices(ENCODER_CLAIM_LAYERS, mode)
-    dec = boot.unit_indices(DECODER_CLAIM_LAYERS, mode)
-    means = {
-        (g, side): boot.layer_mean(g, idx)
-        for g in GROUPS
-        for side, idx in (("enc", enc), ("dec", dec))
-    }
+    stats = group_stats(evals, measure, config)
+    enc = stats.indices(ENCODER_CLAIM_LAYERS, mode)
+    dec = stats.indices(DECODER_CLAIM_LAYERS, mode)
 
-    def ratio(side: str) -> tuple[float, np.ndarray]:
-        (pc, rc), (ps, rs) = means[("cross", side)], means[("same", side)]
-        return pc / ps, rc / rs
+    def side(st: GroupStats, meas: str, idx: list[int]) -> dict[str, Any]:
+        g_point, g_reps = st.g_index(idx)
+        return {
+            "G": _interval(g_point, g_reps, level),
+            "G_replicates": g_reps,
+            "margin": seed_margin(evals, meas, idx, st),
+            "means": {g: _interval(*st.mean(g, idx), level).to_dict() for g in GROUPS},
+        }
 
-    enc_ratio, dec_ratio = ratio("enc"), ratio("dec")
-    summary = {
-        f"{side}_{g}_mean_cka": _interval(*means[(g, side)], level).to_dict()
-        for g in GROUPS
-        for side in ("enc", "dec")
-    }
-    common = {
-        "evaluation_datasets": [e.dataset for e in evals],
-        "n_pairs": {g: len(boot.pairs[g]) for g in GROUPS},
-        "decoder_driven_by": mode,
-    }
-    claim1 = encoders_generic(
-        _interval(*enc_ratio, level),
-        _interval(
-            means[("cross", "enc")][0] - means[("random", "enc")][0],
-            means[("cross", "enc")][1] - means[("random", "enc")][1],
+    readings = {"enc": side(stats, measure, enc), "dec": side(stats, measure, dec)}
+    contrast_reps = readings["enc"]["G_replicates"] - readings["dec"]["G_replicates"]
+    contrast = _interval(
+        readings["enc"]["G"].estimate - readings["dec"]["G"].estimate, contrast_reps, level
+    )
+    deconf: dict[str, Any] | None = None
+    if second is not None:
+        dstats = group_stats(evals, "deconfounded", config)
+        deconf = {
+            "enc": side(dstats, "deconfounded", enc),
+            "dec": side(dstats, "deconfounded", dec),
+        }
+        d_contrast = _interval(
+            deconf["enc"]["G"].estimate - deconf["dec"]["G"].estimate,
+            deconf["enc"]["G_replicates"] - deconf["dec"]["G_replicates"],
             level,
-        ),
-        {**common, **{k: v for k, v in summary.items() if k.startswith("enc")}},
-    )
-    claim2 = decoders_specific(
-        _interval(*dec_ratio, level),
-        _interval(enc_ratio[0] - dec_ratio[0], enc_ratio[1] - dec_ratio[1], level),
-        {
-            **common,
-            **{k: v for k, v in summary.items() if k.startswith("dec")},
-            "encoder_ratio": _interval(*enc_ratio, level).to_dict(),
+        )
+    common = {
+        "measure": measure,
+        "decoder_driven_by": mode,
+        "evaluation_datasets": [e["meta"].get("dataset", "") for e in evals],
+        "n_pairs_per_evaluation_set": stats.n_pairs,
+        "n_models": {
+            "trained": sum(parse_model(m)[0] != RANDOM for m in stats.extra["models"]),
+            "untrained": sum(parse_model(m)[0] == RANDOM for m in stats.extra["models"]),
         },
+        "encoder_layers": list(ENCODER_CLAIM_LAYERS),
+        "decoder_layers": list(DECODER_CLAIM_LAYERS),
+    }
+
+    def evidence(key: str) -> dict[str, Any]:
+        r = readings[key]
+        out = {**common, "means": r["means"]}
+        if deconf is not None:
+            out["deconfounded_G"] = deconf[key]["G"].to_dict()
+            out["deconfounded_margin"] = deconf[key]["margin"]
+        return out
+
+    claim1 = encoders_generic(readings["enc"]["G"], readings["enc"]["margin"], evidence("enc"))
+    claim2 = decoders_specific(
+        readings["dec"]["G"],
+        readings["dec"]["margin"],
+        contrast,
+        {**evidence("dec"), "encoder_G": readings["enc"]["G"].to_dict()},
     )
-    curves = {g: boot.per_unit(g, level) for g in GROUPS}
-    return claim1, claim2, {"curves": curves, "units": boot.units, "summary": summary}
+    extra: dict[str, Any] = {"stats": stats, "units": stats.units}
+    if deconf is not None:
+        extra["deconfounded_stats"] = dstats
+    extra["layers"] = _layer_table(
+        stats, deconf_stats=extra.get("deconfounded_stats"), level=level, mode=mode
+    )
+    extra["depth"] = _depth_table(stats, level, mode)
+    if deconf is not None:
+        extra["deconfounded_claims"] = (
+            encoders_generic(deconf["enc"]["G"], deconf["enc"]["margin"], {}),
+            decoders_specific(deconf["dec"]["G"], deconf["dec"]["margin"], d_contrast, {}),
+        )
+    extra["replicates"] = {f"{g}_{measure}_{mode}": stats.replicates[g] for g in GROUPS}
+    return claim1, claim2, extra
+
+
+def _layer_table(
+    stats: GroupStats, *, deconf_stats: GroupStats | None, level: float, mode: str
+) -> list[dict[str, Any]]:
+    """One row per layer (decoder driven by ``mode``): group means, G, deconfounded G."""
+    rows = []
+    for u, (layer, m) in enumerate(stats.units):
+        if m != mode and layer not in ENCODER_LAYERS:
+            continue
+        row: dict[str, Any] = {"layer": layer}
+        for g in GROUPS:
+            row[g] = _interval(*stats.mean(g, [u]), level).to_dict()
+        row["G"] = _interval(*stats.g_index([u]), level).to_dict()
+        if deconf_stats is not None:
+            row["deconfounded"] = _interval(*deconf_stats.mean("cross", [u]), level).to_dict()
+            row["deconfounded_G"] = _interval(*deconf_stats.g_index([u]), level).to_dict()
+        rows.append(row)
+    return rows
+
+
+def _depth_table(stats: GroupStats, level: float, mode: str) -> list[dict[str, Any]]:
+    """Encoder − decoder G at each distance from the bottleneck."""
+    rows = []
+    for depth, (enc_layer, dec_layer) in enumerate(DEPTH_PAIRS, start=1):
+        (ge, re), (gd, rd) = (
+            stats.g_index(stats.indices([enc_layer], mode)),
+            stats.g_index(stats.indices([dec_layer], mode)),
+        )
+        rows.append(
+            {
+                "depth": depth,
+                "encoder_layer": enc_layer,
+                "decoder_layer": dec_layer,
+                "encoder_G": _interval(ge, re, level).to_dict(),
+                "decoder_G": _interval(gd, rd, level).to_dict(),
+                "difference": _interval(ge - gd, re - rd, level).to_dict(),
+            }
+        )
+    return rows
+
+
+def init_control(
+    evals: Sequence[Mapping[str, Any]], stats: GroupStats, config: StudyConfig
+) -> dict[str, Any]:
+    """The shared-initialisation control: trained vs own init, against trained vs other inits."""
+    point, reps = own_init_stats(evals, config, seed=stats.extra["seed"])
+    level = config.confidence_level
+    out = {}
+    for side, layers in (("encoder", ENCODER_CLAIM_LAYERS), ("decoder", DECODER_CLAIM_LAYERS)):
+        idx = stats.indices(layers, "mean")
+        own = (float(np.mean(point[idx])), np.mean(reps[:, idx], axis=1))
+        rnd = stats.mean("random", idx)
+        out[side] = {
+            "own_init": _interval(*own, level).to_dict(),
+            "other_init": _interval(*rnd, level).to_dict(),
+            "difference": _interval(own[0] - rnd[0], own[1] - rnd[1], level).to_dict(),
+        }
+    return out
 
 
 def _pair_bootstrap(values: np.ndarray, resamples: int, seed: int = 0) -> np.ndarray:

@@ -7,14 +7,19 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models import DECODER_LAYERS, ENCODER_LAYERS
-
-#: Encoder layers the claims average over: the input (identical images, CKA 1 by construction)
-#: is left out.
-ENCODER_CLAIM_LAYERS: tuple[str, ...] = tuple(name for name in ENCODER_LAYERS if name != "input")
-#: Decoder layers the claims average over: ``output`` (a sigmoid of ``decoder.deconv4``, with
-#: nearly the same CKA) is left out.
-DECODER_CLAIM_LAYERS: tuple[str, ...] = tuple(name for name in DECODER_LAYERS if name != "output")
+#: Encoder and decoder layers at the same distance from the latent bottleneck, nearest first:
+#: each pair has the same output shape (at 32 px: 256, 256, 64x4x4, 32x8x8, 32x16x16 values).
+#: Claims 1 and 2 average over these layers, so encoders and decoders are compared at matched
+#: depth. The input and output (images), and the 10-unit latent heads, have no mirror.
+DEPTH_PAIRS: tuple[tuple[str, str], ...] = (
+    ("encoder.dense", "decoder.dense1"),
+    ("encoder.conv4", "decoder.dense2"),
+    ("encoder.conv3", "decoder.deconv1"),
+    ("encoder.conv2", "decoder.deconv2"),
+    ("encoder.conv1", "decoder.deconv3"),
+)
+ENCODER_CLAIM_LAYERS: tuple[str, ...] = tuple(e for e, _ in reversed(DEPTH_PAIRS))
+DECODER_CLAIM_LAYERS: tuple[str, ...] = tuple(d for _, d in DEPTH_PAIRS)
 
 RECIPES: tuple[str, ...] = ("decoder", "encoder", "all", "paper", "scratch")
 
@@ -34,7 +39,10 @@ class StudyConfig:
     size : int
         Image side, 32 or 64 (the paper's).
     seeds : tuple of int
-        Seeds of the zoo; each seed also gives one untrained (random-init) baseline model.
+        Seeds of the zoo (at least two: the same-dataset ceiling). Each model's initialisation
+        and training seed is derived from (dataset, seed), so no two models share one.
+    random_models : int
+        Untrained (random-init) baseline models: the floor of every comparison.
     objective, objective_params
         VAE objective of every zoo model (default β-VAE with β = 1, a plain VAE).
     train_steps : int
@@ -50,7 +58,9 @@ class StudyConfig:
     recipes : tuple of str
         Transfer recipes (see :mod:`vae_zoo.transfer`); ``scratch`` runs once per target.
     cka_examples : int
-        Held-out, de-duplicated test examples of each dataset fed to every model for CKA.
+        Held-out, de-duplicated test examples of each dataset fed to every model for CKA, drawn
+        as a seeded sample stratified by label (fewer where a test split has fewer distinct
+        images, as ``digits`` with 359).
     half_samples : int
         Random halves of those examples, for the example-level part of the intervals.
     probe_train_examples, probe_test_examples : int
@@ -67,9 +77,10 @@ class StudyConfig:
         Test examples of each evaluation of the test loss during training and transfer.
     """
 
-    datasets: tuple[str, ...] = ("dsprites", "mnist", "fashion_mnist", "animals")
+    datasets: tuple[str, ...] = ("dsprites", "mnist", "fashion_mnist", "animals", "digits")
     size: int = 32
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    random_models: int = 8
     objective: str = "beta_vae"
     objective_params: dict[str, Any] = field(default_factory=lambda: {"beta": 1.0})
     train_steps: int = 5000
@@ -106,6 +117,10 @@ class StudyConfig:
             raise ValueError(
                 "recipes must include 'scratch', the baseline every recipe is scored against"
             )
+        if self.random_models < 2:
+            raise ValueError(
+                f"random_models must be at least 2 (the floor is resampled); got {self.random_models}"
+            )
         if self.cka_examples < 16:
             raise ValueError(f"cka_examples must be at least 16; got {self.cka_examples}")
         if not 0 < self.confidence_level < 1:
@@ -135,11 +150,12 @@ def quick_config(**overrides: Any) -> StudyConfig:
 
     How long it takes, measured: the README's "How long it takes".
 
-    It uses the three datasets that need nothing beyond ``pip install "cka-sim[zoo]"``.
+    It uses the four datasets that need nothing beyond ``pip install "cka-sim[zoo]"``.
     """
     settings: dict[str, Any] = {
         # the datasets that every pip install has (Fashion-MNIST needs a system package)
-        "datasets": ("dsprites", "mnist", "animals"),
+        "datasets": ("dsprites", "mnist", "animals", "digits"),
+        "random_models": 4,
         "train_steps": 150,
         "train_examples": 2000,
         "transfer_steps": 30,

@@ -47,35 +47,80 @@ def short(layer: str) -> str:
     return layer.replace("encoder.", "enc.").replace("decoder.", "dec.")
 
 
-def layer_curves(
-    panels: Sequence[tuple[str, Mapping[str, Sequence[Interval]], Sequence[tuple[str, str]]]],
-    path: Path,
-) -> Path:
-    """CKA of corresponding layers along depth per comparison group, with interval bands.
+def _unit_positions(units: Sequence[tuple[str, str]], mode: str) -> list[int]:
+    return [i for i, (layer, m) in enumerate(units) if m == mode or layer in ENCODER_LAYERS]
 
-    ``panels``: (title, {group: intervals per unit}, units) per panel; only units under the
-    panel's decode mode are drawn, in depth order.
+
+def _depth_axis(ax: Any, units: Sequence[tuple[str, str]], keep: Sequence[int]) -> None:
+    x = np.arange(len(keep))
+    boundary = sum(1 for i in keep if units[i][0] in ENCODER_LAYERS) - 0.5
+    ax.axvline(boundary, color="k", lw=0.8, ls=":")
+    ax.set_xticks(x, [short(units[i][0]) for i in keep], rotation=70, fontsize=9)
+    ax.tick_params(axis="y", labelsize=9)
+    ax.grid(alpha=0.3)
+
+
+def layer_curves(panels: Sequence[tuple[str, Any, str]], level: float, path: Path) -> Path:
+    """Same-layer CKA of two models along depth, per comparison group, with interval bands.
+
+    ``panels``: (title, :class:`~vae_zoo.study.analysis.GroupStats`, decode mode) per panel.
+    Lines: group means over model pairs and evaluation sets; bands: model-level bootstrap
+    intervals; dotted line: the latent bottleneck (encoder left, decoder right).
     """
+    from .bootstrap import percentile_interval
+
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.2), sharey=True)
     axes = np.atleast_1d(axes)
-    for ax, (title, curves, units) in zip(axes, panels, strict=True):
-        mode = "sample" if "sample" in title else "mean"
-        keep = [i for i, (layer, m) in enumerate(units) if m == mode or layer in ENCODER_LAYERS]
+    for ax, (title, stats, mode) in zip(axes, panels, strict=True):
+        keep = _unit_positions(stats.units, mode)
         x = np.arange(len(keep))
         for group in GROUPS:
-            est = np.array([curves[group][i].estimate for i in keep])
-            low = np.array([curves[group][i].low for i in keep])
-            high = np.array([curves[group][i].high for i in keep])
+            est = stats.point[group][keep]
+            bands = [percentile_interval(stats.replicates[group][:, i], level) for i in keep]
             ax.plot(x, est, marker="o", ms=3, color=COLOURS[group], label=GROUP_LABELS[group])
-            ax.fill_between(x, low, high, color=COLOURS[group], alpha=0.2, linewidth=0)
-        boundary = sum(1 for i in keep if units[i][0] in ENCODER_LAYERS) - 0.5
-        ax.axvline(boundary, color="k", lw=0.8, ls=":")
-        ax.set_xticks(x, [short(units[i][0]) for i in keep], rotation=70, fontsize=7)
-        ax.set_title(title, fontsize=9)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("CKA (same layer, two models)")
-    axes[0].legend(fontsize=7, loc="lower left")
+            ax.fill_between(
+                x,
+                [b[0] for b in bands],
+                [b[1] for b in bands],
+                color=COLOURS[group],
+                alpha=0.2,
+                lw=0,
+            )
+        _depth_axis(ax, stats.units, keep)
+        ax.set_title(title, fontsize=10)
+    axes[0].set_ylabel("CKA of the same layer in two models", fontsize=10)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, -0.12))
+    return _save(fig, path)
+
+
+def g_curves(panels: Sequence[tuple[str, Any, str]], level: float, path: Path) -> Path:
+    """G = (cross − random) / (same − random) per layer, with its model-level interval."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    styles = ["-", "--"]
+    for (title, stats, mode), style in zip(panels, styles, strict=False):
+        keep = _unit_positions(stats.units, mode)
+        keep = [i for i in keep if stats.units[i][0] not in ("input", "output")]
+        x = np.arange(len(keep))
+        est, low, high = [], [], []
+        for i in keep:
+            g, reps = stats.g_index([i])
+            from .bootstrap import percentile_interval
+
+            lo, hi = percentile_interval(reps, level)
+            est.append(g)
+            low.append(lo)
+            high.append(hi)
+        line = ax.plot(x, est, ls=style, marker="o", ms=3, label=title)[0]
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0)
+        _depth_axis(ax, stats.units, keep)
+    ax.axhline(1, color="tab:blue", lw=0.8)
+    ax.axhline(0, color="tab:grey", lw=0.8)
+    ax.set_ylim(-0.6, 1.6)
+    ax.set_ylabel("G: 0 = untrained floor, 1 = same-dataset ceiling", fontsize=10)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 

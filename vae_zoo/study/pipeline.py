@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import multiprocessing
 from collections.abc import Callable
@@ -26,23 +27,15 @@ from .. import storage
 from ..checkpoint import load_model
 from ..datasets import ImageDataset
 from ..models import make_model
-from ..train import TrainConfig
+from ..train import TrainConfig, is_complete, read_metrics, train
 from ..transfer import transfer
-from ..zoo import DatasetLoader, run_zoo
-from .analysis import EvalCKA
+from ..zoo import DatasetLoader
+from .analysis import RANDOM, parse_model
 from .config import StudyConfig
-from .representations import (
-    centred_grams,
-    cka_units,
-    label_cka,
-    model_activations,
-    unit_layers,
-)
+from .measurement import measure_evaluation_set
+from .sampling import init_seed, random_seed, strata_keys, stratified_indices
 
 __all__ = ["Study"]
-
-ESTIMATORS = ("debiased", "biased")
-RANDOM = "random"
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -153,92 +146,192 @@ class Study:
 
         return load(name, split=split, size=self.size, max_examples=cap)
 
+    def loader(self) -> DatasetLoader:
+        c = self.config
+        return DatasetLoader(max_examples=c.train_examples, max_test_examples=c.test_examples)
+
     # -- stage 1: the zoo ----------------------------------------------------------------------
+
+    def zoo_models(self) -> list[ZooModel]:
+        """Every trained model of the zoo, with its derived initialisation seed and directory."""
+        c = self.config
+        return [
+            ZooModel(
+                dataset, seed, init_seed(dataset, seed), self.out / "zoo" / dataset / f"s{seed}"
+            )
+            for dataset in c.datasets
+            for seed in c.seeds
+        ]
 
     def train_zoo(self) -> dict[str, Path]:
         """Train every zoo model (skipping finished ones); return ``{model_id: checkpoint}``."""
         c = self.config
+        zoo = self.zoo_models()
+        jobs = [
+            _TrainJob(
+                m.dataset,
+                str(m.run_dir),
+                self.train_config(c.train_steps, seed=m.init_seed),
+                self.loader(),
+                self.size,
+            )
+            for m in zoo
+        ]
+        todo = [job for job in jobs if not is_complete(job.out_dir, c.train_steps)]
         self.log(
-            f"[1/5] zoo: {len(c.datasets)} datasets x {len(c.seeds)} seeds, {c.train_steps} steps each"
+            f"[1/5] zoo: {len(c.datasets)} datasets x {len(c.seeds)} seeds, {c.train_steps} "
+            f"steps each ({len(todo)} to train)"
         )
-        results = run_zoo(
-            c.datasets,
-            c.seeds,
-            ((c.objective, dict(c.objective_params)),),
-            out_dir=self.out / "zoo",
-            size=self.size,
-            config=self.train_config(c.train_steps),
-            workers=c.workers,
-            loader=DatasetLoader(max_examples=c.train_examples, max_test_examples=c.test_examples),
-            progress=self.progress,
+        self._parallel(_run_training, jobs, todo, "zoo")
+        return {m.name: m.run_dir / "checkpoint.pt" for m in zoo}
+
+    def _parallel(
+        self,
+        fn: Callable[[Any], Any],
+        jobs: list[Any],
+        todo: list[Any],
+        desc: str,
+        *,
+        done: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Run ``fn`` on every job of ``todo`` in ``workers`` single-thread processes.
+
+        ``done(result)`` is called in this process after each job.
+        """
+        done = done or (lambda _: None)
+        bar = tqdm(
+            total=len(jobs),
+            initial=len(jobs) - len(todo),
+            desc=desc,
+            unit="run",
+            disable=not self.progress,
         )
-        return {f"{r.run.dataset}/s{r.run.seed}": r.checkpoint for r in results}
+        if self.config.workers <= 1 or len(todo) <= 1:
+            for job in todo:
+                done(fn(job))
+                bar.update(1)
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(
+                max_workers=min(self.config.workers, len(todo)), mp_context=context
+            ) as pool:
+                for future in as_completed([pool.submit(fn, job) for job in todo]):
+                    done(future.result())
+                    bar.update(1)
+        bar.close()
 
     def models(self, checkpoints: dict[str, Path]) -> dict[str, torch.nn.Module]:
-        """Trained zoo models and one untrained model per seed, by id."""
+        """Trained zoo models and the untrained baselines (``random/r<i>``), by id."""
         models: dict[str, torch.nn.Module] = {
             model_id: load_model(path) for model_id, path in checkpoints.items()
         }
         channels = next(iter(models.values())).config.channels
-        for seed in self.config.seeds:
-            models[f"{RANDOM}/s{seed}"] = make_model(channels, self.size, seed=10_000 + seed).eval()
+        for i in range(self.config.random_models):
+            models[f"{RANDOM}/r{i}"] = make_model(channels, self.size, seed=random_seed(i)).eval()
         return models
 
-    # -- stage 2: CKA --------------------------------------------------------------------------
+    def initial_model(self, model_id: str, channels: int) -> torch.nn.Module:
+        """A zoo model's weights before training (the shared-initialisation control)."""
+        dataset, seed = parse_model(model_id)
+        return make_model(channels, self.size, seed=init_seed(dataset, seed)).eval()
+
+    def model_records(self) -> list[dict[str, Any]]:
+        """``results.json``'s ``models``: every zoo model with its seeds and final test loss."""
+        records = []
+        for m in self.zoo_models():
+            test = read_metrics(m.run_dir, "test")
+            records.append(
+                {
+                    "name": m.name,
+                    "dataset": m.dataset,
+                    "seed": m.seed,
+                    "init_seed": m.init_seed,
+                    "train_steps": self.config.train_steps,
+                    "final_test_loss": float(test[-1]["loss"]) if test else None,
+                }
+            )
+        for i in range(self.config.random_models):
+            records.append(
+                {
+                    "name": f"{RANDOM}/r{i}",
+                    "dataset": None,
+                    "seed": i,
+                    "init_seed": random_seed(i),
+                    "train_steps": 0,
+                    "final_test_loss": None,
+                }
+            )
+        return records
+
+    # -- evaluation sets -----------------------------------------------------------------------
+
+    @functools.cache  # noqa: B019 - one Study per run
+    def eval_indices(self, name: str) -> np.ndarray:
+        """Test-split indices of a dataset's evaluation set: distinct images, stratified sample.
+
+        ``cka_examples`` images (all distinct ones where fewer), drawn with a seed derived from
+        the dataset's name, balanced over labels (dSprites: shape x scale, then orientation and
+        position; see :mod:`vae_zoo.study.sampling`).
+        """
+        data = self.dataset(name, "test")
+        distinct = _first_distinct(data.images)
+        n = min(self.config.cka_examples, len(distinct))
+        chosen = stratified_indices(strata_keys(data)[distinct], n, _stable_seed(f"eval/{name}"))
+        return distinct[chosen]
 
     def eval_images(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """The first ``cka_examples`` distinct test images of a dataset, and their labels."""
+        """The evaluation set of a dataset (see :meth:`eval_indices`): images and labels."""
         data = self.dataset(name, "test")
-        flat = np.ascontiguousarray(data.images).reshape(len(data), -1)
-        _, first = np.unique(flat, axis=0, return_index=True)
-        keep = np.sort(first)[: self.config.cka_examples]
-        if len(keep) < self.config.cka_examples:
-            raise ValueError(
-                f"{name} has only {len(keep)} distinct test images; lower cka_examples"
-            )
+        keep = self.eval_indices(name)
         labels = data.labels if data.labels is not None else np.zeros(len(data), dtype=np.int64)
         return np.asarray(data.images[keep]), np.asarray(labels[keep])
+
+    def evaluation_sets(self) -> dict[str, dict[str, Any]]:
+        """``results.json``'s ``evaluation_sets``: size, label counts and indices of each set."""
+        out = {}
+        for name in self.config.datasets:
+            _, labels = self.eval_images(name)
+            values, counts = np.unique(labels, return_counts=True)
+            out[name] = {
+                "n": len(labels),
+                "label_counts": {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)},
+                "split": "test",
+                "test_indices": [int(i) for i in self.eval_indices(name)],
+            }
+        return out
+
+    # -- stage 2: CKA --------------------------------------------------------------------------
 
     def cka_path(self, name: str) -> Path:
         return self.out / "cka" / f"{name}.npz"
 
     def measure_cka(self, models: dict[str, torch.nn.Module]) -> None:
-        """Stage 2: CKA between every pair of models on each dataset's held-out images."""
+        """Stage 2: same-unit measures between every pair of models on each evaluation set."""
         c = self.config
         todo = [name for name in c.datasets if not self.manifest.verified(self.cka_path(name))]
         self.log(
-            f"[2/5] CKA on {len(c.datasets)} evaluation sets ({len(todo)} to compute), {c.cka_examples} examples, {len(models)} models"
+            f"[2/5] CKA on {len(c.datasets)} evaluation sets ({len(todo)} to compute), "
+            f"up to {c.cka_examples} examples, {len(models)} models"
         )
         for name in tqdm(todo, desc="cka", unit="dataset", disable=not self.progress):
-            self._measure_cka_on(name, models)
+            images, labels = self.eval_images(name)
+            arrays = measure_evaluation_set(
+                models,
+                images,
+                labels,
+                initial=self.initial_model,
+                heatmap_models=self.heatmap_models(),
+                half_samples=c.half_samples,
+                seed=_stable_seed(f"halves/{name}"),
+                device=c.device,
+            )
+            write_npz(self.cka_path(name), **arrays)
+            self.manifest.record(self.cka_path(name))
 
-    def _measure_cka_on(self, name: str, models: dict[str, torch.nn.Module]) -> None:
+    def heatmap_models(self) -> list[str]:
+        """Models whose layer x layer CKA is kept for the heatmaps: two seeds per dataset."""
         c = self.config
-        images, labels = self.eval_images(name)
-        ids = list(models)
-        grams = []
-        for i, model_id in enumerate(ids):
-            acts = model_activations(models[model_id], images, noise_seed=i, device=c.device)
-            grams.append(centred_grams(acts))
-        rng = np.random.default_rng(_stable_seed(name))
-        halves = [
-            np.sort(rng.choice(len(images), len(images) // 2, replace=False))
-            for _ in range(c.half_samples)
-        ]
-        arrays: dict[str, np.ndarray] = {"labels": labels}
-        for estimator in ESTIMATORS:
-            debiased = estimator == "debiased"
-            arrays[f"{estimator}_full"] = cka_units(grams, debiased=debiased)
-            arrays[f"{estimator}_halves"] = np.stack(
-                [cka_units(grams, debiased=debiased, subset=h, same_unit_only=True) for h in halves]
-            )
-            arrays[f"{estimator}_labels"] = np.array(
-                [list(label_cka(g, labels, debiased=debiased).values()) for g in grams]
-            )
-        meta = {"models": ids, "units": [list(u) for u in unit_layers()], "n_examples": len(images)}
-        arrays["meta"] = np.array(json.dumps(meta))
-        write_npz(self.cka_path(name), **arrays)
-        self.manifest.record(self.cka_path(name))
+        return [f"{d}/s{s}" for d in c.datasets for s in c.seeds[:2]]
 
     def load_cka(self, name: str) -> dict[str, Any]:
         with np.load(self.cka_path(name), allow_pickle=False) as data:
@@ -247,29 +340,12 @@ class Study:
         out["meta"]["units"] = [tuple(u) for u in out["meta"]["units"]]
         return out
 
-    def eval_cka(self, estimator: str) -> list[EvalCKA]:
-        """Same-unit CKA of every evaluation set, for the claims."""
-        evals = []
-        for name in self.config.datasets:
-            data = self.load_cka(name)
-            full = data[f"{estimator}_full"]
-            evals.append(
-                EvalCKA(
-                    name,
-                    data["meta"]["models"],
-                    data["meta"]["units"],
-                    _same_unit(full),
-                    data[f"{estimator}_halves"],
-                )
-            )
-        return evals
-
     # -- stage 3: transfer ---------------------------------------------------------------------
 
     def transfer_jobs(self, checkpoints: dict[str, Path]) -> list[_TransferJob]:
         c = self.config
         config = self.train_config(c.transfer_steps, seed=c.transfer_source_seed)
-        loader = DatasetLoader(max_examples=c.train_examples, max_test_examples=c.test_examples)
+        loader = self.loader()
         jobs = []
         for target in c.datasets:
             for source in c.datasets:
@@ -311,26 +387,13 @@ class Study:
         self.log(
             f"[3/5] transfer: {len(jobs)} runs of {self.config.transfer_steps} steps ({len(todo)} to run)"
         )
-        bar = tqdm(
-            total=len(jobs),
-            initial=len(jobs) - len(todo),
-            desc="transfer",
-            unit="run",
-            disable=not self.progress,
+        self._parallel(
+            _run_transfer,
+            jobs,
+            todo,
+            "transfer",
+            done=lambda d: self.manifest.record(_transfer_file(d)),
         )
-        if self.config.workers <= 1 or len(todo) <= 1:
-            for job in todo:
-                self.manifest.record(_transfer_file(_run_transfer(job)))
-                bar.update(1)
-        else:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(
-                max_workers=min(self.config.workers, len(todo)), mp_context=context
-            ) as pool:
-                for future in as_completed([pool.submit(_run_transfer, job) for job in todo]):
-                    self.manifest.record(_transfer_file(future.result()))
-                    bar.update(1)
-        bar.close()
 
     def transfer_losses(
         self,
@@ -377,19 +440,81 @@ class Study:
             f"[4/5] probes: {len(c.datasets)} targets x {len(models)} encoders ({len(todo)} to fit)"
         )
         for target, model_id in tqdm(todo, desc="probes", unit="probe", disable=not self.progress):
-            train = self.dataset(target, "train")
-            test = self.dataset(target, "test")
+            train_idx, test_idx = self.probe_indices(target)
             done.setdefault(target, {})[model_id] = probe_accuracy(
                 models[model_id],
-                train,
-                test,
-                n_train=c.probe_train_examples,
-                n_test=c.probe_test_examples,
+                self.dataset(target, "train"),
+                self.dataset(target, "test"),
+                train_indices=train_idx,
+                test_indices=test_idx,
                 device=c.device,
             )
             write_json(path, done)
             self.manifest.record(path)
         return done
+
+    @functools.cache  # noqa: B019 - one Study per run
+    def probe_indices(self, target: str) -> tuple[np.ndarray, np.ndarray]:
+        """Stratified, seeded probe sets of a target: training-split and test-split indices."""
+        c = self.config
+        out = []
+        for split, n in (("train", c.probe_train_examples), ("test", c.probe_test_examples)):
+            data = self.dataset(target, split)
+            keys = strata_keys(data)
+            out.append(
+                stratified_indices(keys, min(n, len(data)), _stable_seed(f"probe/{split}/{target}"))
+            )
+        return out[0], out[1]
+
+    def probe_sets(self) -> dict[str, dict[str, Any]]:
+        """``results.json``'s ``probe_sets``: size and label counts of each probe set."""
+        out: dict[str, dict[str, Any]] = {}
+        for target in self.config.datasets:
+            for split, idx in zip(("train", "test"), self.probe_indices(target), strict=True):
+                labels = self.dataset(target, split).labels
+                values, counts = np.unique(labels[idx], return_counts=True)
+                out.setdefault(target, {})[split] = {
+                    "n": len(idx),
+                    "label_counts": {
+                        str(int(v)): int(c) for v, c in zip(values, counts, strict=True)
+                    },
+                }
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooModel:
+    """A trained model of the zoo: ``name`` is ``"<dataset>/s<seed>"``."""
+
+    dataset: str
+    seed: int
+    init_seed: int
+    run_dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/s{self.seed}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrainJob:
+    dataset: str
+    out_dir: str
+    config: TrainConfig
+    loader: DatasetLoader
+    size: int
+
+
+def _run_training(job: _TrainJob) -> str:
+    torch.set_num_threads(job.config.threads or 1)
+    train(
+        _cached_load(job.loader, job.dataset, "train", job.size),
+        job.out_dir,
+        job.config,
+        test_data=_cached_load(job.loader, job.dataset, "test", job.size),
+        progress=False,
+    )
+    return job.out_dir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -435,11 +560,16 @@ def _read_transfer(run_dir: Path) -> dict[int, float]:
     return {int(step): float(loss) for step, loss in record["test_loss"].items()}
 
 
-def _same_unit(full: np.ndarray) -> np.ndarray:
-    """``(M, U, M, U)`` -> ``(M, M, U)``: each unit against the same unit of every model."""
-    n_units = full.shape[1]
-    units = np.arange(n_units)
-    return full[:, units, :, units].transpose(1, 2, 0)
+def _first_distinct(images: np.ndarray) -> np.ndarray:
+    """Sorted indices of the first occurrence of every distinct image (rows hashed by SHA-1)."""
+    seen: set[bytes] = set()
+    keep = []
+    for i, image in enumerate(images):
+        digest = hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest()
+        if digest not in seen:
+            seen.add(digest)
+            keep.append(i)
+    return np.array(keep, dtype=np.int64)
 
 
 def _stable_seed(text: str) -> int:

@@ -28,16 +28,15 @@ def probe_accuracy(
     train: ImageDataset,
     test: ImageDataset,
     *,
-    n_train: int,
-    n_test: int,
+    train_indices: np.ndarray,
+    test_indices: np.ndarray,
     device: str = "cpu",
-    seed: int = 0,
 ) -> float:
     """Test accuracy of a logistic-regression probe on the encoder's posterior mean.
 
     The probe (standardised features, L2-regularised multinomial logistic regression from
-    scikit-learn) is fitted on ``n_train`` random training examples and scored on ``n_test``
-    random test examples; both draws are seeded.
+    scikit-learn) is fitted on ``train[train_indices]`` and scored on ``test[test_indices]``
+    (the study draws both as stratified samples, :mod:`vae_zoo.study.sampling`).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -45,9 +44,7 @@ def probe_accuracy(
 
     if train.labels is None or test.labels is None:
         raise ValueError(f"dataset {train.name!r} has no labels; a probe needs class labels")
-    rng = np.random.default_rng(seed)
-    tr = np.sort(rng.choice(len(train), min(n_train, len(train)), replace=False))
-    te = np.sort(rng.choice(len(test), min(n_test, len(test)), replace=False))
+    tr, te = np.sort(train_indices), np.sort(test_indices)
     x_train = posterior_means(model, train.images[tr], device=device)
     x_test = posterior_means(model, test.images[te], device=device)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))

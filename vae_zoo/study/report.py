@@ -10,8 +10,8 @@ from ..storage import atomic_write
 VERDICT = {True: "**holds**", False: "**does not hold**", None: "**inconclusive**"}
 
 FIGURES = {
-    "encoders-generic": ["figures/cka_layer_curves.png", "figures/cka_heatmaps.png"],
-    "decoders-specific": ["figures/cka_layer_curves.png", "figures/cka_heatmaps.png"],
+    "encoders-generic": ["figures/cka_layer_curves.png", "figures/cka_G_curves.png"],
+    "decoders-specific": ["figures/cka_heatmaps.png"],
     "retrain-which": ["figures/transfer_curves.png"],
     "visual-transfer-check": ["figures/visual_check_validation.png"],
 }
@@ -25,13 +25,13 @@ def _measurement(claim: dict[str, Any]) -> str:
     ev = claim["evidence"]
     if claim["id"] == "encoders-generic":
         return (
-            f"encoder CKA cross-dataset / same-dataset = {_iv(ev['ratio_cross_over_same'])}; "
-            f"cross-dataset − trained-vs-random = {_iv(ev['cross_minus_random'])}"
+            f"encoder G = {_iv(ev['G'])} (1 − δ = {1 - ev['margin']:.3f}); "
+            f"deconfounded: {_iv(ev['deconfounded_G'])}"
         )
     if claim["id"] == "decoders-specific":
         return (
-            f"decoder CKA cross-dataset / same-dataset = {_iv(ev['ratio_cross_over_same'])}; "
-            f"encoder ratio − decoder ratio = {_iv(ev['encoder_ratio_minus_decoder_ratio'])}"
+            f"decoder G = {_iv(ev['G'])} (1 − δ = {1 - ev['margin']:.3f}); encoder G − decoder G "
+            f"= {_iv(ev['encoder_G_minus_decoder_G'])}"
         )
     if claim["id"] == "retrain-which":
         return f"relative advantage of retraining the decoder over the encoder = {_iv(ev['decoder_over_encoder_advantage'])}"
@@ -50,12 +50,16 @@ def render(results: dict[str, Any]) -> str:
         "*How good are variational autoencoders at transfer learning?* (arXiv 2304.10767) makes four "
         "claims. This report re-tests each with the rule fixed in `vae_zoo/study/criteria.py`, "
         "computed from the measurements in `results.json`. Intervals are "
-        f"{int(100 * c['confidence_level'])} % bootstrap intervals (see `vae_zoo/study/analysis.py`).",
+        f"{int(100 * c['confidence_level'])} % bootstrap intervals that resample models, not pairs "
+        "(see `vae_zoo/study/bootstrap.py`); "
+        f"rules version {results.get('rules_version', '?')}.",
         "",
         f"Zoo: {', '.join(c['datasets'])} at {c['size']} px; seeds {c['seeds']}; {c['objective']} "
-        f"{c['objective_params']}; {c['train_steps']} training steps per model; one untrained model per "
-        f"seed as a baseline. CKA on {c['cka_examples']} distinct held-out test images of each "
-        f"dataset, fed to every model. Transfer: every ordered pair, recipes {list(c['recipes'])}, "
+        f"{c['objective_params']}; {c['train_steps']} training steps per model, each from its own "
+        f"initialisation; {c['random_models']} untrained models as the floor. CKA on a seeded "
+        f"sample of up to {c['cka_examples']} distinct held-out test images of each dataset, "
+        "stratified by label (sizes and label counts in `results.json`, `evaluation_sets`), fed "
+        "to every model. Transfer: every ordered pair, recipes {list(c['recipes'])}, "
         f"{c['transfer_steps']} steps each. Probes: logistic regression on the posterior mean, "
         f"{c['probe_train_examples']} / {c['probe_test_examples']} examples.",
         "",
@@ -95,26 +99,40 @@ def _details(claim: dict[str, Any], results: dict[str, Any]) -> list[str]:
     ev = claim["evidence"]
     out: list[str] = []
     if claim["id"] in ("encoders-generic", "decoders-specific"):
-        side = "enc" if claim["id"] == "encoders-generic" else "dec"
-        out += ["| comparison | mean CKA over layers |", "|---|---|"]
+        n = ev["n_pairs_per_evaluation_set"]
+        models = ev["n_models"]
+        layers = ev["encoder_layers" if claim["id"] == "encoders-generic" else "decoder_layers"]
+        out += [
+            f"Mean debiased CKA over {', '.join(f'`{x}`' for x in layers)} "
+            f"({models['trained']} trained and {models['untrained']} untrained models):",
+            "",
+            "| comparison | pairs per evaluation set | mean CKA |",
+            "|---|---|---|",
+        ]
         for group, label in (
             ("cross", "different datasets"),
-            ("same", "same dataset, other seed"),
-            ("random", "trained vs random init"),
+            ("same", "same dataset, other seed (ceiling)"),
+            ("random", "trained vs untrained (floor)"),
         ):
-            out.append(f"| {label} | {_iv(ev[f'{side}_{group}_mean_cka'])} |")
+            out.append(f"| {label} | {n[group]} | {_iv(ev['means'][group])} |")
         out += [
             "",
-            "The same rule under each estimator and decoder input (the paper's setting is biased / sample):",
+            "The same rule under each reading (the paper's setting is biased / sample; "
+            "deconfounded: the input images' Gram regressed out, Cui et al. 2022):",
             "",
         ]
-        out += ["| estimator / decoder driven by | ratio cross / same | verdict |", "|---|---|---|"]
+        out += ["| measure / decoder driven by | G | 1 − δ | verdict |", "|---|---|---|---|"]
         for key, variant in results["secondary"].items():
             v = variant[claim["id"]]
             out.append(
-                f"| {key} | {_iv(v['evidence']['ratio_cross_over_same'])} | {VERDICT[v['holds']]} |"
+                f"| {key} | {_iv(v['evidence']['G'])} | {1 - v['evidence']['margin']:.3f} | "
+                f"{VERDICT[v['holds']]} |"
             )
         out.append("")
+        if claim["id"] == "encoders-generic":
+            out += _layer_lines(results["tables"])
+        else:
+            out += _depth_lines(results["tables"])
     elif claim["id"] == "retrain-which":
         out += ["| recipe | gain over scratch (relative target test loss) |", "|---|---|"]
         for recipe, iv in ev["gain_over_scratch"].items():
@@ -135,6 +153,52 @@ def _details(claim: dict[str, Any], results: dict[str, Any]) -> list[str]:
             "",
         ]
     return out
+
+
+def _layer_lines(tables: dict[str, Any]) -> list[str]:
+    out = [
+        "Per layer (debiased CKA, decoder driven by the mean; G and deconfounded G with their "
+        "model-level intervals):",
+        "",
+        "| layer | cross | same | random | G | deconfounded cross | deconfounded G |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in tables["layers"]:
+        out.append(
+            f"| `{row['layer']}` | {_iv(row['cross'])} | {_iv(row['same'])} | "
+            f"{_iv(row['random'])} | {_iv(row['G'])} | {_iv(row['deconfounded'])} | "
+            f"{_iv(row['deconfounded_G'])} |"
+        )
+    control = tables["init_control"]
+    out += [
+        "",
+        "Control: a trained model against its own initial weights, and against other untrained "
+        "models (mean debiased CKA over the claim layers):",
+        "",
+        "| side | own initialisation | other initialisations | difference |",
+        "|---|---|---|---|",
+    ]
+    for side, row in control.items():
+        out.append(
+            f"| {side} | {_iv(row['own_init'])} | {_iv(row['other_init'])} | "
+            f"{_iv(row['difference'])} |"
+        )
+    return [*out, ""]
+
+
+def _depth_lines(tables: dict[str, Any]) -> list[str]:
+    out = [
+        "At matched depth (layers at the same distance from the latent bottleneck):",
+        "",
+        "| depth | encoder layer | G | decoder layer | G | encoder − decoder |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in tables["depth_matched"]:
+        out.append(
+            f"| {row['depth']} | `{row['encoder_layer']}` | {_iv(row['encoder_G'])} | "
+            f"`{row['decoder_layer']}` | {_iv(row['decoder_G'])} | {_iv(row['difference'])} |"
+        )
+    return [*out, ""]
 
 
 def write_report(path: Path, results: dict[str, Any]) -> None:

@@ -11,6 +11,13 @@ units are compared with one matrix product instead of one CKA call per pair:
 with :math:`\\tilde K = HKH` (biased CKA) or the U-centred Gram (debiased CKA;
 :func:`cka_sim.center_gram`). The tests check cells against :func:`cka_sim.linear_cka`.
 
+Deconfounded CKA (Cui et al. 2022, :func:`cka_sim.deconfounded_cka_from_grams`) is computed the
+same way: each centred Gram :math:`\\tilde K` is replaced by its residual after regressing it on the
+centred Gram :math:`\\tilde K_Z` of the input images, :math:`R = \\tilde K - \\hat\\alpha \\tilde K_Z`
+with :math:`\\hat\\alpha = \\langle \\tilde K, \\tilde K_Z\\rangle / \\lVert \\tilde K_Z\\rVert_F^2` (the
+intercept is zero for centred Grams), and the residuals are U-centred and normalised. The tests
+check cells against :func:`cka_sim.deconfounded_cka_from_grams`.
+
 Half-samples: restricting the full-data centred Gram to a subset ``S`` of the examples and
 centring it again gives exactly the centred Gram of ``S`` (both centrings remove the symmetric
 row and column terms that the full-data centring left), so the example-level uncertainty needs
@@ -29,6 +36,14 @@ from cka_sim import center_gram, gram_linear
 from cka_sim.torch import record_activations
 
 from ..models import DECODER_LAYERS, ENCODER_LAYERS, LATENT_LAYERS, ConvVAE
+
+MEASURES: tuple[str, ...] = ("debiased", "biased", "deconfounded")
+"""Same-unit measures of the study: debiased CKA (primary), biased CKA (the paper's), and
+deconfounded debiased CKA (the input's similarity structure regressed out)."""
+
+#: A residual Gram with a squared norm below this fraction of its Gram's is rounding noise (the
+#: unit is a multiple of the input): deconfounded CKA is undefined there (NaN).
+_RESIDUAL_TOLERANCE = 1e-6
 
 DECODE_MODES: tuple[str, ...] = ("mean", "sample")
 """``mean``: the decoder is driven by the posterior mean (primary); ``sample``: by a sample, as
@@ -189,3 +204,57 @@ def label_cka(
         unit: float(_normalised(gram, debiased) @ target) if np.any(gram) else float("nan")
         for unit, gram in grams.items()
     }
+
+
+def _centred(gram: np.ndarray, subset: np.ndarray | None) -> np.ndarray:
+    gram = np.asarray(gram, dtype=np.float64)
+    if subset is not None:
+        gram = gram[np.ix_(subset, subset)]
+    return np.asarray(center_gram(gram, unbiased=False), dtype=np.float64)
+
+
+def unit_bank(
+    grams: np.ndarray,
+    measure: str,
+    *,
+    confounder: np.ndarray | None = None,
+    subset: np.ndarray | None = None,
+) -> np.ndarray:
+    """Normalised, flattened Grams of one unit of every model, for one measure.
+
+    Parameters
+    ----------
+    grams : numpy.ndarray, shape (M, n, n)
+        Centred linear Gram of the unit for each of ``M`` models (any float dtype).
+    measure : {"debiased", "biased", "deconfounded"}
+        See :data:`MEASURES`.
+    confounder : numpy.ndarray, shape (n, n), optional
+        Centred Gram of the input images (needed for ``"deconfounded"``).
+    subset : numpy.ndarray, optional
+        Example indices (a half-sample): the Grams are restricted and centred again.
+
+    Returns
+    -------
+    numpy.ndarray, shape (M, n'^2)
+        Rows of unit Frobenius norm; a row of zeros where the measure is undefined (constant
+        unit, or nothing left after deconfounding). ``bank @ bank.T`` is the measure between
+        all models.
+    """
+    if measure not in MEASURES:
+        raise ValueError(f"measure must be one of {MEASURES}; got {measure!r}")
+    z = None
+    if measure == "deconfounded":
+        if confounder is None:
+            raise ValueError("measure 'deconfounded' needs the confounder's Gram")
+        z = _centred(confounder, subset)
+        zz = float(np.sum(z * z))
+    rows = []
+    for gram in grams:
+        k = _centred(gram, subset)
+        if z is not None:
+            kk = float(np.sum(k * k))
+            k = k - (float(np.sum(k * z)) / zz) * z
+            if float(np.sum(k * k)) <= _RESIDUAL_TOLERANCE * kk:
+                k = np.zeros_like(k)
+        rows.append(_normalised(k, measure != "biased"))
+    return np.stack(rows)

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..storage import lock_directory
-from .analysis import cka_claims, transfer_claim, visual_claim
+from .analysis import (
+    RANDOM,
+    cka_claims,
+    init_control,
+    model_masks,
+    parse_model,
+    transfer_claim,
+    visual_claim,
+)
 from .config import ENCODER_CLAIM_LAYERS, StudyConfig
-from .criteria import Claim, Interval
+from .criteria import RULES_VERSION, Claim, Interval
 from .figures import (
+    g_curves,
     group_heatmaps,
     layer_curves,
     reconstructions,
@@ -21,12 +34,14 @@ from .figures import (
     visual_check,
     visual_validation,
 )
-from .pipeline import RANDOM, Study, write_json
+from .pipeline import Study, write_json, write_npz
 from .report import write_report
 
 VARIANTS = (("debiased", "mean"), ("biased", "mean"), ("debiased", "sample"), ("biased", "sample"))
-"""(estimator, decoder input) variants of claims 1 and 2; the first is primary, the last is the
+"""(estimator, decoder input) readings of claims 1 and 2; the first is primary, the last is the
 paper's own setting."""
+
+STAGES = ("zoo", "cka", "transfer", "probes", "analysis")
 
 
 def run_study(config: StudyConfig, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
@@ -43,58 +58,149 @@ def run_study(config: StudyConfig, out_dir: str | Path, *, progress: bool = True
 def _run_locked(config: StudyConfig, out_dir: str | Path, *, progress: bool) -> dict[str, Any]:
     start = time.perf_counter()
     study = Study(config, out_dir, progress=progress)
-    checkpoints = study.train_zoo()
-    models = study.models(checkpoints)
-    study.measure_cka(models)
-    study.run_transfers(checkpoints)
-    probes = study.run_probes(models)
+    timer = _StageTimer()
+    with timer("zoo"):
+        checkpoints = study.train_zoo()
+        models = study.models(checkpoints)
+    with timer("cka"):
+        study.measure_cka(models)
+    with timer("transfer"):
+        study.run_transfers(checkpoints)
+    with timer("probes"):
+        probes = study.run_probes(models)
     study.log("[5/5] verdicts, figures and report")
-    results = analyse(study, models, probes)
-    results["elapsed_seconds_this_invocation"] = round(time.perf_counter() - start, 1)
+    with timer("analysis"):
+        results = analyse(study, models, probes)
+    elapsed = round(time.perf_counter() - start, 1)
+    results["provenance"] = provenance()
+    results["timings"] = _record_timings(study.out, timer.seconds, elapsed)
     write_json(study.out / "results.json", results)
     write_report(study.out / "report.md", results)
-    study.log(
-        f"done in {results['elapsed_seconds_this_invocation']:.0f} s: {study.out / 'report.md'}"
-    )
+    study.log(f"done in {elapsed:.0f} s: {study.out / 'report.md'}")
     for claim in results["claims"]:
         verdict = {True: "holds", False: "does not hold", None: "inconclusive"}[claim["holds"]]
         study.log(f"  {claim['id']}: {verdict}")
     return results
 
 
+class _StageTimer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(time.perf_counter() - start, 1)
+
+
+def _record_timings(out: Path, stages: dict[str, float], elapsed: float) -> dict[str, Any]:
+    """Append this invocation's stage times to ``timings.json``; return the summary."""
+    path = out / "timings.json"
+    history = json.loads(path.read_text()) if path.exists() else []
+    history.append({"stages": stages, "wall_seconds": elapsed})
+    write_json(path, history)
+    return {
+        "stage_seconds_this_invocation": stages,
+        "wall_seconds_this_invocation": elapsed,
+        "invocations": len(history),
+        "total_wall_seconds": round(sum(h["wall_seconds"] for h in history), 1),
+        "stage_seconds_total": {
+            stage: round(sum(h["stages"].get(stage, 0.0) for h in history), 1) for stage in STAGES
+        },
+    }
+
+
+def provenance() -> dict[str, Any]:
+    """The code and packages that produced the results: git commit (or "unknown"), versions."""
+    import platform
+    from importlib import metadata
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "unknown", ""
+    versions = {"python": platform.python_version()}
+    for package in ("cka-sim", "numpy", "scipy", "torch", "scikit-learn", "matplotlib"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "git_commit": commit or "unknown",
+        "uncommitted_changes": bool(dirty),
+        "packages": versions,
+        "platform": platform.platform(),
+        "rules_version": RULES_VERSION,
+    }
+
+
 def analyse(
     study: Study, models: dict[str, Any], probes: dict[str, dict[str, float]]
 ) -> dict[str, Any]:
-    """Claims, secondary variants and figures from the stored measurements."""
+    """Claims, secondary readings, tables and figures from the stored measurements."""
     config = study.config
     figures = study.out / "figures"
+    evals = []
+    for name in config.datasets:
+        data = study.load_cka(name)
+        data["meta"]["dataset"] = name
+        evals.append(data)
     variants: dict[str, dict[str, Any]] = {}
-    curves_panels = []
     primary: list[Claim] = []
-    for estimator, mode in VARIANTS:
-        evals = study.eval_cka(estimator)
-        claim1, claim2, extra = cka_claims(evals, config, mode=mode)
-        for claim in (claim1, claim2):
-            claim.evidence["estimator"] = f"linear CKA, {estimator}"
-        key = f"{estimator}/{mode}"
-        variants[key] = {
+    tables: dict[str, Any] = {}
+    replicates: dict[str, np.ndarray] = {}
+    curves = []
+    for measure, mode in VARIANTS:
+        is_primary = (measure, mode) == VARIANTS[0]
+        claim1, claim2, extra = cka_claims(
+            evals, config, measure=measure, mode=mode, second=evals if is_primary else None
+        )
+        variants[f"{measure}/{mode}"] = {
             "encoders-generic": claim1.to_dict(),
             "decoders-specific": claim2.to_dict(),
         }
-        if (estimator, mode) == VARIANTS[0]:
+        replicates.update(extra["replicates"])
+        if is_primary:
             primary += [claim1, claim2]
-        if mode == "mean" or estimator == "debiased":
-            curves_panels.append(
-                (f"{estimator} CKA, decoder driven by the {mode}", extra["curves"], extra["units"])
-            )
-    layer_curves(curves_panels, figures / "cka_layer_curves.png")
-    _heatmaps(study, figures)
+            tables["layers"] = extra["layers"]
+            tables["depth_matched"] = extra["depth"]
+            tables["init_control"] = init_control(evals, extra["stats"], config)
+            d1, d2 = extra["deconfounded_claims"]
+            variants["deconfounded/mean"] = {
+                "encoders-generic": d1.to_dict(),
+                "decoders-specific": d2.to_dict(),
+            }
+            curves.append(("debiased CKA (decoder driven by the mean)", extra["stats"], "mean"))
+            curves.append(("deconfounded CKA", extra["deconfounded_stats"], "mean"))
+        elif measure == "debiased":
+            curves.append(("debiased CKA (decoder driven by a sample)", extra["stats"], "sample"))
+    layer_curves(curves, config.confidence_level, figures / "cka_layer_curves.png")
+    g_curves(curves[:2], config.confidence_level, figures / "cka_G_curves.png")
+    _heatmaps(evals, figures)
+    _save_replicates(study.out / "analysis" / "replicates.npz", replicates)
 
-    final, scratch, curves = study.transfer_losses()
+    final, scratch, transfer_curve_data = study.transfer_losses()
     primary.append(transfer_claim(final, scratch, config))
-    transfer_curves(curves, config.recipes, figures / "transfer_curves.png")
+    transfer_curves(transfer_curve_data, config.recipes, figures / "transfer_curves.png")
 
-    points, panels = _visual_points(study, models, probes)
+    points, panels = _visual_points(study, evals, models, probes)
     claim4 = visual_claim(points, config)
     primary.append(claim4)
     for target, (rows, originals, units) in panels.items():
@@ -107,35 +213,41 @@ def analyse(
     _samples(study, models, figures / "samples.png")
     return {
         "config": config.to_dict(),
+        "rules_version": RULES_VERSION,
         "claims": [claim.to_dict() for claim in primary],
         "secondary": variants,
+        "tables": tables,
+        "models": study.model_records(),
+        "evaluation_sets": study.evaluation_sets(),
+        "probe_sets": study.probe_sets(),
         "probe_accuracy": probes,
         "figures": sorted(str(p.relative_to(study.out)) for p in figures.glob("*.png")),
     }
 
 
-def _heatmaps(study: Study, figures: Path) -> None:
-    """Mean layer x layer CKA (debiased, decoder from the mean) per comparison group."""
-    from .analysis import model_pairs
+def _save_replicates(path: Path, replicates: dict[str, np.ndarray]) -> None:
+    write_npz(path, **{key.replace("/", "_"): value for key, value in replicates.items()})
 
+
+def _heatmaps(evals: list[dict[str, Any]], figures: Path) -> None:
+    """Mean layer x layer debiased CKA (decoder from the mean) per comparison group."""
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
-    units: list[tuple[str, str]] = []
-    for name in study.config.datasets:
-        data = study.load_cka(name)
-        units = data["meta"]["units"]
-        keep = [i for i, (_, mode) in enumerate(units) if mode == "mean"]
-        full = data["debiased_full"][:, keep][:, :, :, keep]
-        for group, pairs in model_pairs(data["meta"]["models"]).items():
-            if group == "random":
-                continue
-            for a, b in pairs:
-                sums[group] = sums.get(group, 0) + np.nan_to_num(full[a, :, b, :])
+    names: list[str] = []
+    for data in evals:
+        meta = data["meta"]
+        names = [layer for layer, _ in meta["heatmap_units"]]
+        masks = model_masks(meta["heatmap_models"])
+        for group in ("same", "cross"):
+            for a, b in zip(*np.nonzero(masks[group]), strict=True):
+                sums[group] = sums.get(group, 0) + np.nan_to_num(data["heatmap"][a, :, b, :])
                 counts[group] = counts.get(group, 0) + 1
-    names = [layer for layer, mode in units if mode == "mean"]
     matrices = {
-        "same dataset, other seed": (sums["same"] / counts["same"], names),
-        "different datasets": (sums["cross"] / counts["cross"], names),
+        f"same dataset, other seed ({counts['same']} pairs)": (
+            sums["same"] / counts["same"],
+            names,
+        ),
+        f"different datasets ({counts['cross']} pairs)": (sums["cross"] / counts["cross"], names),
     }
     group_heatmaps(
         matrices,
@@ -145,53 +257,67 @@ def _heatmaps(study: Study, figures: Path) -> None:
 
 
 def _visual_points(
-    study: Study, models: dict[str, Any], probes: dict[str, dict[str, float]]
+    study: Study,
+    evals: list[dict[str, Any]],
+    models: dict[str, Any],
+    probes: dict[str, dict[str, float]],
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Claim-4 points: (source model, target) with its visual score and probe gain."""
     config = study.config
     points: list[dict[str, Any]] = []
     panels: dict[str, Any] = {}
     seeds = list(config.seeds)
-    for target in config.datasets:
-        data = study.load_cka(target)
+    for target, data in zip(config.datasets, evals, strict=True):
         ids = data["meta"]["models"]
         units = data["meta"]["units"]
-        diag = study.eval_cka("debiased")[config.datasets.index(target)].full
+        diag = data["debiased_full"]
         labels = data["debiased_labels"]
         enc = [units.index((layer, "mean")) for layer in ENCODER_CLAIM_LAYERS]
+        targets = [ids.index(f"{target}/s{s}") for s in seeds]
+        randoms = [m for m in ids if parse_model(m)[0] == RANDOM]
+        floor = float(np.mean([probes[target][m] for m in randoms]))
         images, _ = study.eval_images(target)
-        originals = images[:8].astype(np.float32) / 255
+        shown = _one_per_class(study, target, 8)
         rows = []
         for source in config.datasets:
             if source == target:
                 continue
             for seed in seeds:
-                s, t = ids.index(f"{source}/s{seed}"), ids.index(f"{target}/s{seed}")
-                gain = probes[target][f"{source}/s{seed}"] - probes[target][f"{RANDOM}/s{seed}"]
+                s = ids.index(f"{source}/s{seed}")
+                profile = np.nanmean(diag[s, targets], axis=0)
                 point = {
                     "source": source,
                     "target": target,
                     "seed": seed,
-                    "score": float(np.nanmean(diag[s, t, enc])),
+                    "score": float(np.nanmean(profile[enc])),
                     "label_score": float(np.nanmean(labels[s, enc])),
-                    "gain": float(gain),
+                    "gain": float(probes[target][f"{source}/s{seed}"] - floor),
                 }
                 points.append(point)
                 if seed == config.transfer_source_seed:
-                    other = next(x for x in seeds if x != seed)
+                    same = [diag[a, b] for a in targets for b in targets if a < b]
                     rows.append(
                         {
                             **point,
-                            "profile": diag[s, t],
-                            "same_profile": diag[t, ids.index(f"{target}/s{other}")],
+                            "profile": profile,
+                            "same_profile": np.nanmean(same, axis=0),
                             "label_profile": labels[s],
-                            "target_label_profile": labels[t],
+                            "target_label_profile": np.nanmean(labels[targets], axis=0),
                             "reconstructions": reconstructions(
-                                models[f"{source}/s{seed}"], images[:8]
+                                models[f"{source}/s{seed}"], images[shown]
                             ),
                         }
                     )
-        panels[target] = (rows, originals, units)
+        panels[target] = (rows, images[shown].astype(np.float32) / 255, units)
     return points, panels
+
+
+def _one_per_class(study: Study, name: str, count: int) -> np.ndarray:
+    """Positions in the evaluation set of ``count`` images, cycling through the classes."""
+    _, labels = study.eval_images(name)
+    by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    order = [idx[i] for i in range(max(map(len, by_class))) for idx in by_class if i < len(idx)]
+    return np.array(order[:count])
 
 
 def _samples(study: Study, models: dict[str, Any], path: Path) -> None:
@@ -199,7 +325,7 @@ def _samples(study: Study, models: dict[str, Any], path: Path) -> None:
     rows = []
     for name in study.config.datasets:
         images, _ = study.eval_images(name)
-        images = images[:10]
+        images = images[_one_per_class(study, name, 10)]
         rows.append(
             (
                 f"{name} (seed {seed}): test images and reconstructions",
