@@ -49,6 +49,7 @@ def cka(gram_x: Any, gram_y: Any, *, debiased: bool = False) -> Any:
     gram_x, gram_y : array_like or torch.Tensor, shape (n, n)
         Symmetric Gram matrices over the same examples (``n >= 4`` when ``debiased``).
     debiased : bool, default False
+        Use the unbiased HSIC₁ everywhere (Kornblith et al.'s ``debiased`` option).
 
     Returns
     -------
@@ -57,10 +58,27 @@ def cka(gram_x: Any, gram_y: Any, *, debiased: bool = False) -> Any:
         NaN, with a :class:`~cka_sim.exceptions.CKAUndefinedWarning`, when a centred Gram is zero
         (constant features) or a debiased self-HSIC is not positive.
 
+    Raises
+    ------
+    TypeError
+        If a Gram is not numeric, or the two are of different libraries.
+    ValueError
+        If a Gram is not square, not symmetric, not finite, or too small (2 x 2, 4 x 4 when
+        debiased), or the Grams differ in size.
+
     References
     ----------
     Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
     Revisited*, ICML.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim import cka, gram_linear, linear_cka
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.standard_normal((50, 4)), rng.standard_normal((50, 6))
+    >>> bool(np.isclose(cka(gram_linear(x), gram_linear(y)), linear_cka(x, y)))
+    True
     """
     k, l, xp = check_gram_pair(gram_x, gram_y, min_size=4 if debiased else 2)
     return as_output(_cka_of_grams(k, l, xp, debiased=debiased, names=("gram_x", "gram_y")))
@@ -157,6 +175,14 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
         :class:`~cka_sim.exceptions.CKAUndefinedWarning` when ``x`` or ``y`` is constant, or a
         debiased self-HSIC is not positive.
 
+    Raises
+    ------
+    TypeError
+        If ``x`` or ``y`` is not numeric, or they are of different libraries.
+    ValueError
+        If they differ in rows, have fewer than 2 rows (4 when debiased), no features, or NaN or
+        infinite values.
+
     Notes
     -----
     Features are centred before any product (the mean is summed in float64), the products run in
@@ -237,17 +263,43 @@ def kernel_cka(
         Explicit RBF bandwidth, for both inputs or one for each; overrides ``threshold``.
     debiased : bool, default False
         Use the unbiased HSIC₁ (needs ``n >= 4``).
-    degree, gamma, coef0
-        Polynomial kernel parameters.
+    degree : int, default 3
+        Exponent of the polynomial kernel.
+    gamma : float, optional
+        Scale of the polynomial kernel; ``1 / p`` by default.
+    coef0 : float, default 1.0
+        Offset of the polynomial kernel.
 
     Returns
     -------
     float or torch.Tensor
-        As :func:`linear_cka`.
+        As :func:`linear_cka`: NaN with a :class:`~cka_sim.CKAUndefinedWarning` when ``x`` or
+        ``y`` is constant, or a centred Gram is zero.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` or ``y`` is not numeric, or they are of different libraries.
+    ValueError
+        If they differ in rows, have fewer than 2 rows (4 when debiased), no features, or NaN or
+        infinite values; for an unknown kernel name, a
+        non-positive bandwidth, a zero median distance (pass ``sigma``), or a callable kernel
+        that does not return a valid (n, n) Gram matrix.
 
     References
     ----------
-    Kornblith, Norouzi, Lee & Hinton (2019), ICML.
+    Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
+    Revisited*, ICML.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim import kernel_cka
+    >>> np.random.seed(1337)
+    >>> x = np.random.randn(100, 10)
+    >>> y = np.random.randn(100, 10) + x
+    >>> round(kernel_cka(x, y, threshold=0.5), 5)  # Kornblith et al.'s demo value
+    0.65483
     """
     check_kernel_name(kernel, ("rbf", "linear", "polynomial"))
     sigmas = sigma if isinstance(sigma, tuple) else (sigma, sigma)

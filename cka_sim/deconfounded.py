@@ -187,11 +187,34 @@ def deconfounded_cka_from_grams(
     Returns
     -------
     float or torch.Tensor
-        As :func:`deconfounded_cka`.
+        As :func:`deconfounded_cka`: NaN with a :class:`~cka_sim.CKAUndefinedWarning` where
+        nothing is left after the regression.
+
+    Raises
+    ------
+    TypeError
+        If a Gram is not numeric, or the two are of different libraries.
+    ValueError
+        If a Gram is not square, not symmetric, not finite, or too small (2 x 2, 4 x 4 when
+        debiased), or the Grams differ in size; or
+        if the confounder's centred Gram is zero (nothing to adjust for).
 
     References
     ----------
-    Cui, Kumar, Marttinen & Kaski (2022), NeurIPS.
+    Cui, Kumar, Marttinen & Kaski (2022), *Deconfounded Representation Similarity for Comparison
+    of Neural Networks*, NeurIPS.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim import deconfounded_cka, deconfounded_cka_from_grams
+    >>> rng = np.random.default_rng(0)
+    >>> z = rng.standard_normal((300, 5))
+    >>> x = z @ rng.standard_normal((5, 20)) + rng.standard_normal((300, 20))
+    >>> y = z @ rng.standard_normal((5, 10)) + rng.standard_normal((300, 10))
+    >>> from_grams = deconfounded_cka_from_grams(x @ x.T, y @ y.T, z @ z.T)
+    >>> bool(np.isclose(from_grams, deconfounded_cka(x, y, z)))
+    True
     """
     min_size = 4 if debiased else 2
     k, l, xp = check_gram_pair(gram_x, gram_y, min_size=min_size)

@@ -47,17 +47,36 @@ def hsic(gram_x: Any, gram_y: Any, *, unbiased: bool = False) -> Any:
     gram_x, gram_y : array_like or torch.Tensor, shape (n, n)
         Symmetric Gram matrices; ``n >= 2`` (``n >= 4`` when ``unbiased``).
     unbiased : bool, default False
+        Use the unbiased HSIC₁ of Song et al. (2012) instead of the biased estimate.
 
     Returns
     -------
     float or torch.Tensor
         A Python float for NumPy input, a 0-dim float64 tensor for torch input.
 
+    Raises
+    ------
+    TypeError
+        If a Gram is not numeric, or the two are of different libraries.
+    ValueError
+        If a Gram is not square, not symmetric, not finite, or too small (2 x 2, 4 x 4 when
+        unbiased), or the Grams differ in size.
+
     References
     ----------
     Gretton, Bousquet, Smola & Schölkopf (2005), *Measuring statistical dependence with
     Hilbert-Schmidt norms*. Song, Smola, Gretton, Bedo & Borgwardt (2012), *Feature selection via
     dependence maximization*, JMLR 13.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim import gram_linear, hsic
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((100, 5))
+    >>> k = gram_linear(x)
+    >>> bool(hsic(k, k) > 0), bool(abs(hsic(k, gram_linear(rng.standard_normal((100, 5))))) < hsic(k, k))
+    (True, True)
     """
     k, l, xp = check_gram_pair(gram_x, gram_y, min_size=4 if unbiased else 2)
     (ks, ek), (ls, el) = power_of_two_scaled(k, xp), power_of_two_scaled(l, xp)

@@ -109,6 +109,20 @@ def cka_matrix(
         appended when debiased). A constant layer gives a NaN row or column with a
         :class:`~cka_sim.CKAUndefinedWarning` naming it.
 
+    Raises
+    ------
+    TypeError
+        If the activations are not numeric, or mix libraries or devices.
+    ValueError
+        If the layers differ in rows, a layer has fewer than 2 rows (4 when debiased), no
+        features or non-finite values, ``measure`` is unknown, or ``confounder`` is missing for
+        ``measure="dcka"`` or given for another measure.
+
+    References
+    ----------
+    Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
+    Revisited*, ICML.
+
     Examples
     --------
     >>> import numpy as np

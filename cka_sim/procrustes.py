@@ -48,6 +48,13 @@ def procrustes_similarity(x: Any, y: Any) -> Any:
         (differentiable where the singular values are distinct). NaN with a
         :class:`~cka_sim.exceptions.CKAUndefinedWarning` when ``x`` or ``y`` is constant.
 
+    Raises
+    ------
+    TypeError
+        If ``x`` or ``y`` is not numeric, or they are of different libraries.
+    ValueError
+        If they differ in rows, have fewer than 2, no features, or NaN or infinite values.
+
     Notes
     -----
     Invariant to orthogonal transforms, isotropic scaling and translation of either input. Costs
@@ -118,6 +125,13 @@ def procrustes_distance(x: Any, y: Any, *, angular: bool = False) -> Any:
         As :func:`procrustes_similarity`. Rounding can carry the similarity of (near-)identical
         inputs a few units in the last place above 1; the distance uses :math:`\min(s, 1)` so that
         it is never negative and the angle never NaN.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` or ``y`` is not numeric, or they are of different libraries.
+    ValueError
+        If they differ in rows, have fewer than 2, no features, or NaN or infinite values.
 
     References
     ----------

@@ -11,7 +11,7 @@ import numpy as np
 class PermutationTestResult:
     """Outcome of :func:`~cka_sim.stats.permutation_test`.
 
-    Attributes
+    Parameters
     ----------
     statistic : float
         CKA of the data as given.
@@ -22,6 +22,16 @@ class PermutationTestResult:
     estimator : str
         Which CKA was tested, named as ``CKAResult.estimator`` names it: ``"linear"``,
         ``"linear-debiased"``, ``"rbf"``, ``"rbf-debiased"``, ``"custom-kernel"``, ...
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim.stats import permutation_test
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((60, 3))
+    >>> result = permutation_test(x, x + rng.standard_normal((60, 3)), n_permutations=99, seed=0)
+    >>> result.pvalue, result.null_distribution.shape, result.estimator
+    (0.01, (99,), 'linear')
     """
 
     statistic: float
@@ -32,7 +42,22 @@ class PermutationTestResult:
 
 @dataclass(frozen=True)
 class ConfidenceInterval:
-    """A two-sided confidence interval ``[low, high]``."""
+    """A two-sided confidence interval ``[low, high]``.
+
+    Parameters
+    ----------
+    low : float
+        Lower bound.
+    high : float
+        Upper bound.
+
+    Examples
+    --------
+    >>> from cka_sim.stats import ConfidenceInterval
+    >>> interval = ConfidenceInterval(low=0.25, high=0.5)
+    >>> interval.high - interval.low
+    0.25
+    """
 
     low: float
     high: float
@@ -42,7 +67,7 @@ class ConfidenceInterval:
 class BootstrapResult:
     """Outcome of :func:`~cka_sim.stats.bootstrap_ci`.
 
-    Attributes
+    Parameters
     ----------
     statistic : float
         CKA of the full data.
@@ -56,10 +81,20 @@ class BootstrapResult:
         distribution of the full-data estimate (see :func:`~cka_sim.stats.bootstrap_ci`).
     estimator : str
         Which CKA the interval is for, named as in :class:`PermutationTestResult`.
-    interval_method : str
+    interval_method : str, default "bca"
         How the interval was formed: ``"bca"``, ``"percentile"`` or ``"basic"`` as asked, or
         ``"basic-widened"`` where ``"bca"`` was asked but BCa is undefined or excludes the
         estimate (see :func:`~cka_sim.stats.bootstrap_ci`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cka_sim.stats import bootstrap_ci
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((100, 3))
+    >>> result = bootstrap_ci(x, x + rng.standard_normal((100, 3)), n_resamples=200, seed=0)
+    >>> result.interval_method, result.bootstrap_distribution.shape
+    ('bca', (200,))
     """
 
     statistic: float

@@ -92,10 +92,14 @@ def bootstrap_ci(
         are many: its half-samples are biased upwards by more than their spread.
     debiased : bool, default False
         Use debiased CKA (unbiased HSIC₁); needs ``n >= 8`` so that half-samples have 4 rows.
-    kernel, threshold, sigma
-        As in :func:`~cka_sim.stats.permutation_test`. The RBF bandwidth is computed once from
+    kernel : {"linear", "rbf"} or callable, default "linear"
+        As in :func:`~cka_sim.stats.permutation_test`.
+    threshold : float, default 1.0
+        RBF bandwidth as a multiple of the median distance. The bandwidth is computed once from
         all the data and held fixed across replicates.
-    seed : None, int or numpy.random.Generator
+    sigma : float, optional
+        Explicit RBF bandwidth; overrides ``threshold``.
+    seed : None, int or numpy.random.Generator, optional
         Source of the half-samples; the same seed gives the same result.
     measure : {"cka", "dcka", "procrustes"}, default "cka"
         The estimate: CKA, deconfounded CKA (adjusted for ``confounder``; each half-sample
@@ -112,6 +116,15 @@ def bootstrap_ci(
         deviation of the replicates), ``bootstrap_distribution`` (the ``B`` replicates
         :math:`\theta^*_b`) and ``interval_method`` (the method actually used). NaN throughout, with a
         :class:`~cka_sim.exceptions.CKAUndefinedWarning`, when CKA is undefined.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` or ``y`` is not numeric, or they are of different libraries.
+    ValueError
+        If they differ in rows or have too few (2; 4 when debiased, 8 for half-samples), no
+        features or NaN or infinite values; for a count or level out of range, an unknown
+        choice, or a ``confounder`` missing for ``measure="dcka"`` or given for another measure.
 
     Notes
     -----

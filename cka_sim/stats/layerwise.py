@@ -65,10 +65,11 @@ def cka_matrix_with_uncertainty(
     n_permutations : int, default 1000
         Permutations for the p-values; 0 skips them (``pvalues`` stays None).
     confidence_level : float, default 0.95
+        Two-sided level of the intervals, strictly between 0 and 1.
     method : {"bca", "percentile", "basic"}, default "bca"
         Interval method, as in :func:`~cka_sim.stats.bootstrap_ci`.
-    seed : None, int or numpy.random.Generator
-        The same seed gives the same result.
+    seed : None, int or numpy.random.Generator, optional
+        Source of the half-samples and permutations; the same seed gives the same result.
     measure : {"cka", "dcka", "procrustes"}, default "cka"
         Deconfounded CKA (adjusted for ``confounder``) or the Procrustes similarity instead of
         CKA; their replicates are recomputed from the data, cell by cell, on the same
@@ -86,11 +87,26 @@ def cka_matrix_with_uncertainty(
         :func:`~cka_sim.stats.bootstrap_ci`). A constant layer gives a NaN row or column (values,
         intervals and p-values) with a :class:`~cka_sim.CKAUndefinedWarning` naming it.
 
+    Raises
+    ------
+    TypeError
+        If the activations are not numeric.
+    ValueError
+        If the layers differ in rows or have too few (2; 8 when debiased), no features or NaN or
+        infinite values; for a count or level out of range, an unknown choice, or a
+        ``confounder`` missing for ``measure="dcka"`` or given for another measure.
+
     Notes
     -----
     Cost: (B_resample + B_perm) x La x Lb numerator evaluations, each O(n p_a p_b) in feature
     form or O(n²) in Gram form (chosen from the layer widths; Gram form keeps one n x n matrix
     per layer in memory).
+
+    References
+    ----------
+    Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
+    Revisited*, ICML. Efron (1987), *Better bootstrap confidence intervals*, JASA 82. Shao & Tu
+    (1995), *The Jackknife and Bootstrap*, Springer (half-sampling).
 
     Examples
     --------

@@ -63,15 +63,17 @@ def permutation_test(
     kernel : {"linear", "rbf"} or callable, default "linear"
         Kernel applied to each representation; a callable maps (n, p) activations to their
         (n, n) Gram matrix.
-    threshold, sigma : float
-        RBF bandwidth, as in :func:`~cka_sim.kernel_cka`. It is computed once from the data:
-        permuting the rows does not change it.
+    threshold : float, default 1.0
+        RBF bandwidth as a multiple of the median distance, as in :func:`~cka_sim.kernel_cka`.
+        It is computed once from the data: permuting the rows does not change it.
+    sigma : float, optional
+        Explicit RBF bandwidth; overrides ``threshold``.
     method : {"auto", "features", "gram"}, default "auto"
         How the permuted numerators are computed (linear kernel only; other kernels use
         ``"gram"``). ``"features"``: one GEMM :math:`\bar X^\top \bar Y_\pi`, O(n p1 p2) per
         permutation. ``"gram"``: :math:`\sum_{ij}\bar K_{ij}\bar L_{\pi_i\pi_j}`, O(n²) per
         permutation. ``"auto"`` picks the cheaper.
-    seed : None, int or numpy.random.Generator
+    seed : None, int or numpy.random.Generator, optional
         Source of the permutations; the same seed gives the same result.
     measure : {"cka", "dcka", "procrustes"}, default "cka"
         The statistic: CKA, deconfounded CKA (:func:`~cka_sim.deconfounded_cka`, adjusted for
@@ -88,6 +90,15 @@ def permutation_test(
         ``statistic`` (CKA of the data), ``pvalue`` and ``null_distribution`` (shape (B,)).
         When CKA is undefined (a constant representation) all three are NaN, with a
         :class:`~cka_sim.exceptions.CKAUndefinedWarning`.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` or ``y`` is not numeric, or they are of different libraries.
+    ValueError
+        If they differ in rows or have too few (2; 4 when debiased, 8 for half-samples), no
+        features or NaN or infinite values; for a count or level out of range, an unknown
+        choice, or a ``confounder`` missing for ``measure="dcka"`` or given for another measure.
 
     Notes
     -----

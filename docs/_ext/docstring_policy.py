@@ -22,7 +22,7 @@ import inspect
 from typing import Any
 
 from docstring_exemptions import EXEMPTIONS, KIND_EXCLUSIONS
-from numpydoc.docscrape import NumpyDocString
+from numpydoc.docscrape import NumpyDocString, get_doc_object
 from numpydoc.validate import ERROR_MSGS, get_validation_checks, validate
 from sphinx.util import logging
 
@@ -79,7 +79,9 @@ def _check(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[s
     if name in EXEMPTIONS or kind in KIND_EXCLUSIONS:  # excluded from numpydoc's own run
         checks = app.config.numpydoc_validation_checks
         skip = set(KIND_EXCLUSIONS.get(kind, {}))
-        errors += [e for e in validate(name)["errors"] if e[0] in checks and e[0] not in skip]
+        # Validate the object itself: its name may also be a module's (cka_sim.hsic, cka_sim.cka).
+        report = validate(get_doc_object(obj))
+        errors += [e for e in report["errors"] if e[0] in checks and e[0] not in skip]
     failing = []
     for code, message in errors:
         if code in exempt:
