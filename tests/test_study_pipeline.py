@@ -33,7 +33,11 @@ TINY = StudyConfig(
     train_steps=6,
     train_examples=300,
     transfer_steps=4,
-    transfer_budgets=(0, 4),
+    transfer_budgets=(0, 1, 2, 4),
+    transfer_examples=200,
+    sweep_pairs=(("mnist", "digits"),),
+    check_steps=3,
+    scratch_seeds=2,
     cka_examples=32,
     half_samples=3,
     probe_train_examples=60,
@@ -134,6 +138,7 @@ def test_results_schema_and_outputs(finished_study):
         "figures/cka_G_curves.png",
         "figures/cka_heatmaps.png",
         "figures/transfer_curves.png",
+        "figures/freeze_depth.png",
         "figures/visual_check_validation.png",
         "figures/samples.png",
     } <= set(saved["figures"])
@@ -170,6 +175,27 @@ def test_results_record_models_evaluation_sets_and_provenance(finished_study):
     assert timings["total_wall_seconds"] >= timings["wall_seconds_this_invocation"] > 0
     with np.load(out / "analysis" / "replicates.npz") as reps:
         assert reps["cross_debiased_mean"].shape[0] == TINY.bootstrap_resamples
+
+
+def test_transfer_stage_runs_the_sweep_and_real_transfers(finished_study):
+    out, saved = finished_study
+    sweep = sorted(p.name for p in (out / "transfer" / "sweep" / "mnist-to-digits").iterdir())
+    assert sweep == sorted([*(f"freeze{k}" for k in range(7)), "all", "paper"])
+    frozen = json.loads((out / "transfer/sweep/mnist-to-digits/freeze6/transfer.json").read_text())
+    assert all(name.startswith("decoder.") for name in frozen["trainable"])
+    assert any(name.startswith("encoder.mu") for name in frozen["frozen"])
+    assert frozen["reinitialised"] and all(
+        n.startswith("decoder.") for n in frozen["reinitialised"]
+    )
+    none = json.loads((out / "transfer/sweep/mnist-to-digits/freeze0/transfer.json").read_text())
+    assert not none["frozen"]
+    assert frozen["target_data"]["shape"][0] == TINY.transfer_examples
+    claim3 = saved["claims"][2]["evidence"]
+    assert set(claim3["gain_over_scratch"]["paper"]) == {"1", "2", "4"}
+    claim4 = saved["claims"][3]["evidence"]
+    assert claim4["n_points"] == 2  # digits <- mnist, mnist <- digits
+    probes = saved["probe_accuracy"]
+    assert {"check/all/mnist", "check/scratch/0", "check/scratch/1"} <= set(probes["digits"])
 
 
 def test_zoo_models_do_not_start_from_shared_weights(finished_study):
@@ -301,3 +327,30 @@ def test_unwritable_out_and_full_disk_are_one_line_errors(tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err
     assert not any((tmp_path / "full").iterdir())  # no half-written file, no lock left
+
+
+def test_the_study_runs_on_cuda(tmp_path):
+    """``--device cuda`` runs the same study on a GPU (skipped where CUDA is absent)."""
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA is not available on this machine")
+    config = StudyConfig(**{**TINY.to_dict(), "device": "cuda", "sweep_pairs": TINY.sweep_pairs})
+    results = run_study(config, tmp_path, progress=False)
+    assert [c["id"] for c in results["claims"]] == CLAIM_IDS
+    assert results["config"]["device"] == "cuda"
+
+
+def test_cli_datasets_choose_sweep_pairs_among_them():
+    from vae_zoo.study.__main__ import build_parser, config_from_args
+
+    args = build_parser().parse_args(["--quick", "--datasets", "digits", "mnist", "--quiet"])
+    config = config_from_args(args)
+    assert all(set(pair) <= {"digits", "mnist"} for pair in config.sweep_pairs)
+    args = build_parser().parse_args(["--transfer-steps", "800", "--random-models", "3"])
+    config = config_from_args(args)
+    assert config.transfer_budgets == (0, 100, 200, 400, 800)
+    assert config.random_models == 3
+
+
+def test_config_refuses_sweep_pairs_outside_the_zoo():
+    with pytest.raises(ValueError, match="sweep_pairs must be"):
+        StudyConfig(**{**TINY.to_dict(), "sweep_pairs": (("mnist", "animals"),)})

@@ -10,11 +10,14 @@ pytest.importorskip("torch")
 from vae_zoo.study.analysis import (
     cka_claims,
     model_masks,
-    transfer_claim,
+    predicted_depth,
+    sweep_claim,
     visual_claim,
+    within_target_test,
 )
 from vae_zoo.study.config import StudyConfig, quick_config
 from vae_zoo.study.criteria import (
+    G_FALL,
     RULES_VERSION,
     Interval,
     decoders_specific,
@@ -61,16 +64,32 @@ def test_decoders_specific_rule(g, difference, expected):
 
 
 @pytest.mark.parametrize(
-    ("interval", "expected"),
+    ("predicted", "best", "expected"),
     [
-        (Interval(0.1, 0.05, 0.15), True),
-        (Interval(-0.1, -0.15, -0.05), False),
-        (Interval(0.01, -0.02, 0.04), None),
+        ({"a->b": 3, "c->d": 1}, {"a->b": [3], "c->d": [2]}, True),  # within one block
+        ({"a->b": 3, "c->d": 1}, {"a->b": [6], "c->d": [4, 5]}, False),
+        ({"a->b": 3, "c->d": 1}, {"a->b": [3], "c->d": [5]}, None),  # mixed
+        ({"a->b": 0}, {"a->b": [2, 6]}, False),
     ],
 )
-def test_transfer_and_visual_rules(interval, expected):
-    assert retrain_which(interval, {}).holds is expected
-    assert visual_transfer_check(interval, {}).holds is expected
+def test_retrain_which_rule(predicted, best, expected):
+    claim = retrain_which(predicted, best, {})
+    assert claim.holds is expected
+    assert claim.evidence["rules_version"] == RULES_VERSION
+
+
+@pytest.mark.parametrize(
+    ("rho", "pvalue", "expected"),
+    [
+        (0.6, 0.01, True),
+        (0.6, 0.2, None),  # positive but not beyond chance
+        (0.0, 0.5, False),  # no better than chance
+        (-0.4, 0.9, False),  # backwards
+        (float("nan"), float("nan"), None),
+    ],
+)
+def test_visual_transfer_check_rule(rho, pvalue, expected):
+    assert visual_transfer_check(rho, pvalue, {}).holds is expected
 
 
 def test_interval_rejects_inverted_bounds():
@@ -165,60 +184,102 @@ def test_cka_claims_inconclusive_when_the_interval_straddles_the_margin():
     assert claim2.holds is None
 
 
-def _losses(encoder: float, decoder: float, noise: float = 0.01):
-    rng = np.random.default_rng(1)
-    datasets = ["a", "b", "c"]
-    final = {
-        (s, t): {
-            "encoder": encoder + noise * rng.standard_normal(),
-            "decoder": decoder + noise * rng.standard_normal(),
-            "all": decoder,
-            "paper": decoder,
+def test_predicted_depth_counts_leading_blocks_above_the_threshold():
+    assert predicted_depth([0.9, 0.8, 0.6, 0.3, 0.9, 0.9]) == 3  # stops at the first fall
+    assert predicted_depth([0.2, 0.9]) == 0
+    assert predicted_depth([0.9] * 6) == 6
+    assert predicted_depth([G_FALL, float("nan")]) == 1
+
+
+def _sweep(best_k: int, pairs=(("a", "b"), ("c", "d"))):
+    """Losses with a minimum at freeze depth ``best_k`` at every budget."""
+    from vae_zoo.study.config import SWEEP_RECIPES
+
+    runs = {}
+    for pair in pairs:
+        runs[pair] = {
+            r: {b: 100.0 + 10 * abs(k - best_k) + 1000 / (b + 1) for b in (0, 2, 4)}
+            for k, r in enumerate(SWEEP_RECIPES)
         }
-        for s in datasets
-        for t in datasets
-        if s != t
-    }
-    return final, {t: 2.0 for t in datasets}
+        runs[pair]["paper"] = {b: 130.0 + 1000 / (b + 1) for b in (0, 2, 4)}
+        runs[pair]["all"] = {b: 105.0 + 1000 / (b + 1) for b in (0, 2, 4)}
+    scratch = {t: {b: 120.0 + 1000 / (b + 1) for b in (0, 2, 4)} for _, t in pairs}
+    return runs, scratch
 
 
-def test_transfer_claim_from_losses():
-    config = StudyConfig(datasets=("a", "b", "c"), bootstrap_resamples=200)
-    holds = transfer_claim(*_losses(encoder=1.5, decoder=1.0), config)
-    assert holds.holds is True
-    assert holds.evidence["decoder_over_encoder_advantage"]["estimate"] == pytest.approx(
-        0.25, abs=0.02
-    )
-    assert holds.evidence["gain_over_scratch"]["decoder"]["estimate"] == pytest.approx(
-        0.5, abs=0.02
-    )
-    assert transfer_claim(*_losses(encoder=1.0, decoder=1.5), config).holds is False
+SWEEP_CONFIG = StudyConfig(
+    datasets=("a", "b", "c", "d"),
+    transfer_steps=4,
+    transfer_budgets=(0, 2, 4),
+    sweep_pairs=(("a", "b"), ("c", "d")),
+    bootstrap_resamples=50,
+)
 
 
-def _points(slope: float, noise: float):
+@pytest.mark.parametrize(("best_k", "expected"), [(3, True), (6, False), (2, True)])
+def test_sweep_claim_from_losses(best_k, expected):
+    profile = [0.9, 0.9, 0.9, 0.2, 0.1, 0.0]  # G falls after block 3: predicted depth 3
+    runs, scratch = _sweep(best_k)
+    claim, gains = sweep_claim(runs, scratch, dict.fromkeys(runs, profile), SWEEP_CONFIG)
+    assert claim.holds is expected
+    assert claim.evidence["best_depths"]["a->b"] == [best_k]
+    # The paper's recipe is 10 above scratch at every budget: its gain is negative, reported.
+    assert all(v < 0 for v in gains["paper"].values())
+    assert all(v > 0 for v in gains["best freeze depth"].values())
+    assert set(gains["paper"]) == {"2", "4"}
+
+
+def _check_points(slope: float, noise: float, offsets=(0.0, 0.3, -0.2, 0.5)):
+    """Five sources per target; each target has its own baseline gain (offset)."""
     rng = np.random.default_rng(2)
     points = []
-    for s in "abcd":
-        for t in "abcd":
-            if s == t:
-                continue
-            for seed in (0, 1):
-                score = rng.uniform()
-                points.append(
-                    {
-                        "source": s,
-                        "target": t,
-                        "seed": seed,
-                        "score": score,
-                        "label_score": score,
-                        "gain": slope * score + noise * rng.standard_normal(),
-                    }
-                )
+    for t, offset in zip("abcd", offsets, strict=True):
+        for s in "pqrst":
+            score = rng.uniform()
+            gain = offset + slope * score + noise * rng.standard_normal()
+            points.append(
+                {"source": s, "target": t, "score": score, "label_score": score,
+                 "gain": gain, "loss_gain": gain}
+            )  # fmt: skip
     return points
 
 
-def test_visual_claim_follows_rank_correlation():
-    config = quick_config(bootstrap_resamples=300)
-    assert visual_claim(_points(1.0, 0.05), config).holds is True
-    assert visual_claim(_points(-1.0, 0.05), config).holds is False
-    assert visual_claim(_points(0.0, 1.0), config).holds is None
+def test_visual_claim_follows_the_within_target_rank_correlation():
+    config = quick_config()
+    assert visual_claim(_check_points(1.0, 0.05), config).holds is True
+    assert visual_claim(_check_points(-1.0, 0.05), config).holds is False
+    noisy = visual_claim(_check_points(0.0, 1.0), config)
+    assert noisy.holds in (None, False)
+    assert noisy.evidence["pvalue"] > 0.05
+
+
+def test_pooling_targets_can_flip_the_sign_but_the_within_target_test_does_not():
+    """Targets whose baseline gain falls as their scores rise: pooled ρ < 0, within ρ = 1."""
+    points = []
+    for t, (offset, centre) in enumerate([(0.0, 0.9), (0.5, 0.5), (1.0, 0.1)]):
+        for i in range(4):
+            score = centre + 0.02 * i
+            points.append(
+                {"target": str(t), "source": str(i), "score": score, "gain": offset + 0.01 * i}
+            )
+    result = within_target_test(points, "score", "gain", permutations=999)
+    assert result["rho"] == pytest.approx(1.0)
+    assert result["pvalue"] < 0.05
+    from scipy.stats import spearmanr
+
+    pooled = spearmanr([p["score"] for p in points], [p["gain"] for p in points]).statistic
+    assert pooled < 0
+
+
+def test_permutation_p_value_is_uniform_ish_under_the_null():
+    rng = np.random.default_rng(5)
+    pvalues = []
+    for _ in range(40):
+        points = [
+            {"target": t, "source": s, "score": rng.uniform(), "gain": rng.uniform()}
+            for t in "abc"
+            for s in "pqrs"
+        ]
+        pvalues.append(within_target_test(points, "score", "gain", permutations=199)["pvalue"])
+    assert 0.25 < np.mean(pvalues) < 0.75
+    assert np.mean(np.array(pvalues) <= 0.05) < 0.2

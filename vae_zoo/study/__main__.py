@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--steps", type=int, dest="train_steps", help="training steps per zoo model"
     )
-    parser.add_argument("--transfer-steps", type=int, help="step budget of every transfer recipe")
+    parser.add_argument(
+        "--transfer-steps", type=int, help="largest step budget of the freeze-depth sweep"
+    )
     parser.add_argument("--cka-examples", type=int, help="held-out examples fed to every model")
     parser.add_argument("--workers", type=int, help="training processes (one thread each)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="where to train and run models")
@@ -79,7 +81,12 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         overrides["objective_params"] = {}
     if args.transfer_steps is not None:
         t = args.transfer_steps
-        overrides["transfer_budgets"] = tuple(sorted({0, t // 4, t // 2, t}))
+        overrides["transfer_budgets"] = tuple(sorted({0, t // 8, t // 4, t // 2, t}))
+    if args.datasets:
+        base = quick_config() if args.quick else StudyConfig()
+        if not all(set(pair) <= set(args.datasets) for pair in base.sweep_pairs):
+            d = args.datasets
+            overrides["sweep_pairs"] = ((d[-1], d[0]), (d[0], d[1]))
     return quick_config(**overrides) if args.quick else StudyConfig(**overrides)
 
 

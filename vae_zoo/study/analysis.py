@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from ..models import ENCODER_LAYERS
 from .bootstrap import PairData, group_replicates, model_weights, percentile_interval
@@ -30,8 +29,6 @@ from .criteria import (
     Interval,
     decoders_specific,
     encoders_generic,
-    retrain_which,
-    visual_transfer_check,
 )
 
 GROUPS: tuple[str, ...] = ("cross", "same", "random")
@@ -342,88 +339,210 @@ def init_control(
     return out
 
 
-def _pair_bootstrap(values: np.ndarray, resamples: int, seed: int = 0) -> np.ndarray:
-    """Replicates of the mean of ``values`` (one per (source, target) pair) over resampled pairs."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), (resamples, len(values)))
-    return np.nanmean(values[idx], axis=1)
+def pair_g_profile(data: Mapping[str, Any], source_model: str, target: str) -> list[float]:
+    """G of one source model on a target's evaluation set, per encoder block.
+
+    For each block (its first layer; the heads by ``encoder.mu``): the source model's mean
+    debiased CKA with the target's trained models, normalised between the floor (the target's
+    models against the untrained ones) and the ceiling (the target's models among themselves).
+    """
+    from .config import ENCODER_BLOCKS
+
+    ids = data["meta"]["models"]
+    units = [tuple(u) for u in data["meta"]["units"]]
+    full = data["debiased_full"]
+    sym = np.where(np.isnan(full), np.transpose(full, (1, 0, 2)), full)
+    targets = [i for i, m in enumerate(ids) if parse_model(m)[0] == target]
+    randoms = [i for i, m in enumerate(ids) if parse_model(m)[0] == RANDOM]
+    s = ids.index(source_model)
+    profile = []
+    for block in ENCODER_BLOCKS:
+        u = units.index((block[0], "mean"))
+        cross = np.nanmean(sym[s, targets, u])
+        same = np.nanmean([sym[a, b, u] for a in targets for b in targets if a < b])
+        floor = np.nanmean(sym[np.ix_(targets, randoms)][:, :, u])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            profile.append(float(np.float64(cross - floor) / np.float64(same - floor)))
+    return profile
 
 
-def transfer_claim(
-    final_loss: Mapping[tuple[str, str], Mapping[str, float]],
-    scratch_loss: Mapping[str, float],
+def predicted_depth(profile: Sequence[float]) -> int:
+    """Leading blocks whose G is at least :data:`~vae_zoo.study.criteria.G_FALL`."""
+    from .criteria import G_FALL
+
+    depth = 0
+    for g in profile:
+        if not g >= G_FALL:
+            break
+        depth += 1
+    return depth
+
+
+def sweep_claim(
+    runs: Mapping[tuple[str, str], Mapping[str, Mapping[int, float]]],
+    scratch: Mapping[str, Mapping[int, float]],
+    profiles: Mapping[tuple[str, str], Sequence[float]],
     config: StudyConfig,
-) -> Claim:
-    """Claim 3 from the target test losses at the full transfer budget.
+) -> tuple[Claim, dict[str, Any]]:
+    """Claim 3 from the freeze-depth sweep, and the recipes' gains over scratch per budget.
 
     Parameters
     ----------
-    final_loss : mapping
-        ``{(source, target): {recipe: loss}}`` for every recipe but ``scratch``.
-    scratch_loss : mapping
-        ``{target: loss}`` of the ``scratch`` baseline.
+    runs : mapping
+        ``{(source, target): {recipe: {step: target test loss}}}``, recipes ``freeze0`` ...
+        and the configured ones.
+    scratch : mapping
+        ``{target: {step: loss}}`` of scratch on each sweep target.
+    profiles : mapping
+        ``{(source, target): G per encoder block}`` (:func:`pair_g_profile`).
     """
-    pairs = sorted(final_loss)
-    level = config.confidence_level
-    relative = {
-        recipe: np.array(
-            [(scratch_loss[t] - final_loss[(s, t)][recipe]) / scratch_loss[t] for s, t in pairs]
-        )
-        for recipe in config.recipes
-        if recipe != "scratch"
-    }
-    advantage = np.array(
-        [
-            (final_loss[(s, t)]["encoder"] - final_loss[(s, t)]["decoder"]) / scratch_loss[t]
-            for s, t in pairs
-        ]
-    )
+    from .config import SWEEP_RECIPES
+    from .criteria import LOSS_TIE
+
+    last = config.transfer_steps
+    predicted, best, losses = {}, {}, {}
+    for (source, target), recipes in runs.items():
+        key = f"{source}->{target}"
+        final = np.array([recipes[r][last] for r in SWEEP_RECIPES])
+        predicted[key] = predicted_depth(profiles[(source, target)])
+        best[key] = [int(k) for k in np.flatnonzero(final <= final.min() * (1 + LOSS_TIE))]
+        losses[key] = {r: {str(b): v for b, v in recipes[r].items()} for r in recipes}
+        if target in scratch:
+            losses[key]["scratch"] = {str(b): v for b, v in scratch[target].items()}
+    gains: dict[str, dict[str, float]] = {}
+    for recipe in ("paper", "all", "best freeze depth"):
+        per_budget = {}
+        for b in config.transfer_budgets:
+            if b == 0:
+                continue
+            values = []
+            for (_, target), recipes in runs.items():
+                if target not in scratch:
+                    continue
+                if recipe == "best freeze depth":
+                    loss = min(recipes[r][b] for r in SWEEP_RECIPES)
+                elif recipe in recipes:
+                    loss = recipes[recipe][b]
+                else:
+                    continue
+                values.append((scratch[target][b] - loss) / scratch[target][b])
+            if values:
+                per_budget[str(b)] = float(np.mean(values))
+        gains[recipe] = per_budget
     evidence = {
-        "n_pairs": len(pairs),
-        "steps": config.transfer_steps,
-        "gain_over_scratch": {
-            recipe: _interval(
-                float(v.mean()), _pair_bootstrap(v, config.bootstrap_resamples), level
-            ).to_dict()
-            for recipe, v in relative.items()
-        },
-        "gain_over_scratch_definition": "(loss_scratch − loss_recipe) / loss_scratch, target test loss at the full budget",
-        "per_pair_loss": {f"{s}->{t}": dict(final_loss[(s, t)]) for s, t in pairs},
-        "scratch_loss": dict(scratch_loss),
+        "g_profiles": {f"{s}->{t}": list(p) for (s, t), p in profiles.items()},
+        "test_losses": losses,
+        "gain_over_scratch": gains,
+        "gain_over_scratch_definition": (
+            "(loss_scratch − loss_recipe) / loss_scratch, target test loss at each budget, mean "
+            "over sweep pairs; 'best freeze depth' is the lowest loss over freeze0..freeze6, "
+            "chosen after the fact"
+        ),
+        "budgets": list(config.transfer_budgets),
+        "target_train_examples": config.transfer_examples,
     }
-    interval = _interval(
-        float(advantage.mean()), _pair_bootstrap(advantage, config.bootstrap_resamples), level
-    )
-    return retrain_which(interval, evidence)
+    from .criteria import retrain_which
+
+    return retrain_which(predicted, best, evidence), gains
 
 
-def visual_claim(points: Sequence[dict[str, object]], config: StudyConfig) -> Claim:
-    """Claim 4 from (source, target, seed) points with ``score``, ``label_score`` and ``gain``."""
-    level = config.confidence_level
-    clusters = sorted({(p["source"], p["target"]) for p in points})
-    by_cluster = {c: [p for p in points if (p["source"], p["target"]) == c] for c in clusters}
-    rng = np.random.default_rng(0)
+def _ranks(values: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
 
-    def rho(rows: Sequence[dict[str, object]], key: str) -> float:
-        x = np.array([r[key] for r in rows], dtype=float)
-        y = np.array([r["gain"] for r in rows], dtype=float)
-        if np.ptp(x) == 0 or np.ptp(y) == 0:
-            return float("nan")
-        return float(spearmanr(x, y).statistic)
+    return rankdata(values)
 
-    results = {}
-    for key in ("score", "label_score"):
-        reps = []
-        for _ in range(config.bootstrap_resamples):
-            chosen = rng.integers(0, len(clusters), len(clusters))
-            reps.append(rho([p for i in chosen for p in by_cluster[clusters[i]]], key))
-        results[key] = _interval(rho(points, key), np.array(reps), level)
+
+def _spearman_rows(x_ranks: np.ndarray, y_ranks: np.ndarray) -> np.ndarray:
+    """Spearman ρ of one ranking against each row of ``y_ranks`` (NaN when constant)."""
+    xc = x_ranks - x_ranks.mean()
+    yc = y_ranks - y_ranks.mean(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (yc @ xc) / np.sqrt((xc @ xc) * np.sum(yc * yc, axis=-1))
+
+
+def within_target_test(
+    points: Sequence[Mapping[str, Any]],
+    score: str,
+    gain: str,
+    *,
+    permutations: int = 9999,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Mean within-target Spearman ρ of ``score`` and ``gain``, with a permutation p-value.
+
+    The null distribution permutes the gains among the sources of each target (the targets'
+    own levels of gain are kept), so targets with different baselines never mix. Targets with
+    fewer than three sources are left out. The one-sided p-value is
+    ``(1 + #{ρ_perm >= ρ}) / (1 + permutations)``.
+    """
+    rng = np.random.default_rng(seed)
+    targets = sorted({p["target"] for p in points})
+    per_target, null = {}, []
+    for t in targets:
+        rows = [p for p in points if p["target"] == t]
+        if len(rows) < 3:
+            continue
+        xr = _ranks(np.array([r[score] for r in rows], dtype=float))
+        yr = _ranks(np.array([r[gain] for r in rows], dtype=float))
+        per_target[t] = float(_spearman_rows(xr, yr[None])[0])
+        shuffled = np.argsort(rng.random((permutations, len(rows))), axis=1)
+        null.append(_spearman_rows(xr, yr[shuffled]))
+    if not per_target:
+        return {"rho": float("nan"), "pvalue": float("nan"), "per_target": {}, "n_targets": 0}
+    rho = float(np.mean(list(per_target.values())))
+    null_mean = np.mean(null, axis=0)
+    pvalue = float((1 + np.sum(null_mean >= rho - 1e-12)) / (1 + permutations))
+    return {
+        "rho": rho,
+        "pvalue": pvalue,
+        "per_target": per_target,
+        "n_targets": len(per_target),
+        "permutations": permutations,
+    }
+
+
+def visual_claim(points: Sequence[dict[str, Any]], config: StudyConfig) -> Claim:
+    """Claim 4 from (source, target) points with visual scores and gains of real transfer.
+
+    ``points``: dicts with ``source``, ``target``, ``score`` (primary, pre-registered),
+    ``label_score`` (secondary), ``gain`` (probe accuracy: transferred and fine-tuned model
+    minus the mean of the scratch models at the same budget) and ``loss_gain`` (relative test
+    loss of the same).
+    """
+    from .criteria import visual_transfer_check
+
+    primary = within_target_test(points, "score", "gain")
+    secondary = {
+        "label_score_vs_probe_gain": within_target_test(points, "label_score", "gain"),
+        "score_vs_loss_gain": within_target_test(points, "score", "loss_gain"),
+    }
+    pooled = _spearman_rows(
+        _ranks(np.array([p["score"] for p in points], dtype=float)),
+        _ranks(np.array([p["gain"] for p in points], dtype=float))[None],
+    )[0]
     evidence = {
         "n_points": len(points),
-        "score_definition": "mean debiased CKA over encoder layers between the source-trained and the target-trained model (same seed) on target images",
-        "gain_definition": "linear-probe test accuracy on the target's labels from the posterior mean: source encoder minus random-init encoder",
-        "spearman_label_score_vs_gain": results["label_score"].to_dict(),
-        "label_score_definition": "mean debiased CKA over encoder layers between the source model and the target's one-hot labels",
+        "n_sources_per_target": {
+            t: sum(p["target"] == t for p in points) for t in sorted({p["target"] for p in points})
+        },
+        "per_target_rho": primary["per_target"],
+        "permutations": primary.get("permutations"),
+        "secondary": secondary,
+        "pooled_rho_post_hoc": float(pooled),
+        "score_definition": (
+            "mean debiased CKA over the encoder claim layers between the source model and the "
+            "target's trained models, on target images"
+        ),
+        "label_score_definition": (
+            "mean debiased CKA over the encoder claim layers between the source model and the "
+            "target's one-hot labels"
+        ),
+        "gain_definition": (
+            f"linear-probe test accuracy on the target's labels of the source model transferred "
+            f"with 'all' and fine-tuned for {config.check_steps} steps on "
+            f"{config.transfer_examples} target images, minus the mean over "
+            f"{config.scratch_seeds} scratch models trained the same way"
+        ),
         "points": list(points),
     }
-    return visual_transfer_check(results["score"], evidence)
+    return visual_transfer_check(primary["rho"], primary["pvalue"], evidence)

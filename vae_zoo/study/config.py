@@ -23,6 +23,19 @@ DECODER_CLAIM_LAYERS: tuple[str, ...] = tuple(d for _, d in DEPTH_PAIRS)
 
 RECIPES: tuple[str, ...] = ("decoder", "encoder", "all", "paper", "scratch")
 
+#: Encoder blocks in forward order: the freeze-depth sweep's recipe ``freeze{k}`` reuses the whole
+#: source encoder, freezes its first ``k`` blocks and fine-tunes the rest; the decoder is always
+#: re-initialised and trained. ``freeze0`` freezes nothing, ``freeze6`` the whole encoder.
+ENCODER_BLOCKS: tuple[tuple[str, ...], ...] = (
+    ("encoder.conv1",),
+    ("encoder.conv2",),
+    ("encoder.conv3",),
+    ("encoder.conv4",),
+    ("encoder.dense",),
+    ("encoder.mu", "encoder.logvar"),
+)
+SWEEP_RECIPES: tuple[str, ...] = tuple(f"freeze{k}" for k in range(len(ENCODER_BLOCKS) + 1))
+
 #: Settings that change how fast the study runs but not its results (every training process
 #: uses one thread whatever the worker count): a study directory may be resumed with others.
 RESULT_NEUTRAL: frozenset[str] = frozenset({"workers"})
@@ -50,13 +63,24 @@ class StudyConfig:
     train_examples : int or None
         Cap on each dataset's training split (None: all of it).
     transfer_steps : int
-        Step budget of every transfer recipe (the same for all).
+        Step budget of the freeze-depth sweep (claim 3): every recipe, the same budget.
     transfer_budgets : tuple of int
-        Steps at which the target test loss is recorded during transfer.
+        Steps at which the sweep records the target test loss (0 = before fine-tuning).
+    transfer_examples : int or None
+        Training images of the target in every transfer (the data-scarce setting; None: the
+        training split, capped at ``train_examples``).
+    sweep_pairs : tuple of (str, str)
+        (source, target) pairs of the freeze-depth sweep.
     transfer_source_seed : int
         Zoo seed whose models are the transfer sources.
     recipes : tuple of str
-        Transfer recipes (see :mod:`vae_zoo.transfer`); ``scratch`` runs once per target.
+        Recipes run beside the sweep (see :mod:`vae_zoo.transfer`); ``scratch`` runs once per
+        sweep target.
+    check_steps : int
+        Fine-tuning budget of claim 4: every source transferred to every target with ``all``,
+        against ``scratch`` at the same budget.
+    scratch_seeds : int
+        Scratch models per target in claim 4 (their mean is the baseline of the gain).
     cka_examples : int
         Held-out, de-duplicated test examples of each dataset fed to every model for CKA, drawn
         as a seeded sample stratified by label (fewer where a test split has fewer distinct
@@ -83,14 +107,18 @@ class StudyConfig:
     random_models: int = 8
     objective: str = "beta_vae"
     objective_params: dict[str, Any] = field(default_factory=lambda: {"beta": 1.0})
-    train_steps: int = 5000
+    train_steps: int = 2000
     train_examples: int | None = 20000
-    transfer_steps: int = 600
-    transfer_budgets: tuple[int, ...] = (0, 150, 300, 600)
+    transfer_steps: int = 4800
+    transfer_budgets: tuple[int, ...] = (0, 600, 1200, 2400, 4800)
+    transfer_examples: int | None = 1000
+    sweep_pairs: tuple[tuple[str, str], ...] = (("mnist", "digits"), ("fashion_mnist", "mnist"))
     transfer_source_seed: int = 0
-    recipes: tuple[str, ...] = RECIPES
-    cka_examples: int = 1000
-    half_samples: int = 20
+    recipes: tuple[str, ...] = ("paper", "all", "scratch")
+    check_steps: int = 600
+    scratch_seeds: int = 5
+    cka_examples: int = 500
+    half_samples: int = 10
     probe_train_examples: int = 2000
     probe_test_examples: int = 1000
     bootstrap_resamples: int = 2000
@@ -127,6 +155,14 @@ class StudyConfig:
             raise ValueError(f"confidence_level must be in (0, 1); got {self.confidence_level}")
         if max(self.transfer_budgets, default=0) > self.transfer_steps:
             raise ValueError("transfer_budgets must not exceed transfer_steps")
+        for pair in self.sweep_pairs:
+            if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(self.datasets):
+                raise ValueError(
+                    f"sweep_pairs must be (source, target) pairs of two different datasets of "
+                    f"the zoo {self.datasets}; got {pair}"
+                )
+        if self.scratch_seeds < 2:
+            raise ValueError(f"scratch_seeds must be at least 2; got {self.scratch_seeds}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (recorded in ``results.json``)."""
@@ -142,7 +178,10 @@ class StudyConfig:
     def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
         """Inverse of :meth:`to_dict`."""
         tuples = {f.name for f in dataclasses.fields(cls) if str(f.type).startswith("tuple")}
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
+        out = {k: tuple(v) if k in tuples else v for k, v in data.items()}
+        if "sweep_pairs" in out:
+            out["sweep_pairs"] = tuple(tuple(p) for p in out["sweep_pairs"])
+        return cls(**out)
 
 
 def quick_config(**overrides: Any) -> StudyConfig:
@@ -158,8 +197,12 @@ def quick_config(**overrides: Any) -> StudyConfig:
         "random_models": 4,
         "train_steps": 150,
         "train_examples": 2000,
-        "transfer_steps": 30,
-        "transfer_budgets": (0, 15, 30),
+        "transfer_steps": 40,
+        "transfer_budgets": (0, 10, 20, 30, 40),
+        "transfer_examples": 300,
+        "sweep_pairs": (("mnist", "digits"), ("animals", "mnist")),
+        "check_steps": 20,
+        "scratch_seeds": 3,
         "cka_examples": 128,
         "half_samples": 6,
         "probe_train_examples": 300,

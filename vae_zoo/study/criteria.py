@@ -23,8 +23,24 @@ from typing import Any
 
 #: Version of the rules; ``results.json`` records it. History: "1": thresholds on the
 #: cross/same ratio at 0.8 (claim 1 could not fail when cross-dataset CKA sat at the floor);
-#: "2": claims 1 and 2 on G with the seed-spread margin, decided at matched depth.
-RULES_VERSION = "2"
+#: "2": claims 1 and 2 on G with the seed-spread margin, decided at matched depth; "3": claim 3
+#: as the freeze-depth question (does the fall of G predict the best freeze depth?) and claim 4
+#: on real transfer, analysed within targets with a permutation test.
+RULES_VERSION = "3"
+
+#: Claim 3: a layer's pair-level G at or above this value counts as "still similar"; the
+#: predicted freeze depth is the number of leading encoder blocks that are.
+G_FALL = 0.5
+#: Claim 3: freeze depths whose final target test loss is within this fraction of the best are
+#: tied with it.
+LOSS_TIE = 0.005
+#: Claim 3: a pair's prediction is a hit when a best depth lies within this many blocks of it.
+DEPTH_TOLERANCE = 1
+#: Claim 4: the primary visual score (pre-registered) and the secondary one.
+PRIMARY_VISUAL_SCORE = "profile"
+SECONDARY_VISUAL_SCORE = "label"
+#: Claim 4: one-sided significance level of the within-target permutation test.
+PERMUTATION_ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -156,46 +172,82 @@ def decoders_specific(
     )
 
 
-def retrain_which(advantage: Interval, evidence: dict[str, Any]) -> Claim:
-    """Claim 3: reuse the encoder and retrain the decoder.
+def retrain_which(
+    predicted: dict[str, int], best: dict[str, list[int]], evidence: dict[str, Any]
+) -> Claim:
+    """Claim 3: reuse the encoder as deep as it stays generic, retrain the rest.
 
-    ``advantage``: mean over (source, target) pairs of (target test loss after the ``encoder``
-    recipe − after the ``decoder`` recipe) / (after ``scratch``), at the full step budget.
-    Positive means retraining the decoder (encoder frozen) transfers better.
+    Parameters
+    ----------
+    predicted : dict
+        Per (source, target) pair: the predicted freeze depth, the number of leading encoder
+        blocks whose pair-level G (source model against the target's models, on target images)
+        is at least :data:`G_FALL`.
+    best : dict
+        Per pair: the freeze depths whose target test loss at the largest budget is within
+        :data:`LOSS_TIE` of the lowest.
+
+    A pair is a hit when a best depth lies within :data:`DEPTH_TOLERANCE` blocks of the
+    prediction. Holds when every pair is a hit, fails when none is, inconclusive otherwise.
     """
+    hits = {
+        pair: any(abs(k - predicted[pair]) <= DEPTH_TOLERANCE for k in best[pair])
+        for pair in predicted
+    }
+    n_hits = sum(hits.values())
     criterion = (
-        "holds if the interval of the mean relative advantage of retraining the decoder over "
-        "retraining the encoder, (loss_encoder-recipe − loss_decoder-recipe) / loss_scratch at the "
-        "full budget, lies above 0; fails if it lies below 0; inconclusive otherwise"
+        "per (source, target) pair, the predicted freeze depth is the number of leading "
+        f"encoder blocks whose pair-level G is at least {G_FALL}; the best depths are those "
+        f"whose target test loss at the largest budget is within {100 * LOSS_TIE:g} % of the "
+        f"lowest; a hit is a best depth within {DEPTH_TOLERANCE} block of the prediction; holds "
+        "if every pair is a hit, fails if none is, inconclusive otherwise"
     )
-    holds = _decide(advantage.above(0.0), advantage.below(0.0))
+    holds = _decide(bool(hits) and n_hits == len(hits), bool(hits) and n_hits == 0)
     return Claim(
         "retrain-which",
-        "When transferring, reuse the encoder and retrain (parts of) the decoder.",
+        "When transferring, reuse the encoder and retrain (parts of) the decoder; the depth "
+        "at which the representations stop being similar tells how much to reuse.",
         holds,
         criterion,
-        {"decoder_over_encoder_advantage": advantage.to_dict(), **evidence},
+        {
+            "predicted_depth": predicted,
+            "best_depths": best,
+            "hits": hits,
+            "n_pairs": len(hits),
+            "rules_version": RULES_VERSION,
+            **evidence,
+        },
     )
 
 
-def visual_transfer_check(rank_correlation: Interval, evidence: dict[str, Any]) -> Claim:
-    """Claim 4: a visual check before transfer predicts whether it helps classification.
+def visual_transfer_check(rho: float, pvalue: float, evidence: dict[str, Any]) -> Claim:
+    """Claim 4: a visual check before transfer predicts whether transfer helps classification.
 
-    ``rank_correlation``: Spearman correlation across (source, target, seed) between the
-    visual score and the probe-accuracy gain of the source encoder over a random encoder.
+    Parameters
+    ----------
+    rho : float
+        Mean over targets of the within-target Spearman correlation between the primary visual
+        score (:data:`PRIMARY_VISUAL_SCORE`) and the gain of real transfer (probe accuracy of the
+        transferred and fine-tuned model minus the mean of scratch models at the same budget).
+    pvalue : float
+        One-sided p-value of ``rho`` under a permutation test that permutes sources within
+        targets.
+
+    Holds when ``rho > 0`` with ``pvalue <= PERMUTATION_ALPHA``; fails when ``rho <= 0`` (the
+    score ranks sources no better than chance, or backwards); inconclusive otherwise.
     """
     criterion = (
-        "holds if the interval of the Spearman rank correlation between the visual score (mean "
-        "encoder CKA of the source model with the target-trained model on target images) and the "
-        "linear-probe accuracy gain (source encoder − random encoder) lies above 0; fails if it "
-        "lies below 0; inconclusive otherwise"
+        "mean over targets of the within-target Spearman ρ between the visual score and the "
+        "probe-accuracy gain of real transfer over scratch; holds if ρ > 0 and the one-sided "
+        f"permutation p-value (sources permuted within targets) is at most {PERMUTATION_ALPHA}; "
+        "fails if ρ ≤ 0; inconclusive otherwise"
     )
-    holds = _decide(rank_correlation.above(0.0), rank_correlation.below(0.0))
+    holds = _decide(bool(rho > 0 and pvalue <= PERMUTATION_ALPHA), bool(rho <= 0))
     return Claim(
         "visual-transfer-check",
         "A visual comparison of representations, made before transfer, tells whether transfer "
         "will help a classification task.",
         holds,
         criterion,
-        {"spearman_score_vs_gain": rank_correlation.to_dict(), **evidence},
+        {"rho_within_targets": rho, "pvalue": pvalue, "rules_version": RULES_VERSION, **evidence},
     )

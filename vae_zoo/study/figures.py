@@ -14,14 +14,13 @@ from cka_sim import CKAResult
 from ..models import ENCODER_LAYERS
 from ..storage import atomic_path
 from .analysis import GROUP_LABELS, GROUPS
-from .criteria import Interval
 
 COLOURS = {"cross": "tab:red", "same": "tab:blue", "random": "tab:grey"}
 RECIPE_COLOURS = {
     "decoder": "tab:green",
     "encoder": "tab:orange",
     "all": "tab:purple",
-    "paper": "tab:brown",
+    "paper": "tab:red",
     "scratch": "black",
 }
 
@@ -55,7 +54,10 @@ def _depth_axis(ax: Any, units: Sequence[tuple[str, str]], keep: Sequence[int]) 
     x = np.arange(len(keep))
     boundary = sum(1 for i in keep if units[i][0] in ENCODER_LAYERS) - 0.5
     ax.axvline(boundary, color="k", lw=0.8, ls=":")
-    ax.set_xticks(x, [short(units[i][0]) for i in keep], rotation=70, fontsize=9)
+    ax.set_xticks(
+        x, [short(units[i][0]) for i in keep], rotation=60, ha="right", rotation_mode="anchor",
+        fontsize=9,
+    )  # fmt: skip
     ax.tick_params(axis="y", labelsize=9)
     ax.grid(alpha=0.3)
 
@@ -70,9 +72,15 @@ def layer_curves(panels: Sequence[tuple[str, Any, str]], level: float, path: Pat
     from .bootstrap import percentile_interval
 
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.2), sharey=True)
-    axes = np.atleast_1d(axes)
-    for ax, (title, stats, mode) in zip(axes, panels, strict=True):
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(5.0 * ncols, 4.4 * nrows), sharey=True, squeeze=False
+    )
+    axes = axes.ravel()
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()
+    for ax, (title, stats, mode) in zip(axes, panels, strict=False):
         keep = _unit_positions(stats.units, mode)
         x = np.arange(len(keep))
         for group in GROUPS:
@@ -91,7 +99,8 @@ def layer_curves(panels: Sequence[tuple[str, Any, str]], level: float, path: Pat
         ax.set_title(title, fontsize=10)
     axes[0].set_ylabel("CKA of the same layer in two models", fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, -0.12))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -131,43 +140,122 @@ def group_heatmaps(
     plt = _pyplot()
     from cka_sim.plot import heatmap
 
-    fig, axes = plt.subplots(1, len(matrices), figsize=(5.6 * len(matrices), 4.4))
+    fig, axes = plt.subplots(1, len(matrices), figsize=(7.4 * len(matrices), 6.4))
     fig.subplots_adjust(wspace=0.45)
     for ax, (name, (values, names)) in zip(np.atleast_1d(axes), matrices.items(), strict=True):
         result = CKAResult(
             values, [short(n) for n in names], [short(n) for n in names], "linear-debiased", 0
         )
         heatmap(result, ax=ax, title=name, colorbar=True)
-        ax.tick_params(labelsize=6)
+        ax.tick_params(labelsize=9)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 
-def transfer_curves(
-    curves: Mapping[str, Mapping[str, Mapping[int, float]]], recipes: Sequence[str], path: Path
-) -> Path:
-    """Target test loss against fine-tuning steps, averaged over sources, one panel per target."""
+def _sweep_colours(n: int) -> list[Any]:
     plt = _pyplot()
-    targets = list(curves)
-    fig, axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 3.2))
-    for ax, target in zip(np.atleast_1d(axes), targets, strict=True):
-        for recipe in recipes:
-            runs = [
-                c
-                for key, c in curves[target].items()
-                if key == recipe or key.endswith(f":{recipe}")
-            ]
-            if not runs:
-                continue
-            steps = sorted(runs[0])
-            mean = [np.mean([r[s] for r in runs]) for s in steps]
-            ax.plot(steps, mean, marker="o", ms=3, color=RECIPE_COLOURS.get(recipe), label=recipe)
-        ax.set_title(f"target: {target}", fontsize=9)
-        ax.set_xlabel("fine-tuning steps", fontsize=8)
-        ax.set_yscale("log")
+    cmap = plt.get_cmap("viridis")
+    return [cmap(i / max(n - 1, 1)) for i in range(n)]
+
+
+def transfer_curves(
+    runs: Mapping[tuple[str, str], Mapping[str, Mapping[int, float]]],
+    scratch: Mapping[str, Mapping[int, float]],
+    config: Any,
+    path: Path,
+) -> Path:
+    """Target test loss against fine-tuning steps, one panel per sweep pair.
+
+    Every freeze depth (``freeze0`` dark to ``freeze6`` light), the paper's recipe, ``all`` and
+    ``scratch``. Each line is one run (no replicate, so no band).
+    """
+    from .config import SWEEP_RECIPES
+
+    plt = _pyplot()
+    pairs = list(runs)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4.0), squeeze=False)
+    colours = dict(zip(SWEEP_RECIPES, _sweep_colours(len(SWEEP_RECIPES)), strict=True))
+    colours.update({k: v for k, v in RECIPE_COLOURS.items() if k in ("paper", "all", "scratch")})
+    for ax, (source, target) in zip(axes[0], pairs, strict=True):
+        lines = dict(runs[(source, target)])
+        if target in scratch:
+            lines["scratch"] = scratch[target]
+        for name, record in lines.items():
+            steps = sorted(record)
+            style = "--" if name in ("paper", "all", "scratch") else "-"
+            ax.plot(
+                steps,
+                [record[b] for b in steps],
+                style,
+                marker="o",
+                ms=3,
+                color=colours.get(name),
+                label=name,
+            )
+        ax.set_title(f"{source} → {target}", fontsize=10)
+        ax.set_xlabel("fine-tuning steps", fontsize=10)
+        ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("target test loss (mean over sources)")
-    np.atleast_1d(axes)[0].legend(fontsize=7)
+    axes[0, 0].set_ylabel("target test loss", fontsize=10)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def freeze_depth_curves(
+    runs: Mapping[tuple[str, str], Mapping[str, Mapping[int, float]]],
+    scratch: Mapping[str, Mapping[int, float]],
+    profiles: Mapping[tuple[str, str], Sequence[float]],
+    config: Any,
+    path: Path,
+) -> Path:
+    """Claim 3 per sweep pair: final loss against freeze depth, beside the pair's G profile.
+
+    Top: target test loss at each budget (one line per budget, the largest darkest) against the
+    number of frozen encoder blocks; the dashed line marks the predicted depth. Bottom: the
+    pair-level G of each block, with the fall threshold.
+    """
+    from .analysis import predicted_depth
+    from .config import ENCODER_BLOCKS, SWEEP_RECIPES
+    from .criteria import G_FALL
+
+    plt = _pyplot()
+    pairs = list(runs)
+    fig, axes = plt.subplots(
+        2, len(pairs), figsize=(5.0 * len(pairs), 6.4), squeeze=False, sharex="col"
+    )
+    budgets = [b for b in config.transfer_budgets if b > 0]
+    greys = plt.get_cmap("Greys")
+    depths = np.arange(len(SWEEP_RECIPES))
+    for col, (source, target) in enumerate(pairs):
+        ax, gax = axes[0, col], axes[1, col]
+        predicted = predicted_depth(profiles[(source, target)])
+        for i, b in enumerate(budgets):
+            loss = [runs[(source, target)][r][b] for r in SWEEP_RECIPES]
+            ax.plot(
+                depths, loss, marker="o", ms=3, color=greys(0.35 + 0.65 * i / max(len(budgets) - 1, 1)),
+                label=f"{b} steps",
+            )  # fmt: skip
+            if target in scratch:
+                ax.axhline(scratch[target][b], color=greys(0.35 + 0.65 * i / max(len(budgets) - 1, 1)), lw=0.6, ls=":")  # fmt: skip
+        ax.axvline(predicted, color="tab:red", ls="--", lw=1, label="predicted depth")
+        ax.set_title(f"{source} → {target}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=9)
+        gax.bar(np.arange(1, len(ENCODER_BLOCKS) + 1) - 0.5, profiles[(source, target)], width=0.8,
+                color="tab:blue", alpha=0.7)  # fmt: skip
+        gax.axhline(G_FALL, color="tab:red", lw=0.8, ls="--")
+        gax.axvline(predicted, color="tab:red", ls="--", lw=1)
+        gax.set_xticks(depths, [str(k) for k in depths], fontsize=9)
+        gax.set_xlabel("frozen encoder blocks k (recipe freeze{k})", fontsize=10)
+        gax.tick_params(labelsize=9)
+        gax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("target test loss", fontsize=10)
+    axes[1, 0].set_ylabel("pair-level G of block k", fontsize=10)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.6), fontsize=9)
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -215,7 +303,7 @@ def visual_check(
             x, row["same_profile"][enc], ls="--", color="tab:blue", label="target model, other seed"
         )
         ax_cka.set_ylim(-0.05, 1.05)
-        ax_cka.set_xticks(x, names, rotation=60, fontsize=6)
+        ax_cka.set_xticks(x, names, rotation=60, fontsize=8)
         ax_cka.set_ylabel(f"from {row['source']}", fontsize=9)
         ax_cka.set_title(f"encoder CKA; score {row['score']:.2f}", fontsize=8)
         ax_label.plot(
@@ -225,7 +313,7 @@ def visual_check(
             x, row["target_label_profile"][enc], ls="--", color="tab:blue", label="target model"
         )
         ax_label.set_ylim(-0.05, 1.05)
-        ax_label.set_xticks(x, names, rotation=60, fontsize=6)
+        ax_label.set_xticks(x, names, rotation=60, fontsize=8)
         ax_label.set_title(f"CKA with target labels; probe gain {row['gain']:+.2f}", fontsize=8)
         grid = np.concatenate([originals, row["reconstructions"]], axis=2)  # originals above
         tiles = np.concatenate(list(grid[:, 0]), axis=1)
@@ -234,8 +322,8 @@ def visual_check(
         ax_img.set_title(
             "target images (top) reconstructed by the source model (bottom)", fontsize=8
         )
-    axes[0, 0].legend(fontsize=6, loc="lower left")
-    axes[0, 1].legend(fontsize=6, loc="lower left")
+    axes[0, 0].legend(fontsize=8, loc="lower left")
+    axes[0, 1].legend(fontsize=8, loc="lower left")
     fig.suptitle(
         f"Before transferring to {target}: does the source model already see it?", fontsize=10
     )
@@ -243,27 +331,34 @@ def visual_check(
     return _save(fig, path)
 
 
-def visual_validation(points: Sequence[dict[str, Any]], rho: Interval, path: Path) -> Path:
-    """Scatter of the visual score against the measured probe-accuracy gain."""
+def visual_validation(
+    points: Sequence[dict[str, Any]], evidence: Mapping[str, Any], path: Path
+) -> Path:
+    """Visual score against the gain of real transfer, one colour per target.
+
+    Claim 4 is read within targets: the legend gives each target's Spearman ρ.
+    """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.8, 3.8))
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
     targets = sorted({p["target"] for p in points})
-    markers = dict(zip(targets, "osD^v<>p", strict=False))
-    for p in points:
+    per_target = evidence.get("per_target_rho", {})
+    for i, t in enumerate(targets):
+        rows = [p for p in points if p["target"] == t]
+        rho = per_target.get(t, float("nan"))
         ax.scatter(
-            p["score"],
-            p["gain"],
-            marker=markers[p["target"]],
-            color="tab:red" if p["seed"] == 0 else "tab:blue",
-            s=25,
-        )
-    for t in targets:
-        ax.scatter([], [], marker=markers[t], color="k", label=f"target {t}")
+            [r["score"] for r in rows], [r["gain"] for r in rows], color=f"C{i}", s=30,
+            label=f"target {t} (ρ = {rho:.2f})",
+        )  # fmt: skip
     ax.axhline(0, color="k", lw=0.6)
-    ax.set_xlabel("visual score: encoder CKA, source vs target model")
-    ax.set_ylabel("probe accuracy gain over random encoder")
-    ax.set_title(f"Spearman ρ = {rho}", fontsize=9)
-    ax.legend(fontsize=6)
+    ax.set_xlabel("visual score: encoder CKA, source vs target models", fontsize=10)
+    ax.set_ylabel("probe accuracy gain over scratch", fontsize=10)
+    ax.set_title(
+        f"mean within-target ρ = {evidence['rho_within_targets']:.2f}, "
+        f"permutation p = {evidence['pvalue']:.3f}",
+        fontsize=10,
+    )
+    ax.tick_params(labelsize=9)
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.grid(alpha=0.3)
     return _save(fig, path)
 

@@ -9,6 +9,7 @@ Training runs resume from their last checkpoint (:mod:`vae_zoo.train`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -28,10 +29,10 @@ from ..checkpoint import load_model
 from ..datasets import ImageDataset
 from ..models import make_model
 from ..train import TrainConfig, is_complete, read_metrics, train
-from ..transfer import transfer
+from ..transfer import Recipe, transfer
 from ..zoo import DatasetLoader
 from .analysis import RANDOM, parse_model
-from .config import StudyConfig
+from .config import ENCODER_BLOCKS, StudyConfig
 from .measurement import measure_evaluation_set
 from .sampling import init_seed, random_seed, strata_keys, stratified_indices
 
@@ -230,11 +231,6 @@ class Study:
             models[f"{RANDOM}/r{i}"] = make_model(channels, self.size, seed=random_seed(i)).eval()
         return models
 
-    def initial_model(self, model_id: str, channels: int) -> torch.nn.Module:
-        """A zoo model's weights before training (the shared-initialisation control)."""
-        dataset, seed = parse_model(model_id)
-        return make_model(channels, self.size, seed=init_seed(dataset, seed)).eval()
-
     def model_records(self) -> list[dict[str, Any]]:
         """``results.json``'s ``models``: every zoo model with its seeds and final test loss."""
         records = []
@@ -305,28 +301,40 @@ class Study:
     def cka_path(self, name: str) -> Path:
         return self.out / "cka" / f"{name}.npz"
 
-    def measure_cka(self, models: dict[str, torch.nn.Module]) -> None:
-        """Stage 2: same-unit measures between every pair of models on each evaluation set."""
+    def measure_cka(self, checkpoints: dict[str, Path]) -> None:
+        """Stage 2: same-unit measures between every pair of models on each evaluation set.
+
+        One job per evaluation set, in ``workers`` processes (one BLAS thread each).
+        """
         c = self.config
         todo = [name for name in c.datasets if not self.manifest.verified(self.cka_path(name))]
         self.log(
             f"[2/5] CKA on {len(c.datasets)} evaluation sets ({len(todo)} to compute), "
-            f"up to {c.cka_examples} examples, {len(models)} models"
+            f"up to {c.cka_examples} examples, {len(checkpoints) + c.random_models} models"
         )
-        for name in tqdm(todo, desc="cka", unit="dataset", disable=not self.progress):
+        jobs = []
+        for name in todo:
             images, labels = self.eval_images(name)
-            arrays = measure_evaluation_set(
-                models,
-                images,
-                labels,
-                initial=self.initial_model,
-                heatmap_models=self.heatmap_models(),
-                half_samples=c.half_samples,
-                seed=_stable_seed(f"halves/{name}"),
-                device=c.device,
+            jobs.append(
+                _CKAJob(
+                    out=str(self.cka_path(name)),
+                    checkpoints=tuple((m, str(p)) for m, p in checkpoints.items()),
+                    random_seeds=tuple(
+                        (f"{RANDOM}/r{i}", random_seed(i)) for i in range(c.random_models)
+                    ),
+                    init_seeds=tuple((m, init_seed(*parse_model(m))) for m in checkpoints),
+                    size=self.size,
+                    images=images,
+                    labels=labels,
+                    heatmap_models=tuple(self.heatmap_models()),
+                    half_samples=c.half_samples,
+                    seed=_stable_seed(f"halves/{name}"),
+                    device=c.device,
+                )
             )
-            write_npz(self.cka_path(name), **arrays)
-            self.manifest.record(self.cka_path(name))
+        self._parallel(
+            _run_cka, jobs, jobs, "cka", done=lambda out: self.manifest.record(Path(out))
+        )
 
     def heatmap_models(self) -> list[str]:
         """Models whose layer x layer CKA is kept for the heatmaps: two seeds per dataset."""
@@ -342,51 +350,81 @@ class Study:
 
     # -- stage 3: transfer ---------------------------------------------------------------------
 
-    def transfer_jobs(self, checkpoints: dict[str, Path]) -> list[_TransferJob]:
+    def transfer_loader(self) -> DatasetLoader:
+        """Targets of every transfer: ``transfer_examples`` training images (data-scarce)."""
         c = self.config
-        config = self.train_config(c.transfer_steps, seed=c.transfer_source_seed)
-        loader = self.loader()
+        cap = c.transfer_examples if c.transfer_examples is not None else c.train_examples
+        return DatasetLoader(max_examples=cap, max_test_examples=c.test_examples)
+
+    def sweep_recipes(self) -> list[str | Recipe]:
+        """The freeze-depth sweep, then the configured recipes (``scratch`` last)."""
+        return [*(sweep_recipe(k) for k in range(len(ENCODER_BLOCKS) + 1)), *self.config.recipes]
+
+    def transfer_jobs(self, checkpoints: dict[str, Path]) -> list[_TransferJob]:
+        """Claim 3's sweep on ``sweep_pairs``, and claim 4's ``all`` and ``scratch`` runs."""
+        c = self.config
+        seed = c.transfer_source_seed
+        sweep_config = self.train_config(c.transfer_steps, seed=seed)
+        loader = self.transfer_loader()
+        root = self.out / "transfer"
         jobs = []
+        for source, target in c.sweep_pairs:
+            for recipe in self.sweep_recipes():
+                name = recipe if isinstance(recipe, str) else recipe.name
+                if name == "scratch":
+                    continue
+                jobs.append(
+                    _TransferJob(
+                        str(checkpoints[f"{source}/s{seed}"]), target, recipe,
+                        str(root / "sweep" / f"{source}-to-{target}" / name), sweep_config,
+                        tuple(c.transfer_budgets), loader, self.size,
+                    )
+                )  # fmt: skip
+        if "scratch" in c.recipes:
+            for target in dict.fromkeys(t for _, t in c.sweep_pairs):
+                jobs.append(
+                    _TransferJob(
+                        str(checkpoints[f"{target}/s{seed}"]), target, "scratch",
+                        str(root / "sweep" / f"scratch-{target}"), sweep_config,
+                        tuple(c.transfer_budgets), loader, self.size,
+                    )
+                )  # fmt: skip
+        check_config = self.train_config(c.check_steps, seed=seed)
+        budgets = (0, c.check_steps)
         for target in c.datasets:
             for source in c.datasets:
-                if source == target:
-                    continue
-                for recipe in c.recipes:
-                    if recipe == "scratch":
-                        continue
+                if source != target:
                     jobs.append(
                         _TransferJob(
-                            str(checkpoints[f"{source}/s{c.transfer_source_seed}"]),
-                            target,
-                            recipe,
-                            str(self.out / "transfer" / f"{source}-to-{target}" / recipe),
-                            config,
-                            tuple(c.transfer_budgets),
-                            loader,
+                            str(checkpoints[f"{source}/s{seed}"]), target, "all",
+                            str(self.check_dir(source, target)), check_config, budgets, loader,
                             self.size,
                         )
+                    )  # fmt: skip
+            for i in range(c.scratch_seeds):
+                jobs.append(
+                    _TransferJob(
+                        str(checkpoints[f"{target}/s{seed}"]), target, "scratch",
+                        str(self.check_dir("scratch", target, i)),
+                        self.train_config(c.check_steps, seed=_stable_seed(f"scratch/{target}/{i}")),
+                        budgets, loader, self.size,
                     )
-            jobs.append(
-                _TransferJob(
-                    str(checkpoints[f"{target}/s{c.transfer_source_seed}"]),
-                    target,
-                    "scratch",
-                    str(self.out / "transfer" / f"scratch-{target}"),
-                    config,
-                    tuple(c.transfer_budgets),
-                    loader,
-                    self.size,
-                )
-            )
+                )  # fmt: skip
         return jobs
 
+    def check_dir(self, source: str, target: str, seed: int | None = None) -> Path:
+        """Run directory of a claim-4 transfer (``source == "scratch"``: the ``seed``-th)."""
+        root = self.out / "transfer" / "check"
+        if source == "scratch":
+            return root / f"scratch-{target}" / f"s{seed}"
+        return root / f"{source}-to-{target}"
+
     def run_transfers(self, checkpoints: dict[str, Path]) -> None:
-        """Stage 3: every recipe for every ordered (source, target) pair, same budget."""
+        """Stage 3: claim 3's freeze-depth sweep and claim 4's transfers, each resumable."""
         jobs = self.transfer_jobs(checkpoints)
         todo = [job for job in jobs if not self.manifest.verified(_transfer_file(job.out_dir))]
-        self.log(
-            f"[3/5] transfer: {len(jobs)} runs of {self.config.transfer_steps} steps ({len(todo)} to run)"
-        )
+        steps = sum(job.config.steps for job in jobs)
+        self.log(f"[3/5] transfer: {len(jobs)} runs, {steps} steps in all ({len(todo)} to run)")
         self._parallel(
             _run_transfer,
             jobs,
@@ -395,31 +433,41 @@ class Study:
             done=lambda d: self.manifest.record(_transfer_file(d)),
         )
 
-    def transfer_losses(
-        self,
-    ) -> tuple[dict[tuple[str, str], dict[str, float]], dict[str, float], dict[str, Any]]:
-        """Final target test losses per recipe, scratch per target, and the loss curves."""
+    def sweep_losses(self) -> tuple[dict[tuple[str, str], dict[str, dict[int, float]]], dict]:
+        """Claim 3's target test losses: ``{(source, target): {recipe: {step: loss}}}`` and
+        ``{target: {step: loss}}`` of scratch."""
         c = self.config
-        final: dict[tuple[str, str], dict[str, float]] = {}
-        scratch: dict[str, float] = {}
-        curves: dict[str, dict[str, dict[int, float]]] = {}
-        for target in c.datasets:
-            record = _read_transfer(self.out / "transfer" / f"scratch-{target}")
-            scratch[target] = record[c.transfer_steps]
-            curves.setdefault(target, {})["scratch"] = record
-            for source in c.datasets:
-                if source == target:
-                    continue
-                final[(source, target)] = {}
-                for recipe in c.recipes:
-                    if recipe == "scratch":
-                        continue
-                    record = _read_transfer(
-                        self.out / "transfer" / f"{source}-to-{target}" / recipe
+        root = self.out / "transfer" / "sweep"
+        runs: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
+        for source, target in c.sweep_pairs:
+            runs[(source, target)] = {}
+            for recipe in self.sweep_recipes():
+                name = recipe if isinstance(recipe, str) else recipe.name
+                if name != "scratch":
+                    runs[(source, target)][name] = _read_transfer(
+                        root / f"{source}-to-{target}" / name
                     )
-                    final[(source, target)][recipe] = record[c.transfer_steps]
-                    curves[target][f"{source}:{recipe}"] = record
-        return final, scratch, curves
+        scratch = {
+            t: _read_transfer(root / f"scratch-{t}")
+            for t in dict.fromkeys(t for _, t in c.sweep_pairs)
+            if "scratch" in c.recipes
+        }
+        return runs, scratch
+
+    def check_losses(self) -> dict[str, Any]:
+        """Claim 4's final target test losses: ``{"all": {(s, t): loss}, "scratch": {t: [...]}}``."""
+        c = self.config
+        out: dict[str, Any] = {"all": {}, "scratch": {}}
+        for target in c.datasets:
+            for source in c.datasets:
+                if source != target:
+                    record = _read_transfer(self.check_dir(source, target))
+                    out["all"][(source, target)] = record[c.check_steps]
+            out["scratch"][target] = [
+                _read_transfer(self.check_dir("scratch", target, i))[c.check_steps]
+                for i in range(c.scratch_seeds)
+            ]
+        return out
 
     # -- stage 4: probes -----------------------------------------------------------------------
 
@@ -427,7 +475,9 @@ class Study:
         return self.out / "probes.json"
 
     def run_probes(self, models: dict[str, torch.nn.Module]) -> dict[str, dict[str, float]]:
-        """Stage 4: linear-probe accuracy of every encoder's posterior mean on every dataset."""
+        """Stage 4: linear-probe accuracy on every dataset of every zoo and untrained encoder,
+        and on its target of every claim-4 model (ids ``check/all/<source>``,
+        ``check/scratch/<i>``)."""
         from .probes import probe_accuracy
 
         path = self.probe_path()
@@ -435,14 +485,18 @@ class Study:
             json.loads(path.read_text()) if self.manifest.verified(path) else {}
         )
         c = self.config
+        checks = self.check_models()
         todo = [(t, m) for t in c.datasets for m in models if m not in done.get(t, {})]
+        todo += [(t, m) for t, m in checks if m not in done.get(t, {})]
         self.log(
-            f"[4/5] probes: {len(c.datasets)} targets x {len(models)} encoders ({len(todo)} to fit)"
+            f"[4/5] probes: {len(c.datasets)} targets x {len(models)} encoders and "
+            f"{len(checks)} transferred or scratch models ({len(todo)} to fit)"
         )
         for target, model_id in tqdm(todo, desc="probes", unit="probe", disable=not self.progress):
             train_idx, test_idx = self.probe_indices(target)
+            model = models[model_id] if model_id in models else load_model(checks[target, model_id])
             done.setdefault(target, {})[model_id] = probe_accuracy(
-                models[model_id],
+                model,
                 self.dataset(target, "train"),
                 self.dataset(target, "test"),
                 train_indices=train_idx,
@@ -452,6 +506,18 @@ class Study:
             write_json(path, done)
             self.manifest.record(path)
         return done
+
+    def check_models(self) -> dict[tuple[str, str], Path]:
+        """Claim-4 models by (target, probe id): their checkpoints."""
+        c = self.config
+        out = {}
+        for target in c.datasets:
+            for source in c.datasets:
+                if source != target:
+                    out[target, f"check/all/{source}"] = self.check_dir(source, target)
+            for i in range(c.scratch_seeds):
+                out[target, f"check/scratch/{i}"] = self.check_dir("scratch", target, i)
+        return {key: path / "checkpoint.pt" for key, path in out.items()}
 
     @functools.cache  # noqa: B019 - one Study per run
     def probe_indices(self, target: str) -> tuple[np.ndarray, np.ndarray]:
@@ -518,10 +584,69 @@ def _run_training(job: _TrainJob) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class _CKAJob:
+    out: str
+    checkpoints: tuple[tuple[str, str], ...]
+    random_seeds: tuple[tuple[str, int], ...]
+    init_seeds: tuple[tuple[str, int], ...]
+    size: int
+    images: np.ndarray
+    labels: np.ndarray
+    heatmap_models: tuple[str, ...]
+    half_samples: int
+    seed: int
+    device: str
+
+
+def _run_cka(job: _CKAJob) -> str:
+    """Stage 2 on one evaluation set: build the models, measure, write the ``.npz``."""
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn (the zoo extra) brings it
+        limits = contextlib.nullcontext()
+    else:
+        limits = threadpool_limits(1)
+    with limits:
+        models: dict[str, torch.nn.Module] = {m: load_model(p) for m, p in job.checkpoints}
+        channels = int(job.images.shape[1])
+        for m, seed in job.random_seeds:
+            models[m] = make_model(channels, job.size, seed=seed).eval()
+        inits = dict(job.init_seeds)
+        arrays = measure_evaluation_set(
+            models,
+            job.images,
+            job.labels,
+            initial=lambda m, c: make_model(c, job.size, seed=inits[m]).eval(),
+            heatmap_models=job.heatmap_models,
+            half_samples=job.half_samples,
+            seed=job.seed,
+            device=job.device,
+        )
+        write_npz(Path(job.out), **arrays)
+    return job.out
+
+
+def sweep_recipe(k: int) -> Recipe:
+    """``freeze{k}``: reuse the source encoder, freeze its first ``k`` blocks, fine-tune the
+    rest of the encoder, re-initialise and train the decoder."""
+    trained = [name for block in ENCODER_BLOCKS[k:] for name in block]
+    return Recipe(
+        f"freeze{k}",
+        train=(*trained, "decoder"),
+        reinit=("decoder",),
+        description=(
+            f"reuse the encoder, freeze its first {k} of {len(ENCODER_BLOCKS)} blocks, "
+            "re-initialise and train the decoder"
+        ),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class _TransferJob:
     source: str
     target: str
-    recipe: str
+    recipe: str | Recipe
     out_dir: str
     config: TrainConfig
     budgets: tuple[int, ...]

@@ -14,17 +14,17 @@ import numpy as np
 
 from ..storage import lock_directory
 from .analysis import (
-    RANDOM,
     cka_claims,
     init_control,
     model_masks,
-    parse_model,
-    transfer_claim,
+    pair_g_profile,
+    sweep_claim,
     visual_claim,
 )
 from .config import ENCODER_CLAIM_LAYERS, StudyConfig
-from .criteria import RULES_VERSION, Claim, Interval
+from .criteria import RULES_VERSION, Claim
 from .figures import (
+    freeze_depth_curves,
     g_curves,
     group_heatmaps,
     layer_curves,
@@ -63,7 +63,7 @@ def _run_locked(config: StudyConfig, out_dir: str | Path, *, progress: bool) -> 
         checkpoints = study.train_zoo()
         models = study.models(checkpoints)
     with timer("cka"):
-        study.measure_cka(models)
+        study.measure_cka(checkpoints)
     with timer("transfer"):
         study.run_transfers(checkpoints)
     with timer("probes"):
@@ -189,27 +189,34 @@ def analyse(
             }
             curves.append(("debiased CKA (decoder driven by the mean)", extra["stats"], "mean"))
             curves.append(("deconfounded CKA", extra["deconfounded_stats"], "mean"))
-        elif measure == "debiased":
-            curves.append(("debiased CKA (decoder driven by a sample)", extra["stats"], "sample"))
+        else:
+            driven = "the mean" if mode == "mean" else "a sample"
+            curves.append((f"{measure} CKA (decoder driven by {driven})", extra["stats"], mode))
     layer_curves(curves, config.confidence_level, figures / "cka_layer_curves.png")
     g_curves(curves[:2], config.confidence_level, figures / "cka_G_curves.png")
     _heatmaps(evals, figures)
     _save_replicates(study.out / "analysis" / "replicates.npz", replicates)
 
-    final, scratch, transfer_curve_data = study.transfer_losses()
-    primary.append(transfer_claim(final, scratch, config))
-    transfer_curves(transfer_curve_data, config.recipes, figures / "transfer_curves.png")
+    runs, scratch = study.sweep_losses()
+    profiles = {
+        (source, target): pair_g_profile(
+            evals[config.datasets.index(target)], f"{source}/s{config.transfer_source_seed}", target
+        )
+        for source, target in config.sweep_pairs
+    }
+    claim3, gains = sweep_claim(runs, scratch, profiles, config)
+    primary.append(claim3)
+    tables["transfer_gains"] = gains
+    freeze_depth_curves(runs, scratch, profiles, config, figures / "freeze_depth.png")
+    transfer_curves(runs, scratch, config, figures / "transfer_curves.png")
 
-    points, panels = _visual_points(study, evals, models, probes)
+    checks = study.check_losses()
+    points, panels = _visual_points(study, evals, models, probes, checks)
     claim4 = visual_claim(points, config)
     primary.append(claim4)
     for target, (rows, originals, units) in panels.items():
         visual_check(target, rows, originals, units, figures / f"visual_check_{target}.png")
-    visual_validation(
-        points,
-        Interval(**claim4.evidence["spearman_score_vs_gain"]),
-        figures / "visual_check_validation.png",
-    )
+    visual_validation(points, claim4.evidence, figures / "visual_check_validation.png")
     _samples(study, models, figures / "samples.png")
     return {
         "config": config.to_dict(),
@@ -261,53 +268,53 @@ def _visual_points(
     evals: list[dict[str, Any]],
     models: dict[str, Any],
     probes: dict[str, dict[str, float]],
+    checks: dict[str, Any],
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Claim-4 points: (source model, target) with its visual score and probe gain."""
+    """Claim-4 points: (source, target) with the visual scores and the gains of real transfer."""
     config = study.config
     points: list[dict[str, Any]] = []
     panels: dict[str, Any] = {}
-    seeds = list(config.seeds)
+    seed = config.transfer_source_seed
     for target, data in zip(config.datasets, evals, strict=True):
         ids = data["meta"]["models"]
         units = data["meta"]["units"]
         diag = data["debiased_full"]
         labels = data["debiased_labels"]
         enc = [units.index((layer, "mean")) for layer in ENCODER_CLAIM_LAYERS]
-        targets = [ids.index(f"{target}/s{s}") for s in seeds]
-        randoms = [m for m in ids if parse_model(m)[0] == RANDOM]
-        floor = float(np.mean([probes[target][m] for m in randoms]))
+        targets = [ids.index(f"{target}/s{s}") for s in config.seeds]
+        scratch_acc = np.mean(
+            [probes[target][f"check/scratch/{i}"] for i in range(config.scratch_seeds)]
+        )
+        scratch_loss = float(np.mean(checks["scratch"][target]))
         images, _ = study.eval_images(target)
         shown = _one_per_class(study, target, 8)
         rows = []
         for source in config.datasets:
             if source == target:
                 continue
-            for seed in seeds:
-                s = ids.index(f"{source}/s{seed}")
-                profile = np.nanmean(diag[s, targets], axis=0)
-                point = {
-                    "source": source,
-                    "target": target,
-                    "seed": seed,
-                    "score": float(np.nanmean(profile[enc])),
-                    "label_score": float(np.nanmean(labels[s, enc])),
-                    "gain": float(probes[target][f"{source}/s{seed}"] - floor),
+            s = ids.index(f"{source}/s{seed}")
+            profile = np.nanmean(diag[s, targets], axis=0)
+            loss = checks["all"][(source, target)]
+            point = {
+                "source": source,
+                "target": target,
+                "score": float(np.nanmean(profile[enc])),
+                "label_score": float(np.nanmean(labels[s, enc])),
+                "gain": float(probes[target][f"check/all/{source}"] - scratch_acc),
+                "loss_gain": float((scratch_loss - loss) / scratch_loss),
+            }
+            points.append(point)
+            same = [diag[a, b] for a in targets for b in targets if a < b]
+            rows.append(
+                {
+                    **point,
+                    "profile": profile,
+                    "same_profile": np.nanmean(same, axis=0),
+                    "label_profile": labels[s],
+                    "target_label_profile": np.nanmean(labels[targets], axis=0),
+                    "reconstructions": reconstructions(models[f"{source}/s{seed}"], images[shown]),
                 }
-                points.append(point)
-                if seed == config.transfer_source_seed:
-                    same = [diag[a, b] for a in targets for b in targets if a < b]
-                    rows.append(
-                        {
-                            **point,
-                            "profile": profile,
-                            "same_profile": np.nanmean(same, axis=0),
-                            "label_profile": labels[s],
-                            "target_label_profile": np.nanmean(labels[targets], axis=0),
-                            "reconstructions": reconstructions(
-                                models[f"{source}/s{seed}"], images[shown]
-                            ),
-                        }
-                    )
+            )
         panels[target] = (rows, images[shown].astype(np.float32) / 255, units)
     return points, panels
 
