@@ -138,17 +138,21 @@ def _power_of_two(k: Any, dtype: Any, xp: Any, like: Array) -> Array:
     return ((k.to(torch.int32) + 127) << 23).view(torch.float32)
 
 
-def scaled_to_unit(x: Array, xp: Any, probe: Array | None = None) -> tuple[Array, Array]:
-    """``(x * 2**-e, 2**(2e))``: ``x`` with its largest magnitude brought near [0.5, 1), and the
-    float64 factor that restores a product of two rows (a Gram entry) to the units of ``x``.
+def translated_to_unit(
+    x: Array, centre: Array, probe: Array, xp: Any, window: int
+) -> tuple[Array, Array | None]:
+    """``(x - centre) * 2**-e`` in one pass, and the float64 factor ``2**(2e)`` that restores a
+    product of two rows (a Gram entry) to the units of ``x`` (``None``: nothing to restore).
 
-    ``e`` is the binary exponent of ``max|probe|`` (default ``x``; a sample of the rows of ``x``
-    serves: the float32 products keep their digits for magnitudes within ``2**±40`` of it),
-    clamped to the normal range of ``x``'s dtype so that the factor is itself a normal number;
-    everything stays on ``x``'s device, with no host synchronisation. All zero or non-finite
-    ``probe``: ``e = 0``. torch: ``x`` is scaled in place.
+    ``e`` is the binary exponent of ``max|probe|`` (a sample of the translated rows serves: the
+    float32 products keep their digits for magnitudes within ``2**±40`` of it), clamped to the
+    normal range of ``x``'s dtype so that the factor is itself a normal number. A power of two
+    scales exactly, so the result equals the translated ``x`` scaled afterwards, digit for digit.
+    Where ``e`` can be read without a device synchronisation (NumPy, torch on the CPU), a batch
+    whose ``|e|`` is at most ``window`` is only translated; on other devices ``e`` stays on the
+    device and the scaling always runs (fused with the translation). All zero or non-finite
+    ``probe``: ``e = 0``.
     """
-    probe = x if probe is None else probe
     largest = xp.maximum(xp.max(probe), -xp.min(probe))
     limit = 126 if x.dtype == xp.float32 else 1022
     if is_torch(x):
@@ -156,13 +160,18 @@ def scaled_to_unit(x: Array, xp: Any, probe: Array | None = None) -> tuple[Array
 
         e = torch.frexp(largest).exponent.clamp(-limit, limit)
         e = torch.where(torch.isfinite(largest), e, torch.zeros_like(e))
-    else:
-        e = np.clip(np.frexp(largest)[1], -limit, limit) if np.isfinite(largest) else 0
+        if x.device.type == "cpu" and abs(int(e)) <= window:
+            return x - centre, None
+        factor = _power_of_two(-e, x.dtype, xp, x)
+        restore = _power_of_two(2 * e, xp.float64, xp, x)
+        return torch.addcmul(-(centre * factor), x, factor), restore
+    e = int(np.clip(np.frexp(largest)[1], -limit, limit)) if np.isfinite(largest) else 0
+    if abs(e) <= window:
+        return x - centre, None
     factor = _power_of_two(-e, x.dtype, xp, x)
-    restore = _power_of_two(2 * e, xp.float64, xp, x)
-    if is_torch(x):
-        return x.mul_(factor), restore
-    return (x if e == 0 else x * factor), restore
+    out = x * factor
+    out -= centre * factor
+    return out, _power_of_two(2 * e, xp.float64, xp, x)
 
 
 # A float32 column mean is kept when the mean it leaves behind in the centred data is at most

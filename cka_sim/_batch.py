@@ -27,8 +27,8 @@ from ._backend import (
     namespace,
     power_of_two_scaled,
     sample_rows,
-    scaled_to_unit,
     to_float64,
+    translated_to_unit,
 )
 from ._validation import as_matrix, check_finite
 
@@ -175,26 +175,29 @@ def _all_rows_equal(x: Array, xp: Any) -> bool:
 def _translated(x: Array, xp: Any, name: str) -> Prepared:
     """``x`` minus the mean of a sample of its rows, in ``x``'s dtype (see :func:`prepare_layer`).
 
-    No host synchronisation, and only the 32 sampled rows read beyond the one subtraction pass: a
-    batch whose sampled rows are all equal is translated by its first row instead (exact zeros
-    when the whole batch is constant, so its Gram and self-HSIC are exactly zero), chosen on the
-    device; a float32 batch is scaled by ``2**-e``, ``e`` the exponent of the sample's largest
-    centred magnitude (:func:`~cka_sim._backend.scaled_to_unit`), and ``gram_scale`` restores
-    its Gram to the batch's units in float64. A float64 batch beyond
-    ``2**±200`` is refused by name (one host synchronisation, for float64 input only).
+    No host synchronisation on an accelerator, and only the 32 sampled rows read beyond the one
+    translation pass. The centre is their float64 mean: for float32 input, the mean of equal rows
+    is that row exactly, so a constant batch becomes exact zeros (its Gram and self-HSIC exactly
+    zero); a float64 batch whose sampled rows are all equal is translated by its first row. A
+    float32 batch is also scaled by ``2**-e``, ``e`` the exponent of the sample's largest
+    translated magnitude, in the same pass (:func:`~cka_sim._backend.translated_to_unit`; on the
+    CPU only when ``|e| > 16``), and ``gram_scale`` restores its Gram to the batch's units in
+    float64. A float64 batch beyond ``2**±200`` is refused by name (one host synchronisation,
+    for float64 input only).
     """
     if x.dtype == xp.float64:
         _in_range(x, xp, name)
     rows = sample_rows(x)  # 32 rows spread over the batch, x[0] first
     centre = xp.astype(xp.sum(rows, axis=0, dtype=xp.float64) / rows.shape[0], x.dtype)
-    # a sample of equal rows: translate by the first row (exact zeros if the batch is constant;
-    # otherwise as good a translation as any for the float64 centring that follows)
-    centre = xp.where(xp.any(rows != rows[0:1]), centre, rows[0])
-    xc = x - centre
     if x.dtype != xp.float32:
-        return Prepared(xc)
-    scaled, restore = scaled_to_unit(xc, xp, probe=rows - centre)
-    return Prepared(scaled, gram_scale=restore)
+        # a sample of equal rows: translate by the first row (exact zeros if the batch is
+        # constant; otherwise as good a translation as any for the float64 centring that follows)
+        centre = xp.where(xp.any(rows != rows[0:1]), centre, rows[0])
+        return Prepared(x - centre)
+    # float32: the float64 mean of up to 32 equal float32 rows is that row exactly, so a constant
+    # batch becomes exact zeros without a comparison pass
+    data, restore = translated_to_unit(x, centre, rows - centre, xp, _WINDOW_FLOAT32)
+    return Prepared(data, gram_scale=restore)
 
 
 def prepare_layers(

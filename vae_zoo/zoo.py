@@ -79,10 +79,22 @@ class ZooRun:
         Dataset name passed to the loader.
     seed : int
         Training seed.
-    objective : str
+    objective : str, default "beta_vae"
         Objective name.
-    params : tuple of (str, value) pairs
+    params : tuple of (str, value) pairs, default ()
         Objective hyper-parameters, sorted by name (hashable form of a dict).
+
+    References
+    ----------
+    Bonheme & Grześ (2023), *How good are variational autoencoders at transfer learning?*,
+    arXiv:2304.10767 (the zoo of the study: datasets x seeds x objectives).
+
+    Examples
+    --------
+    >>> from vae_zoo.zoo import ZooRun
+    >>> run = ZooRun("mnist", seed=1, params=(("beta", 4.0),))
+    >>> run.tag, run.run_dir("zoo", 32).as_posix()
+    ('beta_vae-beta=4.0', 'zoo/mnist-32px/beta_vae-beta=4.0/seed1')
     """
 
     dataset: str
@@ -96,13 +108,38 @@ class ZooRun:
         return "-".join([self.objective, *(f"{k}={v}" for k, v in self.params)])
 
     def run_dir(self, root: str | Path, size: int) -> Path:
-        """``root/{dataset}-{size}px/{tag}/seed{seed}``."""
+        """Return the run's directory, ``root/{dataset}-{size}px/{tag}/seed{seed}``.
+
+        Parameters
+        ----------
+        root : str or pathlib.Path
+            The zoo's root directory.
+        size : int
+            Image side in pixels.
+
+        Returns
+        -------
+        pathlib.Path
+            The directory (not created).
+        """
         return Path(root) / f"{self.dataset}-{size}px" / self.tag / f"seed{self.seed}"
 
 
 @dataclass(frozen=True)
 class ZooResult:
-    """A finished zoo run: the cell, its directory and checkpoint, and whether it was skipped."""
+    """A finished zoo run: the cell, its directory and checkpoint, and whether it was skipped.
+
+    Parameters
+    ----------
+    run : ZooRun
+        The cell of the grid.
+    out_dir : pathlib.Path
+        Its run directory.
+    checkpoint : pathlib.Path
+        Its ``checkpoint.pt``.
+    skipped : bool
+        Whether it was already complete, so not trained again.
+    """
 
     run: ZooRun
     out_dir: Path
@@ -122,6 +159,24 @@ class DatasetLoader:
         Cap on the training split (a deterministic subset), e.g. for quick runs.
     max_test_examples : int, optional
         Cap on the test split.
+
+    Raises
+    ------
+    ValueError
+        When called with an unknown dataset, split or size (from :func:`vae_zoo.datasets.load`).
+    DatasetNotAvailableError
+        When called for a dataset whose files are missing.
+
+    References
+    ----------
+    Bonheme & Grześ (2023), *How good are variational autoencoders at transfer learning?*,
+    arXiv:2304.10767 (the zoo of the study: datasets x seeds x objectives).
+
+    Examples
+    --------
+    >>> from vae_zoo.zoo import DatasetLoader
+    >>> DatasetLoader(max_examples=8)("dsprites", "train", 32).images.shape
+    (8, 1, 32, 32)
     """
 
     data_dir: str | None = None
@@ -140,7 +195,33 @@ def zoo_grid(
     seeds: Iterable[int],
     objectives: Iterable[str | tuple[str, dict[str, Any]]] = ("beta_vae",),
 ) -> list[ZooRun]:
-    """The grid in order dataset, objective, seed; an objective is a name or ``(name, params)``."""
+    """Return the grid in order dataset, objective, seed.
+
+    Parameters
+    ----------
+    datasets : iterable of str
+        Dataset names.
+    seeds : iterable of int
+        Training seeds.
+    objectives : iterable of str or (str, dict), default ("beta_vae",)
+        Objective names, or ``(name, hyper-parameters)`` pairs.
+
+    Returns
+    -------
+    list of ZooRun
+        One run per combination.
+
+    References
+    ----------
+    Bonheme & Grześ (2023), *How good are variational autoencoders at transfer learning?*,
+    arXiv:2304.10767 (the zoo of the study: datasets x seeds x objectives).
+
+    Examples
+    --------
+    >>> from vae_zoo.zoo import zoo_grid
+    >>> [(r.dataset, r.tag, r.seed) for r in zoo_grid(["mnist"], [0, 1], ["beta_vae"])]
+    [('mnist', 'beta_vae', 0), ('mnist', 'beta_vae', 1)]
+    """
     objs = [(o, {}) if isinstance(o, str) else (o[0], dict(o[1])) for o in objectives]
     seeds = list(seeds)
     return [
@@ -203,22 +284,26 @@ def run_zoo(
 
     Parameters
     ----------
-    datasets, seeds, objectives
-        The grid (see :func:`zoo_grid`).
-    out_dir : str or Path
+    datasets : sequence of str
+        Dataset names of the grid (see :func:`zoo_grid`).
+    seeds : sequence of int
+        Seeds of the grid.
+    objectives : sequence of str or (str, dict), default ("beta_vae",)
+        Objectives of the grid.
+    out_dir : str or pathlib.Path
         Root directory of the zoo.
-    size : int
-        Image side, 32 or 64.
+    size : {32, 64}, default 32
+        Image side.
     config : TrainConfig, optional
         Shared settings (steps, batch size, lr, ...); each run's ``seed``, ``objective`` and
         ``objective_params`` come from the grid. ``threads`` stays per process (default 1).
-    workers : int
+    workers : int, default 2
         Worker processes; ``0`` or ``1`` trains in this process, one run after another.
     loader : callable, optional
         ``loader(name, split, size) -> ImageDataset``; default :class:`DatasetLoader`.
-    test : bool
+    test : bool, default True
         Evaluate the test loss on the test split during training.
-    progress : bool
+    progress : bool, default True
         Show one progress bar over runs.
 
     Returns
@@ -233,6 +318,23 @@ def run_zoo(
     OSError
         After all other runs finished, when a run could not read or write its files (a full
         disk, a read-only directory, a missing dataset).
+
+    References
+    ----------
+    Bonheme & Grześ (2023), *How good are variational autoencoders at transfer learning?*,
+    arXiv:2304.10767 (the zoo of the study: datasets x seeds x objectives).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from vae_zoo.train import TrainConfig
+    >>> from vae_zoo.zoo import DatasetLoader, run_zoo
+    >>> config = TrainConfig(steps=2, batch_size=8, log_every=1, checkpoint_every=1)
+    >>> results = run_zoo(["dsprites"], [0, 1], out_dir=tempfile.mkdtemp(), config=config,
+    ...                   workers=0, loader=DatasetLoader(max_examples=64, max_test_examples=16),
+    ...                   progress=False)
+    >>> [(r.run.seed, r.skipped) for r in results]
+    [(0, False), (1, False)]
     """
     base = config or TrainConfig()
     loader = loader or DatasetLoader()
@@ -303,7 +405,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m vae_zoo.zoo``; returns the exit status."""
+    """Run ``python -m vae_zoo.zoo``: train a grid of models from the command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default: ``sys.argv[1:]``); ``--help`` lists them.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 for an error, which is printed as one line.
+
+    Examples
+    --------
+    >>> from vae_zoo.zoo import main
+    >>> main(["--datasets", "dsprites", "--seeds", "0", "--steps", "1", "--out", "zoo"])
+    ... # doctest: +SKIP
+    0
+    """
     args = build_parser().parse_args(argv)
     config = TrainConfig(
         steps=args.steps,
