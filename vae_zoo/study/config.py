@@ -47,58 +47,82 @@ class StudyConfig:
 
     Parameters
     ----------
-    datasets : tuple of str
+    datasets : tuple of str, default ('dsprites', 'mnist', 'fashion_mnist', 'animals', 'digits')
         Greyscale datasets of the zoo (every ordered pair is a transfer).
-    size : int
+    size : int, default 32
         Image side, 32 or 64 (the paper's).
-    seeds : tuple of int
+    seeds : tuple of int, default (0, 1, 2)
         Seeds of the zoo (at least two: the same-dataset ceiling). Each model's initialisation
         and training seed is derived from (dataset, seed), so no two models share one.
-    random_models : int
+    random_models : int, default 8
         Untrained (random-init) baseline models: the floor of every comparison.
-    objective, objective_params
+    objective : str, default 'beta_vae'
         VAE objective of every zoo model (default β-VAE with β = 1, a plain VAE).
-    train_steps : int
+    objective_params : dict, optional
+        Its hyper-parameters; by default ``{"beta": 1.0}``.
+    train_steps : int, default 2000
         Optimisation steps of each zoo model.
-    train_examples : int or None
+    train_examples : int or None, default 20000
         Cap on each dataset's training split (None: all of it).
-    transfer_steps : int
+    transfer_steps : int, default 4800
         Step budget of the freeze-depth sweep (claim 3): every recipe, the same budget.
-    transfer_budgets : tuple of int
+    transfer_budgets : tuple of int, default (0, 600, 1200, 2400, 4800)
         Steps at which the sweep records the target test loss (0 = before fine-tuning).
-    transfer_examples : int or None
+    transfer_examples : int or None, default 1000
         Training images of the target in every transfer (the data-scarce setting; None: the
         training split, capped at ``train_examples``).
-    sweep_pairs : tuple of (str, str)
+    sweep_pairs : tuple of (str, str), default (('mnist', 'digits'), ('fashion_mnist', 'mnist'))
         (source, target) pairs of the freeze-depth sweep.
-    transfer_source_seed : int
+    transfer_source_seed : int, default 0
         Zoo seed whose models are the transfer sources.
-    recipes : tuple of str
+    recipes : tuple of str, default ('paper', 'all', 'scratch')
         Recipes run beside the sweep (see :mod:`vae_zoo.transfer`); ``scratch`` runs once per
         sweep target.
-    check_steps : int
+    check_steps : int, default 600
         Fine-tuning budget of claim 4: every source transferred to every target with ``all``,
         against ``scratch`` at the same budget.
-    scratch_seeds : int
+    scratch_seeds : int, default 5
         Scratch models per target in claim 4 (their mean is the baseline of the gain).
-    cka_examples : int
+    cka_examples : int, default 500
         Held-out, de-duplicated test examples of each dataset fed to every model for CKA, drawn
         as a seeded sample stratified by label (fewer where a test split has fewer distinct
         images, as ``digits`` with 359).
-    half_samples : int
+    half_samples : int, default 10
         Random halves of those examples, for the example-level part of the intervals.
-    probe_train_examples, probe_test_examples : int
-        Target examples of the linear probes (train split, test split).
-    bootstrap_resamples : int
+    probe_train_examples : int, default 2000
+        Target examples of the linear probes, train split.
+    probe_test_examples : int, default 1000
+        Target examples of the linear probes, test split.
+    bootstrap_resamples : int, default 2000
         Resamples of every bootstrap interval.
-    confidence_level : float
+    confidence_level : float, default 0.95
         Of every interval.
-    workers : int
+    workers : int, default 2
         Worker processes for training (one thread each).
-    device : str
+    device : str, default 'cpu'
         ``"cpu"`` or ``"cuda"`` (training and activations).
-    test_examples : int
+    test_examples : int, default 1000
         Test examples of each evaluation of the test loss during training and transfer.
+
+    Raises
+    ------
+    ValueError
+        For fewer than two datasets, seeds, random models or scratch seeds, a transfer source
+        seed outside ``seeds``, unknown recipes or none called ``scratch``, fewer than 16 CKA
+        examples, a confidence level outside (0, 1), budgets beyond ``transfer_steps``, or sweep
+        pairs that are not two different datasets of the zoo.
+
+    References
+    ----------
+    Bonheme & Grześ (2023), *How good are variational autoencoders at transfer learning?*,
+    arXiv:2304.10767 (the study these settings reproduce).
+
+    Examples
+    --------
+    >>> from vae_zoo.study import StudyConfig, quick_config
+    >>> config = quick_config(seeds=(0, 1))
+    >>> config.datasets, StudyConfig.from_dict(config.to_dict()) == config
+    (('dsprites', 'mnist', 'animals', 'digits'), True)
     """
 
     datasets: tuple[str, ...] = ("dsprites", "mnist", "fashion_mnist", "animals", "digits")
@@ -165,18 +189,47 @@ class StudyConfig:
             raise ValueError(f"scratch_seeds must be at least 2; got {self.scratch_seeds}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form (recorded in ``results.json``)."""
+        """Return the settings in JSON-serialisable form (recorded in ``results.json``).
+
+        Returns
+        -------
+        dict
+            Field name to value.
+        """
         return dataclasses.asdict(self)
 
     def differs_from(self, saved: dict[str, Any]) -> list[str]:
-        """Result-changing settings whose values differ from ``saved`` (a :meth:`to_dict`)."""
+        """List the result-changing settings whose values differ from a saved configuration.
+
+        Parameters
+        ----------
+        saved : dict
+            A :meth:`to_dict`, e.g. from an earlier run's ``results.json``.
+
+        Returns
+        -------
+        list of str
+            The differing setting names, sorted; settings that do not change results (such as
+            ``workers``) are left out.
+        """
         current = json.loads(json.dumps(self.to_dict()))
         keys = (set(current) | set(saved)) - RESULT_NEUTRAL
         return sorted(key for key in keys if saved.get(key) != current.get(key))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
-        """Inverse of :meth:`to_dict`."""
+        """Build a configuration from the dict form of :meth:`to_dict`.
+
+        Parameters
+        ----------
+        data : dict
+            Settings by field name; lists are turned back into tuples.
+
+        Returns
+        -------
+        StudyConfig
+            The configuration, validated.
+        """
         tuples = {f.name for f in dataclasses.fields(cls) if str(f.type).startswith("tuple")}
         out = {k: tuple(v) if k in tuples else v for k, v in data.items()}
         if "sweep_pairs" in out:
@@ -190,6 +243,32 @@ def quick_config(**overrides: Any) -> StudyConfig:
     How long it takes, measured: the README's "How long it takes".
 
     It uses the four datasets that need nothing beyond ``pip install "cka-sim[zoo]"``.
+
+    Parameters
+    ----------
+    **overrides : Any
+        Settings that replace the toy ones.
+
+    Returns
+    -------
+    StudyConfig
+        The configuration of ``python -m vae_zoo.study --quick``.
+
+    Raises
+    ------
+    ValueError
+        If the overrides make an invalid configuration (see :class:`StudyConfig`).
+
+    References
+    ----------
+    Bonheme & Grześ (2023), *How good are variational autoencoders at transfer learning?*,
+    arXiv:2304.10767.
+
+    Examples
+    --------
+    >>> from vae_zoo.study import quick_config
+    >>> quick_config().train_steps, quick_config(train_steps=300).train_steps
+    (150, 300)
     """
     settings: dict[str, Any] = {
         # the datasets that every pip install has (Fashion-MNIST needs a system package)

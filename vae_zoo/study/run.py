@@ -50,6 +50,44 @@ def run_study(config: StudyConfig, out_dir: str | Path, *, progress: bool = True
     The study holds an exclusive lock on ``out_dir`` while it runs (see
     :func:`vae_zoo.storage.lock_directory`): a second study on the same directory raises
     :class:`~vae_zoo.storage.DirectoryLockedError` at once, naming the process that holds it.
+
+    Parameters
+    ----------
+    config : StudyConfig
+        The settings; a resumed study must use the same result-changing settings.
+    out_dir : str or pathlib.Path
+        The study directory: the zoo, transfers, measurements, ``results.json``, ``report.md``
+        and ``figures/``.
+    progress : bool, default True
+        Print the stages and show progress bars.
+
+    Returns
+    -------
+    dict
+        The content of ``results.json``: the settings, the measurements, the verdict on each
+        claim, provenance and timings.
+
+    Raises
+    ------
+    DirectoryLockedError
+        When another process holds ``out_dir``.
+    ValueError
+        When ``out_dir`` holds a study with other result-changing settings, or a dataset does
+        not load on this machine.
+    OSError
+        When a file cannot be written (a full disk, a read-only directory).
+
+    References
+    ----------
+    Bonheme & Grześ (2023), *How good are variational autoencoders at transfer learning?*,
+    arXiv:2304.10767.
+
+    Examples
+    --------
+    >>> from vae_zoo.study import quick_config, run_study
+    >>> results = run_study(quick_config(), "runs/study-quick")  # doctest: +SKIP
+    >>> [claim["id"] for claim in results["claims"]]  # doctest: +SKIP
+    ['encoders-generic', 'decoders-specific', 'retrain-which', 'visual-transfer-check']
     """
     with lock_directory(out_dir):
         return _run_locked(config, out_dir, progress=progress)
