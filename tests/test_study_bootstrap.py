@@ -123,3 +123,14 @@ def test_a_model_is_never_paired_with_its_own_copy():
 
 def test_percentile_interval_of_no_finite_replicate_is_nan():
     assert all(np.isnan(percentile_interval(np.array([np.nan, np.nan]), 0.95)))
+
+
+def test_undefined_point_has_no_interval():
+    # The input layer's G is 0/0 (cross = same = random = 1); resamples whose rounding differs
+    # give finite ratios such as 0.0, which must not be reported as an interval around NaN.
+    from vae_zoo.study.analysis import _interval
+
+    undefined = _interval(float("nan"), np.array([0.0, 0.0, np.nan, 0.0]), 0.95)
+    assert np.isnan(undefined.estimate) and np.isnan(undefined.low) and np.isnan(undefined.high)
+    defined = _interval(0.5, np.array([0.4, 0.5, 0.6, np.nan]), 0.95)
+    assert 0.4 <= defined.low <= 0.5 <= defined.high <= 0.6

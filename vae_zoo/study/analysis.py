@@ -72,8 +72,10 @@ def model_strata(models: Sequence[str]) -> list[list[int]]:
 
 
 def _interval(point: float, replicates: np.ndarray, level: float) -> Interval:
+    """The point estimate with its percentile interval; NaN throughout when either is undefined
+    (a G of 0/0 has no interval, even where some resamples happen to give a finite ratio)."""
     low, high = percentile_interval(replicates, level)
-    if not np.isfinite(low):
+    if not (np.isfinite(low) and np.isfinite(point)):
         low = high = float("nan")
     return Interval(float(point), low, high)
 
