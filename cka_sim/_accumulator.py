@@ -193,6 +193,10 @@ class Accumulator:
         x = as_matrix(activations, name, min_rows=1, check_values=not is_torch(activations))
         return prepare_layer(x, namespace(x), exact=self._EXACT, name=name)
 
+    def _flush(self) -> None:
+        """Form the statistics of any rows held back for a larger block (none by default; the
+        exact accumulators gather small batches, see :mod:`cka_sim._rowbuffer`)."""
+
     # -- derived from _STATE -------------------------------------------------------------------
     def _check_compatible(self, other: Any, what: str) -> None:
         if type(other) is not type(self):
@@ -225,6 +229,8 @@ class Accumulator:
             If its settings or layers differ; ``self`` is then left as it was.
         """
         self._check_compatible(other, "merge")
+        self._flush()
+        other._flush()
         if other.n_examples == 0:
             return self
         what = f"{type(self).__name__}.merge"
@@ -248,6 +254,7 @@ class Accumulator:
             The class name, the format version, the settings and the statistics; it can be
             saved with ``torch.save`` or ``np.savez`` and restored by :meth:`load_state_dict`.
         """
+        self._flush()
         out: dict[str, Any] = {"kind": type(self).__name__, "format_version": _FORMAT_VERSION}
         out.update({setting: getattr(self, setting) for setting in self._SETTINGS})
         for attr, reduction in self._STATE.items():
@@ -289,6 +296,7 @@ class Accumulator:
                     f"{setting}={_plain(state.get(setting))} to load it"
                 )
         loaded = {attr: r.load(attr.lstrip("_"), state) for attr, r in self._STATE.items()}
+        self.reset()  # also drops any rows held back (see _flush)
         for attr, value in loaded.items():
             setattr(self, attr, value)
         return self
@@ -316,6 +324,7 @@ class Accumulator:
         """
         from . import distributed
 
+        self._flush()
         empty = self.n_examples == 0
         local = None
         if not empty:

@@ -144,6 +144,13 @@ def centre_finite(x: Array, xp: Any, name: str) -> tuple[Array, Array | None]:
     return unit.data, unit.residual
 
 
+def check_float64_range(x: Array, xp: Any, name: str) -> None:
+    """Refuse a float64 layer beyond the accumulators' range by name (see :func:`prepare_layer`);
+    other dtypes pass (a float32 layer beyond its window is prepared in float64)."""
+    if x.dtype == xp.float64:
+        _in_range(x, xp, name)
+
+
 def _in_range(x: Array, xp: Any, name: str) -> Array:
     """``x``, or float64 ``x`` for float32 beyond ``2**±16``; a ValueError for float64 beyond
     ``2**±200`` (see :func:`prepare_layer`)."""
@@ -211,18 +218,45 @@ def prepare_layers(
     accumulators check their state instead). All layers, and ``rows`` when given, must have the
     same number of examples, one array library and one device.
     """
-    out: list[Prepared] = []
-    for name, value in layers:
-        if isinstance(value, Prepared):
-            out.append(value)
-            continue
-        if is_torch(value):
-            value = value.detach()
-        label = f"{side}[{name!r}]"
-        x = as_matrix(value, label, min_rows=1, check_values=not is_torch(value))
-        out.append(prepare_layer(x, namespace(x), exact=exact, name=label))
+    labels, values = _labelled(layers, side)
+    out = [
+        v if isinstance(v, Prepared) else prepare_layer(v, namespace(v), exact=exact, name=label)
+        for label, v in zip(labels, values, strict=True)
+    ]
     check_same_batch([p.data for p in out], rows)
     return out, namespace(*[p.data for p in out])
+
+
+def validate_layers(
+    layers: list[tuple[str, Any]], side: str, rows: int | None = None
+) -> tuple[list[Array | Prepared], Any]:
+    """The validation half of :func:`prepare_layers`: each layer as a checked (m, p) matrix.
+
+    Also refuses, by name, a float64 layer beyond the accumulators' range (see
+    :func:`prepare_layer`), so that a batch an accumulator keeps for later (see
+    :mod:`cka_sim._rowbuffer`) is refused by the call that passed it. Layers already
+    :class:`Prepared` are passed through.
+    """
+    labels, values = _labelled(layers, side)
+    for label, value in zip(labels, values, strict=True):
+        if not isinstance(value, Prepared):
+            check_float64_range(value, namespace(value), label)
+    check_same_batch([v.data if isinstance(v, Prepared) else v for v in values], rows)
+    return values, namespace(*[v.data if isinstance(v, Prepared) else v for v in values])
+
+
+def _labelled(layers: list[tuple[str, Any]], side: str) -> tuple[list[str], list[Any]]:
+    """Labels ``side['name']`` and the layers as validated matrices (or :class:`Prepared`)."""
+    labels, values = [], []
+    for name, value in layers:
+        label = f"{side}[{name!r}]"
+        if not isinstance(value, Prepared):
+            if is_torch(value):
+                value = value.detach()
+            value = as_matrix(value, label, min_rows=1, check_values=not is_torch(value))
+        labels.append(label)
+        values.append(value)
+    return labels, values
 
 
 def check_same_batch(units: list[Array], rows: int | None = None) -> None:

@@ -379,16 +379,7 @@ class Moments:
 
     def check_same_device(self, other: Moments, what: str) -> None:
         """Raise unless ``other`` lives in the same array library and on the same device."""
-        if is_torch(self.mean[0]) != is_torch(other.mean[0]):
-            raise TypeError(
-                f"{what}: this accumulator holds {self.library()} statistics but got "
-                f"{other.library()} data; feed one kind (NumPy arrays or torch tensors) throughout"
-            )
-        if is_torch(self.mean[0]) and self.device() != other.device():
-            raise ValueError(
-                f"{what}: the accumulator lives on {self.device()} but the data is on "
-                f"{other.device()}; move the data (or load the state_dict on that device)"
-            )
+        check_same_place(self.mean[0], other.mean[0], what)
 
     def hsic_terms(self) -> tuple[list[Array], list[Array]]:
         """Feature-form (debiased: ∝ HSIC₁) self terms per unit and cross terms per pair."""
@@ -406,6 +397,21 @@ class Moments:
                 for h, R, (u, v) in zip(cross, self.R_pair, self.pairs, strict=True)
             ]
         return selfs, cross
+
+
+def check_same_place(held: Array, data: Array, what: str) -> None:
+    """Raise unless ``data`` is of the array library and on the device of ``held`` (the state)."""
+    libraries = ["torch" if is_torch(a) else "NumPy" for a in (held, data)]
+    if libraries[0] != libraries[1]:
+        raise TypeError(
+            f"{what}: this accumulator holds {libraries[0]} statistics but got {libraries[1]} "
+            "data; feed one kind (NumPy arrays or torch tensors) throughout"
+        )
+    if is_torch(held) and held.device != data.device:
+        raise ValueError(
+            f"{what}: the accumulator lives on {held.device} but the data is on "
+            f"{data.device}; move the data (or load the state_dict on that device)"
+        )
 
 
 def merge_moments(a: Moments | None, b: Moments | None, what: str) -> Moments | None:

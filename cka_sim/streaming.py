@@ -60,8 +60,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._accumulator import Accumulator, Agree, CentredMoments
-from ._backend import Array, as_output, is_torch
-from ._batch import Prepared, check_same_batch, prepare_layer, prepare_layers
+from ._backend import Array, as_output, is_torch, namespace
+from ._batch import (
+    Prepared,
+    check_float64_range,
+    check_same_batch,
+    prepare_layer,
+    validate_layers,
+)
 from ._layers import as_layers, check_names, ratio_matrix, to_numpy
 from ._measures import (
     Measure,
@@ -70,7 +76,8 @@ from ._measures import (
     estimator_name,
     nuclear_norm,
 )
-from ._moments import Moments
+from ._moments import Moments, check_same_place
+from ._rowbuffer import RowBuffer, block_bytes
 from ._validation import check_pair, warn_undefined
 from .cka import _ratio
 from .deconfounded import (
@@ -95,8 +102,8 @@ def _check_count(n: int, debiased: bool, what: str) -> None:
         )
 
 
-def _confounder_unit(like: Any, confounder: Any, rows: int, xp: Any) -> Prepared:
-    """One batch of the confounder, validated against the batch's rows and library, prepared."""
+def _confounder_matrix(like: Any, confounder: Any, rows: int) -> Array:
+    """One batch of the confounder, validated against the batch's rows and library."""
     if is_torch(confounder):
         confounder = confounder.detach()
     zm = _check_confounder(like, confounder, min_rows=1)
@@ -105,22 +112,23 @@ def _confounder_unit(like: Any, confounder: Any, rows: int, xp: Any) -> Prepared
             f"confounder must have one row per example of the batch; got {zm.shape[0]} rows and "
             f"{rows}"
         )
-    return prepare_layer(zm, xp, exact=True)
+    check_float64_range(zm, namespace(zm), "confounder")
+    return zm
 
 
 def _checked(acc: Any, what: str) -> Moments:
     """The state, after checking that it holds enough finite data to compute CKA from."""
+    acc._flush()
     _check_count(acc.n_examples, acc.debiased, what)
     assert acc._m is not None
     acc._m.check_finite(f"{what}.compute")
     return acc._m
 
 
-def _pair_units(x_batch: Any, y_batch: Any) -> tuple[list[Prepared], Any]:
-    """The two prepared units of a :meth:`StreamingCKA.update` batch, and their namespace."""
+def _pair_units(x_batch: Any, y_batch: Any) -> list[Array | Prepared]:
+    """The two validated units of a :meth:`StreamingCKA.update` batch."""
     if isinstance(x_batch, Prepared) or isinstance(y_batch, Prepared):
-        units, xp = prepare_layers([("x", x_batch), ("y", y_batch)], "batch", exact=True)
-        return units, xp
+        return validate_layers([("x", x_batch), ("y", y_batch)], "batch")[0]
     x_batch, y_batch = (a.detach() if is_torch(a) else a for a in (x_batch, y_batch))
     xm, ym, xp = check_pair(
         x_batch,
@@ -129,14 +137,79 @@ def _pair_units(x_batch: Any, y_batch: Any) -> tuple[list[Prepared], Any]:
         min_rows=1,
         check_values=not is_torch(x_batch),
     )
-    units = [
-        prepare_layer(xm, xp, exact=True, name="x_batch"),
-        prepare_layer(ym, xp, exact=True, name="y_batch"),
-    ]
-    return units, xp
+    check_float64_range(xm, xp, "x_batch")
+    check_float64_range(ym, xp, "y_batch")
+    return [xm, ym]
 
 
-class StreamingCKA(Accumulator):
+class _ExactAccumulator(Accumulator):
+    """What the exact accumulators share: batches gathered into blocks, whose centred moments
+    (``_m``) are absorbed into the state.
+
+    ``update`` validates a batch (so that bad input is refused by the call that passed it) and
+    hands its units to :meth:`_feed`; batches of up to half a block wait in a
+    :class:`~cka_sim._rowbuffer.RowBuffer` until a block is full or the state is read
+    (:meth:`_flush`, called by ``compute``, ``merge``, ``state_dict`` and ``all_reduce``).
+    Subclasses define :meth:`_pairs`, the unit pairs of the layout.
+    """
+
+    _m: Moments | None
+
+    def reset(self) -> Any:
+        """Forget all data seen (and the layer names).
+
+        Returns
+        -------
+        object
+            The accumulator itself, so that calls chain.
+        """
+        super().reset()
+        self._pending = RowBuffer()
+        return self
+
+    @property
+    def n_examples(self) -> int:
+        """Number of examples seen."""
+        return (0 if self._m is None else self._m.n) + self._pending.rows
+
+    def _pairs(self) -> list[tuple[int, int]]:
+        raise NotImplementedError
+
+    def _known_widths(self) -> list[int] | None:
+        """The unit widths of the data seen so far (``None`` before any)."""
+        return self._m.widths if self._m is not None else self._pending.widths
+
+    def _feed(self, units: list[Array | Prepared]) -> None:
+        held = self._m.mean[0] if self._m is not None else self._pending.held
+        if held is not None:
+            first = units[0]
+            data = first.data if isinstance(first, Prepared) else first
+            check_same_place(held, data, f"{type(self).__name__}.update")
+        if any(isinstance(u, Prepared) for u in units):  # prepared by the caller: no copy
+            self._flush()
+            self._absorb(units)
+            return
+        for block in self._pending.blocks(units):
+            self._absorb(block)
+
+    def _flush(self) -> None:
+        for block in self._pending.drain():
+            self._absorb(block)
+
+    def _absorb(self, units: list[Array | Prepared]) -> None:
+        """Form one block's statistics and add them to the state."""
+        xp = namespace(*[u.data if isinstance(u, Prepared) else u for u in units])
+        prepared = [
+            u
+            if isinstance(u, Prepared)
+            else prepare_layer(u, xp, exact=True, ranged=u.dtype == xp.float64)
+            for u in units
+        ]
+        batch = Moments.from_batch(prepared, self._pairs(), self.debiased, xp)
+        self._m = CentredMoments.absorb(self._m, batch, f"{type(self).__name__}.update")
+
+
+class StreamingCKA(_ExactAccumulator):
     r"""Exact linear CKA of two representations, accumulated over batches.
 
     ``compute()`` equals :func:`~cka_sim.linear_cka` (``debiased`` as given) of all the examples
@@ -202,10 +275,8 @@ class StreamingCKA(Accumulator):
         self.measure = check_measure(measure, debiased=self.debiased)
         self.reset()
 
-    @property
-    def n_examples(self) -> int:
-        """Number of examples seen."""
-        return 0 if self._m is None else self._m.n
+    def _pairs(self) -> list[tuple[int, int]]:
+        return DCKA_PAIRS if self.measure == "dcka" else [(0, 1)]
 
     def update(self, x_batch: Any, y_batch: Any, confounder: Any = None) -> StreamingCKA:
         """Add a batch: ``x_batch`` (m, p1, ...) and ``y_batch`` (m, p2, ...) of the same examples.
@@ -232,19 +303,19 @@ class StreamingCKA(Accumulator):
             not finite (NumPy input), or ``confounder`` is missing or unexpected.
         """
         check_confounder_given(self.measure, confounder, "StreamingCKA.update")
-        units, xp = _pair_units(x_batch, y_batch)
+        units = _pair_units(x_batch, y_batch)
         if confounder is not None:
-            rows = int(units[0].shape[0])
-            units.append(_confounder_unit(units[0].data, confounder, rows, xp))
+            first = units[0]
+            like = first.data if isinstance(first, Prepared) else first
+            units.append(_confounder_matrix(like, confounder, int(first.shape[0])))
         widths = [int(u.shape[1]) for u in units]
-        if self._m is not None and widths != self._m.widths:
+        known = self._known_widths()
+        if known is not None and widths != known:
             raise ValueError(
                 f"the batch has {widths} features (x_batch, y_batch[, confounder]), but earlier "
-                f"batches had {self._m.widths}"
+                f"batches had {known}"
             )
-        pairs = DCKA_PAIRS if self.measure == "dcka" else [(0, 1)]
-        batch = Moments.from_batch(units, pairs, self.debiased, xp)
-        self._m = CentredMoments.absorb(self._m, batch, "StreamingCKA.update")
+        self._feed(units)
         return self
 
     def compute(self) -> Any:
@@ -289,7 +360,7 @@ class StreamingCKA(Accumulator):
         )
 
 
-class StreamingCKAMatrix(Accumulator):
+class StreamingCKAMatrix(_ExactAccumulator):
     r"""Exact linear CKA between every layer of one model and every layer of another, over batches.
 
     The multi-layer form of :class:`StreamingCKA`: per layer the mean and the centred co-moment
@@ -367,10 +438,16 @@ class StreamingCKAMatrix(Accumulator):
         self.memory_budget_bytes = memory_budget_bytes
         self.reset()
 
-    @property
-    def n_examples(self) -> int:
-        """Number of examples seen."""
-        return 0 if self._m is None else self._m.n
+    def _pairs(self) -> list[tuple[int, int]]:
+        la, lb = len(self._names_a), len(self._names_b)
+        if self._shared:
+            pairs = [(i, j) for i in range(la) for j in range(i + 1, la)]
+        else:
+            pairs = [(i, la + j) for i in range(la) for j in range(lb)]
+        if self.measure == "dcka":  # the confounder is the last unit, paired with every layer
+            layers = la if self._shared else la + lb
+            pairs += [(u, layers) for u in range(layers)]
+        return pairs
 
     @staticmethod
     def estimate_memory(
@@ -382,6 +459,10 @@ class StreamingCKAMatrix(Accumulator):
         confounder_width: int = 0,
     ) -> int:
         """Return the peak bytes of the accumulator: its float64 state plus one batch's.
+
+        Also counted: the block in which batches of up to half its rows wait to be processed
+        together (:mod:`cka_sim._rowbuffer`; at most 4096 rows and 64 MiB, here at 8 bytes per
+        value).
 
         Parameters
         ----------
@@ -424,7 +505,8 @@ class StreamingCKAMatrix(Accumulator):
             floats += q * q + q * sum(layers) + q
             if debiased:
                 floats += 3 * q + 2 * len(layers) + sum(layers) + len(layers) * q
-        return 2 * 8 * floats
+        units = wa if shared or widths_b is None else wa + [int(w) for w in widths_b]
+        return 2 * 8 * floats + block_bytes([*units, q] if q else units)
 
     def update(self, acts_a: Any, acts_b: Any, confounder: Any = None) -> StreamingCKAMatrix:
         """Add one batch: two mappings {layer: (m, ...) activations} of the same examples.
@@ -457,24 +539,20 @@ class StreamingCKAMatrix(Accumulator):
         shared = acts_a is acts_b
         layers_a = as_layers(acts_a, "acts_a")
         layers_b = layers_a if shared else as_layers(acts_b, "acts_b")
-        if self._m is not None:
+        first = self.n_examples == 0
+        if not first:
             self._check_layout(layers_a, layers_b, shared)
-        units_a, xp = prepare_layers(layers_a, "acts_a", exact=True)
-        units_b = [] if shared else prepare_layers(layers_b, "acts_b", exact=True)[0]
-        units = units_a + units_b
-        check_same_batch([u.data for u in units])
+        units = validate_layers(layers_a, "acts_a")[0]
+        if not shared:
+            units += validate_layers(layers_b, "acts_b")[0]
+        data = [u.data if isinstance(u, Prepared) else u for u in units]
+        check_same_batch(data)
         widths = [int(u.shape[1]) for u in units]
         la = len(layers_a)
-        if shared:
-            pairs = [(i, j) for i in range(la) for j in range(i + 1, la)]
-        else:
-            pairs = [(i, la + j) for i in range(la) for j in range(len(layers_b))]
         if confounder is not None:
-            like = units[0].data
-            units.append(_confounder_unit(like, confounder, int(like.shape[0]), xp))
-            pairs += [(u, len(widths)) for u in range(len(widths))]
+            units.append(_confounder_matrix(data[0], confounder, int(data[0].shape[0])))
             widths.append(int(units[-1].shape[1]))
-        if self._m is None:
+        if first:
             layer_widths = widths[: len(widths) - (confounder is not None)]
             self._check_budget(
                 layer_widths[:la],
@@ -482,14 +560,14 @@ class StreamingCKAMatrix(Accumulator):
                 shared,
                 widths[-1] if confounder is not None else 0,
             )
-        elif widths != self._m.widths:
-            raise ValueError(f"layer widths {widths} differ from earlier batches' {self._m.widths}")
-        batch = Moments.from_batch(units, pairs, self.debiased, xp)
-        if self._m is None:
             self._names_a = [name for name, _ in layers_a]
             self._names_b = [name for name, _ in layers_b]
             self._shared = shared
-        self._m = CentredMoments.absorb(self._m, batch, "StreamingCKAMatrix.update")
+        elif widths != self._known_widths():
+            raise ValueError(
+                f"layer widths {widths} differ from earlier batches' {self._known_widths()}"
+            )
+        self._feed(units)
         return self
 
     def _check_layout(self, layers_a: list, layers_b: list, shared: bool) -> None:

@@ -120,7 +120,8 @@ def test_dcka_widths_and_memory_estimate_include_the_confounder():
         acc.update(X[10:20], Y[10:20], Z[10:20, :4])
     plain = StreamingCKAMatrix.estimate_memory([8, 6], [5])
     with_z = StreamingCKAMatrix.estimate_memory([8, 6], [5], confounder_width=6)
-    assert with_z - plain == 2 * 8 * (6 * 6 + 6 * (8 + 6 + 5) + 6)
+    # the confounder's moments, and its 6 columns in the block of 4096 waiting rows
+    assert with_z - plain == 2 * 8 * (6 * 6 + 6 * (8 + 6 + 5) + 6) + 4096 * 6 * 8
     tight = StreamingCKAMatrix(measure="dcka", memory_budget_bytes=plain)
     with pytest.raises(MemoryError, match="StreamingCKAMatrix needs about"):
         tight.update({"x": X, "w": W}, {"y": Y}, Z)

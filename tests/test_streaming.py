@@ -242,9 +242,11 @@ def test_matrix_shared_mapping_and_merge(debiased):
 def test_matrix_memory_estimate_and_budget():
     widths_a, widths_b = [100, 20], [50]
     state = 100**2 + 20**2 + 50**2 + 120 * 50 + 170
-    assert StreamingCKAMatrix.estimate_memory(widths_a, widths_b) == 2 * 8 * state
+    # the state (twice: a batch's statistics beside it) and the block of waiting rows, 4096 x 170
+    block = 4096 * 170 * 8
+    assert StreamingCKAMatrix.estimate_memory(widths_a, widths_b) == 2 * 8 * state + block
     shared = StreamingCKAMatrix.estimate_memory([10, 20], shared=True)
-    assert shared == 2 * 8 * (100 + 400 + 200 + 30)
+    assert shared == 2 * 8 * (100 + 400 + 200 + 30) + 4096 * 30 * 8
     rng = np.random.default_rng(0)
     acc = StreamingCKAMatrix(memory_budget_bytes=10_000)
     with pytest.raises(MemoryError, match=r"MinibatchCKA") as err:

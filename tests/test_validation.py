@@ -150,3 +150,19 @@ def test_one_vocabulary_for_choices_and_counts():
         check_count(True, "n")
     with pytest.raises(ValueError, match="n must be at least 2; got 1"):
         check_count(1, "n", minimum=2)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_finite_values_whose_sum_overflows_are_accepted_and_a_lone_nan_is_not():
+    from cka_sim import StreamingCKA
+
+    rng = np.random.default_rng(3)
+    big = (rng.uniform(1.0, 2.0, size=(64, 8)) * 3e37).astype(np.float32)  # sum: inf in float32
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(big.sum())
+    StreamingCKA().update(big, big[:, :4])  # finite values: accepted
+    for bad in (np.nan, np.inf, -np.inf):
+        x = rng.standard_normal((64, 8))
+        x[17, 5] = bad
+        with pytest.raises(ValueError, match="x_batch contains NaN or infinity"):
+            StreamingCKA().update(x, x[:, :4])
