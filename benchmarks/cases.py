@@ -41,6 +41,7 @@ class Context:
     log: Callable[[str], None] = print
     libs: dict[str, ModuleType] = field(default_factory=dict)
     clock: Callable[[], float] = time.perf_counter
+    settle_s: float = 0.0
     sync: Callable[[], None] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -52,7 +53,12 @@ class Context:
 
     def time(self, fns: list[Callable[[], Any]]) -> list[float]:
         return interleaved_best(
-            fns, repeats=self.repeats, sync=self.sync, budget_s=self.budget_s, clock=self.clock
+            fns,
+            repeats=self.repeats,
+            sync=self.sync,
+            budget_s=self.budget_s,
+            clock=self.clock,
+            settle_s=self.settle_s,
         )
 
     def peak(self, fn: Callable[[], Any]) -> int | None:

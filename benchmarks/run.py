@@ -65,6 +65,9 @@ class Config:
     procrustes_sizes: list[tuple[int, int]] = field(default_factory=lambda: [(20000, 1024)])
     repeats: int = 5
     budget_s: float = 10.0
+    #: pause before each timed call on the CPU, longer than OpenBLAS's and OpenMP's idle threads
+    #: keep spinning (see :func:`benchmarks.timing.interleaved_best`)
+    settle_s: float = 0.3
     means: list[float] = field(default_factory=lambda: [0.0, 10.0, 100.0])
 
     @classmethod
@@ -146,6 +149,7 @@ class Config:
             procrustes_sizes=[(64, 8)],
             repeats=1,
             budget_s=0.1,
+            settle_s=0.0,
         )
 
 
@@ -196,7 +200,12 @@ def run_suite(
         label, package = baseline.load(baseline_spec)
         libs[label] = package
         log(f"baseline {label}: {Path(package.__file__).parent}")
-    ctx = cases.Context(device, config.repeats, config.budget_s, found, log, libs, CLOCKS[clock])
+    # on the CPU every timed call starts after the thread pools of the previous one have parked
+    # (see timing.interleaved_best); a GPU call is synchronised instead
+    settle = 0.0 if device.startswith("cuda") else config.settle_s
+    ctx = cases.Context(
+        device, config.repeats, config.budget_s, found, log, libs, CLOCKS[clock], settle
+    )
     rows: list[cases.Row] = []
     started = time.perf_counter()
     seconds: dict[str, float] = {}

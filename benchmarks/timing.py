@@ -34,6 +34,7 @@ def interleaved_best(
     sync: Callable[[], None],
     budget_s: float = float("inf"),
     clock: Callable[[], float] = time.perf_counter,
+    settle_s: float = 0.0,
 ) -> list[float]:
     """Best wall time of each function over up to ``repeats`` interleaved rounds.
 
@@ -54,6 +55,11 @@ def interleaved_best(
         The clock: ``time.perf_counter`` (wall time, the default) or ``time.process_time`` (CPU
         time of the process, all threads: on a machine shared with other jobs it counts the work
         done rather than the time spent waiting for a core; use it with one thread).
+    settle_s : float
+        Pause before each call, outside the timed region. On the CPU, NumPy's OpenBLAS threads
+        keep spinning for a while after a product and take cores from the next contender's
+        threads (torch's, say): on 2 cores a torch update right after NumPy products took 17 ms
+        against 10 ms after a 0.3 s pause. The pause lets every contender start alike.
 
     Returns
     -------
@@ -62,6 +68,7 @@ def interleaved_best(
     """
     warm = []
     for fn in fns:
+        time.sleep(settle_s)
         start = clock()
         fn()
         sync()
@@ -71,6 +78,7 @@ def interleaved_best(
     best = [float("inf")] * len(fns)
     for _ in range(rounds):
         for i, fn in enumerate(fns):
+            time.sleep(settle_s)
             start = clock()
             fn()
             sync()

@@ -134,3 +134,25 @@ def test_undefined_point_has_no_interval():
     assert np.isnan(undefined.estimate) and np.isnan(undefined.low) and np.isnan(undefined.high)
     defined = _interval(0.5, np.array([0.4, 0.5, 0.6, np.nan]), 0.95)
     assert 0.4 <= defined.low <= 0.5 <= defined.high <= 0.6
+
+
+def test_g_is_undefined_where_ceiling_and_floor_coincide():
+    # The input layer: every model sees the same images, so cross = same = random = 1 up to
+    # rounding; G must be NaN there (point and every replicate), not a ratio of rounding errors.
+    from vae_zoo.study.analysis import GroupStats
+
+    eps = 1e-16
+    point = {
+        "cross": np.array([1.0 - eps, 0.7]),
+        "same": np.array([1.0, 0.9]),
+        "random": np.array([1.0 - 2 * eps, 0.5]),
+    }
+    replicates = {
+        group: np.tile(values, (50, 1)) + np.linspace(0, 1e-12, 50)[:, None] * [1, 0]
+        for group, values in point.items()
+    }
+    stats = GroupStats([("input", "mean"), ("encoder.conv1", "mean")], point, replicates, {})
+    g, reps = stats.g_index([0])
+    assert np.isnan(g) and np.all(np.isnan(reps))
+    g, reps = stats.g_index([1])
+    assert g == pytest.approx(0.5) and np.allclose(reps, 0.5)

@@ -225,6 +225,11 @@ def test_rerun_recomputes_nothing(finished_study):
     again = run_study(TINY, out, progress=False)
     assert {p: p.stat().st_mtime_ns for p in outputs} == before
     assert json.dumps(again["claims"]) == json.dumps(results["claims"])
+    # each invocation says which code it ran, and the report lists them
+    history = again["timings"]["per_invocation"]
+    assert len(history) == again["timings"]["invocations"] >= 2
+    assert all(entry["git_commit"] == again["provenance"]["git_commit"] for entry in history)
+    assert "| 2 | `" in (out / "report.md").read_text()
 
 
 def test_resume_after_an_interruption_gives_the_same_results(finished_study, tmp_path, monkeypatch):

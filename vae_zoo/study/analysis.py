@@ -39,6 +39,11 @@ GROUP_LABELS = {
 }
 RANDOM = "random"
 
+#: Ceiling and floor closer than this (in CKA) leave G undefined (NaN) rather than a ratio of
+#: rounding errors: at the input layer every model sees the same images, so all three groups
+#: equal 1 up to rounding. The claim layers lie orders of magnitude above it.
+G_MIN_SCALE = 1e-9
+
 
 def parse_model(model_id: str) -> tuple[str, int]:
     """``"mnist/s1"`` -> ``("mnist", 1)``; ``"random/r3"`` -> ``("random", 3)``."""
@@ -108,7 +113,10 @@ class GroupStats:
         (c, rc), (s, rs), (r, rr) = (self.mean(g, idx) for g in GROUPS)
         with np.errstate(invalid="ignore", divide="ignore"):
             point = np.float64(c - r) / np.float64(s - r)
-            return float(point), (rc - rr) / (rs - rr)
+            reps = (rc - rr) / (rs - rr)
+        if not abs(s - r) > G_MIN_SCALE:
+            point = np.float64("nan")
+        return float(point), np.where(np.abs(rs - rr) > G_MIN_SCALE, reps, np.nan)
 
 
 def group_stats(

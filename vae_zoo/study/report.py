@@ -3,6 +3,7 @@ and why we differ; every figure once, with a caption that says what to read from
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,8 @@ FIGURES = {
 
 
 def _iv(d: dict[str, float]) -> str:
+    if not math.isfinite(d["estimate"]):
+        return "undefined"
     return f"{d['estimate']:.3f} [{d['low']:.3f}, {d['high']:.3f}]"
 
 
@@ -321,6 +324,10 @@ def _layer_lines(tables: dict[str, Any]) -> list[str]:
         )
     out += [
         "",
+        "Undefined: G where the ceiling and the floor coincide (the input layer, the same images "
+        "for every model), and deconfounded values where the input's Gram leaves no residual "
+        "(the input layer itself).",
+        "",
         "Control: a trained model against its own initial weights, and against other untrained "
         "models (mean debiased CKA over the claim layers):",
         "",
@@ -371,7 +378,7 @@ def _provenance(results: dict[str, Any]) -> list[str]:
     timings = results.get("timings", {})
     if not prov:
         return []
-    return [
+    lines = [
         "## Provenance",
         "",
         f"Commit `{prov.get('git_commit')}`"
@@ -381,6 +388,20 @@ def _provenance(results: dict[str, Any]) -> list[str]:
         f"{timings.get('stage_seconds_total')}.",
         "",
     ]
+    history = timings.get("per_invocation", [])
+    if len(history) > 1:  # a resumed study: which code computed which stage
+        lines += [
+            "| invocation | commit | wall time (s) | seconds per stage |",
+            "|---|---|---|---|",
+        ]
+        for i, entry in enumerate(history, 1):
+            commit = str(entry.get("git_commit", "not recorded"))[:10]
+            if entry.get("uncommitted_changes"):
+                commit += " (with uncommitted changes)"
+            stages = ", ".join(f"{k} {v:.0f}" for k, v in entry.get("stages", {}).items())
+            lines.append(f"| {i} | `{commit}` | {entry.get('wall_seconds')} | {stages} |")
+        lines.append("")
+    return lines
 
 
 def write_report(path: Path, results: dict[str, Any]) -> None:

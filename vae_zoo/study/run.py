@@ -111,7 +111,7 @@ def _run_locked(config: StudyConfig, out_dir: str | Path, *, progress: bool) -> 
         results = analyse(study, models, probes)
     elapsed = round(time.perf_counter() - start, 1)
     results["provenance"] = provenance()
-    results["timings"] = _record_timings(study.out, timer.seconds, elapsed)
+    results["timings"] = _record_timings(study.out, timer.seconds, elapsed, results["provenance"])
     write_json(study.out / "results.json", results)
     write_report(study.out / "report.md", results)
     study.log(f"done in {elapsed:.0f} s: {study.out / 'report.md'}")
@@ -134,13 +134,25 @@ class _StageTimer:
             self.seconds[stage] = round(time.perf_counter() - start, 1)
 
 
-def _record_timings(out: Path, stages: dict[str, float], elapsed: float) -> dict[str, Any]:
-    """Append this invocation's stage times to ``timings.json``; return the summary."""
+def _record_timings(
+    out: Path, stages: dict[str, float], elapsed: float, code: dict[str, Any]
+) -> dict[str, Any]:
+    """Append this invocation's stage times and code (commit, uncommitted changes) to
+    ``timings.json``; return the summary, with every invocation's entry: a resumed study says
+    which commit computed which stage."""
     path = out / "timings.json"
     history = json.loads(path.read_text()) if path.exists() else []
-    history.append({"stages": stages, "wall_seconds": elapsed})
+    history.append(
+        {
+            "stages": stages,
+            "wall_seconds": elapsed,
+            "git_commit": code.get("git_commit", "unknown"),
+            "uncommitted_changes": bool(code.get("uncommitted_changes")),
+        }
+    )
     write_json(path, history)
     return {
+        "per_invocation": history,
         "stage_seconds_this_invocation": stages,
         "wall_seconds_this_invocation": elapsed,
         "invocations": len(history),
