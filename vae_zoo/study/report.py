@@ -395,11 +395,11 @@ def _provenance(results: dict[str, Any]) -> list[str]:
             "|---|---|---|---|",
         ]
         for i, entry in enumerate(history, 1):
-            commit = str(entry.get("git_commit", "not recorded"))[:10]
+            commit = f"`{entry['git_commit'][:10]}`" if entry.get("git_commit") else "not recorded"
             if entry.get("uncommitted_changes"):
                 commit += " (with uncommitted changes)"
             stages = ", ".join(f"{k} {v:.0f}" for k, v in entry.get("stages", {}).items())
-            lines.append(f"| {i} | `{commit}` | {entry.get('wall_seconds')} | {stages} |")
+            lines.append(f"| {i} | {commit} | {entry.get('wall_seconds')} | {stages} |")
         lines.append("")
     return lines
 
