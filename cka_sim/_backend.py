@@ -82,12 +82,16 @@ _SAFE_EXPONENT_FLOAT64 = 128
 def max_abs_exponent(x: Array, xp: Any) -> int | None:
     """Binary exponent ``e`` of the largest ``|x|`` (``2**(e-1) <= max|x| < 2**e``).
 
-    None when ``x`` is all zero or holds a non-finite value. Two reductions, no temporary.
+    None when ``x`` is all zero or holds a non-finite value. No temporary: two reductions for
+    NumPy, one pass (``torch.aminmax``) and one device synchronisation for torch.
     """
     if is_numpy_array(x):
         largest = max(float(x.max()), -float(x.min()))
-    else:  # one device synchronisation
-        largest = to_scalar(xp.maximum(xp.max(x), -xp.min(x)))
+    else:
+        import torch
+
+        low, high = torch.aminmax(x)
+        largest = to_scalar(torch.maximum(high, -low))
     if largest == 0.0 or not math.isfinite(largest):
         return None
     return math.frexp(largest)[1]
