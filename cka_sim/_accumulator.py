@@ -166,7 +166,9 @@ class Accumulator:
 
         :meth:`update` accepts the result in place of the activations.
         :func:`~cka_sim.torch.compare_models` prepares each layer output in its forward hook, so
-        that the prepared copy replaces the copy that protects it from later in-place operations.
+        that the prepared batch replaces the copy that protects it from later in-place
+        operations: a centred copy for the exact accumulators, the layer's (m, m) Gram for
+        :class:`~cka_sim.MinibatchCKA`.
 
         Parameters
         ----------
@@ -191,7 +193,12 @@ class Accumulator:
         if is_torch(activations):
             activations = activations.detach()
         x = as_matrix(activations, name, min_rows=1, check_values=not is_torch(activations))
-        return prepare_layer(x, namespace(x), exact=self._EXACT, name=name)
+        return self._kept(prepare_layer(x, namespace(x), exact=self._EXACT, name=name))
+
+    def _kept(self, unit: Prepared) -> Prepared:
+        """What :meth:`prepare` hands back for later: the prepared layer itself by default (its
+        data is a new array: the exact preparation always centres into one)."""
+        return unit
 
     def _flush(self) -> None:
         """Form the statistics of any rows held back for a larger block (none by default; the

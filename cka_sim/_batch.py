@@ -13,6 +13,7 @@ it. Per-layer numerics (input rescaling, constant-layer detection) belong in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from ._backend import (
     power_of_two_scaled,
     sample_rows,
     to_float64,
+    to_scalar,
     translated_to_unit,
 )
 from ._validation import as_matrix, check_finite
@@ -46,12 +48,19 @@ class Prepared:
     residual : Array or None, shape (p,)
         Float64 column means of ``data``: what the translation missed (``exact`` float32 only;
         ``None`` when nothing was missed).
+    gram_scale : Array or None
+        Float64 factor that restores a Gram of ``data`` to the layer's units (``exact=False``
+        batches that were scaled, see :func:`prepare_layer`).
+    is_gram : bool
+        ``data`` is already the (m, m) Gram of the prepared layer
+        (:meth:`cka_sim.MinibatchCKA.prepare`), so no reference to the activations is kept.
     """
 
     data: Array
     mean: Array | None = None
     residual: Array | None = None
     gram_scale: Array | None = None
+    is_gram: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -68,7 +77,7 @@ class Prepared:
         mean, residual, scale = (
             None if a is None else a.to(device) for a in (self.mean, self.residual, self.gram_scale)
         )
-        return Prepared(self.data.to(device), mean, residual, scale)
+        return Prepared(self.data.to(device), mean, residual, scale, self.is_gram)
 
 
 # float32 batches whose largest magnitude lies outside 2**±W are prepared in float64 (see
@@ -109,7 +118,11 @@ def prepare_layer(
     mean of 32 rows spread over the batch (:func:`~cka_sim._backend.sample_centre`), rounded to
     the input dtype: what it misses is a translation (about σ/√32 per feature), removed exactly
     by the float64 centring of the Gram; one subtraction pass over the batch and no host
-    synchronisation.
+    synchronisation. On the CPU a float32 batch whose sampled offset is no larger than its
+    sampled spread (and whose magnitude needs no scaling) is not translated at all: ``data`` is
+    then ``x`` itself, and its float32 Gram rounds at most about twice as coarsely relative to
+    the centred Gram (``_offset_is_small``). Callers form the Gram before ``x`` can change
+    (:meth:`~cka_sim.MinibatchCKA.prepare` returns the Gram).
     """
     if not exact:
         return _translated(x, xp, name)
@@ -195,16 +208,45 @@ def _translated(x: Array, xp: Any, name: str) -> Prepared:
     if x.dtype == xp.float64:
         _in_range(x, xp, name)
     rows = sample_rows(x)  # 32 rows spread over the batch, x[0] first
-    centre = xp.astype(xp.sum(rows, axis=0, dtype=xp.float64) / rows.shape[0], x.dtype)
+    centre64 = xp.sum(rows, axis=0, dtype=xp.float64) / rows.shape[0]
+    centre = xp.astype(centre64, x.dtype)
     if x.dtype != xp.float32:
         # a sample of equal rows: translate by the first row (exact zeros if the batch is
         # constant; otherwise as good a translation as any for the float64 centring that follows)
         centre = xp.where(xp.any(rows != rows[0:1]), centre, rows[0])
         return Prepared(x - centre)
+    if _offset_is_small(x, rows, centre64, xp):
+        return Prepared(x)
     # float32: the float64 mean of up to 32 equal float32 rows is that row exactly, so a constant
     # batch becomes exact zeros without a comparison pass
     data, restore = translated_to_unit(x, centre, rows - centre, xp, _WINDOW_FLOAT32)
     return Prepared(data, gram_scale=restore)
+
+
+def _offset_is_small(x: Array, rows: Array, centre: Array, xp: Any) -> bool:
+    """True when a float32 CPU batch may skip the translation: its Gram ``x xᵀ`` is then formed
+    directly and centred in float64 afterwards, which is exact up to the float32 products.
+
+    Those products round relative to ``‖x_i‖‖x_j‖ ≈ ‖c‖² + s²`` (``c`` the sampled centre,
+    ``s²`` the sampled rows' mean squared distance from it) while the centred Gram is of order
+    ``s²``; with ``‖c‖² ≤ s²`` its rounding is at most about twice that of the translated batch.
+    Also required: the sample's largest magnitude within ``2**±16`` (no scaling needed), and a
+    device whose values can be read without a synchronisation cost (NumPy, torch on the CPU).
+    The ReLU of a zero-mean pre-activation qualifies (per unit, mean² ≈ 0.16 σ² against a variance
+    of ≈ 0.34 σ², so ``‖c‖² ≈ 0.47 s²``); offsets larger than the spread keep the translation.
+    """
+    if is_torch(x) and x.device.type != "cpu":
+        return False
+    # a few reductions over the sample (1/8 of a batch of 256), no float64 copy of it. First the
+    # magnitude (within the window the float32 squares below cannot overflow); then the spread,
+    # the mean squared row norm minus the squared centre (cancellation only where the offset
+    # dominates, the case refused anyway)
+    largest = max(to_scalar(xp.max(rows)), -to_scalar(xp.min(rows)))
+    if not (math.isfinite(largest) and abs(math.frexp(largest)[1]) <= _WINDOW_FLOAT32):
+        return False
+    offset_sq = to_scalar(xp.sum(centre * centre))
+    spread_sq = to_scalar(xp.sum(rows * rows, dtype=xp.float64)) / rows.shape[0] - offset_sq
+    return 0.0 < spread_sq and offset_sq <= spread_sq
 
 
 def prepare_layers(
@@ -239,6 +281,12 @@ def validate_layers(
     """
     labels, values = _labelled(layers, side)
     for label, value in zip(labels, values, strict=True):
+        if isinstance(value, Prepared) and value.is_gram:
+            raise TypeError(
+                f"{label} was prepared by MinibatchCKA.prepare (it holds the layer's Gram, not "
+                "its activations); pass the activations, or prepare them with this "
+                "accumulator's own prepare()"
+            )
         if not isinstance(value, Prepared):
             check_float64_range(value, namespace(value), label)
     check_same_batch([v.data if isinstance(v, Prepared) else v for v in values], rows)

@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._accumulator import Accumulator, Agree, Count, Sum
-from ._backend import Array, gram, is_torch
-from ._batch import prepare_layers
+from ._backend import Array, gram, is_torch, namespace
+from ._batch import Prepared, prepare_layers
 from ._layers import as_layers, check_names, ratio_matrix, to_numpy
 from .kernels import _device, centered
 from .result import CKAResult, default_metadata
@@ -92,6 +92,15 @@ class MinibatchCKA(Accumulator):
     def __init__(self, debiased: bool = True) -> None:
         self.debiased = bool(debiased)
         self.reset()
+
+    def _kept(self, unit: Prepared) -> Prepared:
+        """The layer's (m, m) Gram, formed now: a batch whose offset is small is not translated
+        (see :func:`~cka_sim._batch.prepare_layer`), so its data may be the caller's array, which
+        a later in-place operation could change; the Gram keeps no reference to it (and is
+        smaller than the activations whenever the layer has more features than examples)."""
+        return Prepared(
+            gram(unit.data, namespace(unit.data)), gram_scale=unit.gram_scale, is_gram=True
+        )
 
     def update(self, acts_a: Any, acts_b: Any) -> MinibatchCKA:
         """Add one batch: two mappings {layer: (m, ...) activations} of the same examples.
@@ -183,7 +192,7 @@ class MinibatchCKA(Accumulator):
         # One float64 (L, m, m) buffer filled layer by layer (no list of Grams and no stack copy).
         stack = xp.empty((len(units), m, m), dtype=xp.float64, device=_device(units[0].data))
         for i, unit in enumerate(units):
-            stack[i, ...] = gram(unit.data, xp)
+            stack[i, ...] = unit.data if unit.is_gram else gram(unit.data, xp)
             if unit.gram_scale is not None:  # back to the batch's units (see prepare_layer)
                 stack[i, ...] *= unit.gram_scale
         stack = centered(stack, xp, unbiased=self.debiased, overwrite=True)

@@ -935,9 +935,10 @@ class _Capture:
 
     On entry both models go to eval mode and the hooks are attached; on exit (also on errors) the
     hooks are removed and every submodule's training flag is restored. For the minibatch estimator
-    each hook stores the layer output prepared by :meth:`MinibatchCKA.prepare` (flattened and
-    translated; HSIC is invariant to translating the features), which replaces the clone that
-    protects the output from later in-place operations (``prepare``, a hook transform).
+    each hook stores what :meth:`MinibatchCKA.prepare` makes of the layer output: its (m, m) Gram,
+    formed at once from the flattened (and, where its offset is large, translated) output, so
+    nothing refers to the output when a later in-place operation changes it and no (m, p) copy
+    is kept (``prepare``, a hook transform).
     """
 
     def __init__(

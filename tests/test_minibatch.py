@@ -160,3 +160,57 @@ def test_torch_no_loop_over_pairs_and_on_device():
     np.testing.assert_allclose(
         acc.compute().values, _reference(batches_a, batches_b, True), atol=1e-5
     )
+
+
+# --- batches whose offset is small are not translated (cka_sim._batch._offset_is_small) ---------
+
+
+def _relu_layers(rng, m, offset):
+    """float32 layers with the given offset (in units of the spread) and a ReLU output."""
+    x = rng.standard_normal((m, 40)).astype(np.float32)
+    pre = x @ rng.standard_normal((40, 30)).astype(np.float32)
+    return {
+        "pre": pre + np.float32(offset) * pre.std(),
+        "relu": np.maximum(pre, 0),
+    }, {"x": x}
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.1, 50.0])
+def test_float32_batches_small_or_large_offset_match_float64(offset, monkeypatch):
+    import cka_sim._batch as batch_module
+
+    translated = []
+    original = batch_module.translated_to_unit
+    monkeypatch.setattr(
+        batch_module,
+        "translated_to_unit",
+        lambda *args: translated.append(1) or original(*args),
+    )
+    rng = np.random.default_rng(3)
+    batches = [_relu_layers(rng, 128, offset) for _ in range(3)]
+    acc = MinibatchCKA()
+    for a, b in batches:
+        acc.update(a, b)
+    ref = _reference(
+        [[a[k].astype(np.float64) - a[k].mean(axis=0) for k in a] for a, _ in batches],
+        [[b["x"].astype(np.float64)] for _, b in batches],
+        True,
+    )
+    np.testing.assert_allclose(acc.compute().values, ref, atol=2e-6)
+    # offsets within the spread (and the ReLU layer) skip the translation; 50 spreads do not
+    assert len(translated) == (3 if offset == 50.0 else 0)
+
+
+def test_prepare_keeps_the_gram_not_a_view_of_the_activations():
+    rng = np.random.default_rng(4)
+    layers, _ = _relu_layers(rng, 64, 0.0)
+    acc = MinibatchCKA()
+    relu = layers["relu"].copy()
+    prepared = acc.prepare(relu, "relu")
+    assert prepared.is_gram and prepared.data.shape == (64, 64)
+    relu[:] = 0.0  # a later in-place operation on the caller's array
+    direct = MinibatchCKA().update({"relu": layers["relu"]}, {"pre": layers["pre"]})
+    via = MinibatchCKA().update({"relu": prepared}, {"pre": layers["pre"]})
+    np.testing.assert_allclose(via.compute().values, direct.compute().values, atol=1e-12)
+    with pytest.raises(TypeError, match="prepared by MinibatchCKA.prepare"):
+        StreamingCKA().update(prepared, layers["pre"])
