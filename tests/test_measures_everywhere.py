@@ -143,7 +143,9 @@ def test_permutation_test_recomputes_the_measure_for_each_permutation():
     assert result.pvalue == pytest.approx(1 / 40)  # the dependence survives deconfounding
     noise = np.random.default_rng(4).standard_normal((60, 5))
     independent = permutation_test(x, noise, n_permutations=39, seed=3, measure="procrustes")
-    assert independent.statistic == pytest.approx(procrustes_similarity(x, noise), rel=1e-12, abs=1e-12)
+    assert independent.statistic == pytest.approx(
+        procrustes_similarity(x, noise), rel=1e-12, abs=1e-12
+    )
     assert independent.pvalue > 0.1
 
 
