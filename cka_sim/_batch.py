@@ -289,8 +289,9 @@ def validate_layers(
             )
         if not isinstance(value, Prepared):
             check_float64_range(value, namespace(value), label)
-    check_same_batch([v.data if isinstance(v, Prepared) else v for v in values], rows)
-    return values, namespace(*[v.data if isinstance(v, Prepared) else v for v in values])
+    arrays = [v.data if isinstance(v, Prepared) else v for v in values]
+    check_same_batch(arrays, rows)
+    return values, namespace(*arrays)
 
 
 def _labelled(layers: list[tuple[str, Any]], side: str) -> tuple[list[str], list[Any]]:
