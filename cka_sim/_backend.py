@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace, is_numpy_array, is_torch_array
+from scipy.linalg.blas import get_blas_funcs
 
 Array = Any  # a NumPy array or a torch tensor
 
@@ -116,15 +117,46 @@ def power_of_two_scaled(x: Array, xp: Any) -> tuple[Array, int]:
     CKA, the HSIC ratios and every estimator built from them are invariant to scaling one
     representation, and a power of two scales exactly, so this changes no digit of the result;
     it keeps float32 products of inputs around 1e-23 or 1e19, and float64 products of inputs
-    around 1e±150, from underflowing or overflowing. Costs one max and one min reduction; the
-    multiplication runs only when the largest magnitude lies outside ``2**±16`` (float32) or
+    around 1e±150, from underflowing or overflowing. Costs one pass (:func:`within_window`), or
+    one max and one min reduction when that does not settle it; the multiplication runs only when the largest magnitude lies outside ``2**±16`` (float32) or
     ``2**±128`` (float64).
     """
-    exponent = max_abs_exponent(x, xp)
     window = _SAFE_EXPONENT_FLOAT64 if x.dtype == xp.float64 else _SAFE_EXPONENT_FLOAT32
+    if within_window(x, window):
+        return x, 0
+    exponent = max_abs_exponent(x, xp)
     if exponent is None or abs(exponent) <= window:
         return x, 0
     return times_power_of_two(x, -exponent, xp), exponent
+
+
+# Elements per BLAS dot product in ``within_window``: a float32 sum of at most 2**22 positive
+# terms is within a factor (1 ± 2**22 · 2**-24) = (1 ± 1/4) of the true sum, however the BLAS
+# orders it.
+_DOT_CHUNK = 2**22
+
+
+def within_window(x: Array, window: int) -> bool:
+    """True when the sum of squares alone shows ``2**-(window+1) <= max|x| < 2**window``.
+
+    ``max|x| <= ‖x‖`` and ``max|x| >= ‖x‖/√N``: one multi-threaded BLAS pass over a contiguous
+    NumPy array (dot products of chunks, added in float64, each within a factor 1 ± 1/4 of the
+    exact sum) settles most inputs, against two single-threaded reductions for the exact
+    maximum. False (ask :func:`max_abs_exponent`) when undecided, for non-finite values, and
+    for torch tensors (``torch.aminmax`` is already one pass).
+    """
+    if not is_numpy_array(x) or not x.flags.c_contiguous or x.size == 0:
+        return False
+    flat = x.reshape(-1)
+    dot = get_blas_funcs("dot", dtype=x.dtype)  # SciPy's BLAS, as the products (cka_sim._blocked)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf or NaN: undecided, below
+        total = sum(
+            float(dot(c, c)) for c in np.split(flat, range(_DOT_CHUNK, flat.size, _DOT_CHUNK))
+        )
+    if not math.isfinite(total):
+        return False
+    # computed within (3/4, 5/4) of the exact sum: bound with 4/3 and 4/5 to spare
+    return 2.0 * total < 2.0 ** (2 * window) and total >= 2.0 ** (-2 * window) * flat.size
 
 
 def _power_of_two(k: Any, dtype: Any, xp: Any, like: Array) -> Array:
@@ -253,19 +285,20 @@ def centre_float64(x: Array, mean: Array, xp: Any) -> tuple[Array, Array]:
     return xc - residual, mean + residual
 
 
-def _numpy_views(a: Array, b: Array) -> tuple[Any, Any] | None:
-    """Zero-copy NumPy views of two torch CPU tensors whose product may leave torch, else None.
+def numpy_views(*tensors: Array) -> list[Any] | None:
+    """Zero-copy NumPy views of torch CPU tensors whose products may leave torch, else None.
 
     Only for tensors that need no gradient (autograd inputs keep the torch path), in float32 or
     float64 (one dtype), strided, and only while torch itself runs on more than one thread: a
     caller that pinned torch to one thread (several processes side by side) keeps torch's
-    single-threaded product rather than NumPy's BLAS thread pool.
+    single-threaded product rather than NumPy's BLAS thread pool. The same tensor passed twice
+    gives the same view.
     """
-    if not (is_torch(a) and is_torch(b)):
+    if not all(is_torch(t) for t in tensors):
         return None
     import torch
 
-    for t in (a, b):
+    for t in tensors:
         if (
             t.device.type != "cpu"
             or t.requires_grad
@@ -274,10 +307,10 @@ def _numpy_views(a: Array, b: Array) -> tuple[Any, Any] | None:
             or t.is_neg()
         ):
             return None
-    if a.dtype != b.dtype or torch.get_num_threads() < 2:
+    if len({t.dtype for t in tensors}) != 1 or torch.get_num_threads() < 2:
         return None
-    va = a.numpy()
-    return va, (va if b is a else b.numpy())
+    views: dict[int, Any] = {}
+    return [views.setdefault(id(t), t.numpy()) for t in tensors]
 
 
 def transposed_product(b: Array, a: Array, xp: Any) -> Array:
@@ -285,13 +318,13 @@ def transposed_product(b: Array, a: Array, xp: Any) -> Array:
     CKA.
 
     torch CPU tensors that need no gradient go through NumPy's BLAS on zero-copy views (see
-    :func:`_numpy_views`): NumPy runs ``aᵀ a`` as the symmetric rank-k update (SYRK, half the
+    :func:`numpy_views`): NumPy runs ``aᵀ a`` as the symmetric rank-k update (SYRK, half the
     flops) and torch's CPU matmul has no symmetric routine. Measured on the project's 2-core
     machine at n = 20000, p = 1024 (float32, 1 and 2 threads): NumPy's three products took about
     0.7x torch's, and ``linear_cka`` on torch tensors about 0.7x its all-torch time. The result
     is a torch tensor again (``from_numpy``, no copy).
     """
-    views = _numpy_views(a, b)
+    views = numpy_views(a, b)
     if views is None:
         return xp.matrix_transpose(b) @ a
     import torch
@@ -341,6 +374,15 @@ def add_outer(a: Array, left: Array, right: Array, alpha: float = 1.0) -> Array:
     """
     if is_torch(a):
         return a.addmm_(left, right.mT, alpha=alpha)
+    if a.dtype in (np.float32, np.float64) and left.dtype == right.dtype == a.dtype:
+        # BLAS ?ger, one in-place pass per rank (NumPy's product and sum: three and a temporary)
+        target = a if a.flags.f_contiguous else a.T if a.flags.c_contiguous else None
+        if target is not None:
+            ger = get_blas_funcs("ger", dtype=a.dtype)
+            first, second = (left, right) if target is a else (right, left)
+            for k in range(left.shape[1]):
+                ger(alpha, first[:, k], second[:, k], a=target, overwrite_a=1)
+            return a
     term = left @ right.T
     if alpha != 1.0:
         term *= alpha
@@ -376,6 +418,9 @@ def gram(x: Array, xp: Any) -> Array:
 def frobenius_sq(a: Array, xp: Any) -> Array:
     """Squared Frobenius norm of ``a``, reduced in float64."""
     a64 = to_float64(a, xp)
+    if is_numpy_array(a64):
+        flat = a64.ravel(order="K")  # no copy for a C- or Fortran-ordered matrix
+        return np.dot(flat, flat)
     return xp.sum(a64 * a64)
 
 
@@ -412,3 +457,10 @@ def as_output(value: Array) -> Any:
     if is_torch(value):
         return value
     return float(value)
+
+
+def as_float64_tensor(value: Array) -> Any:
+    """A NumPy result of torch CPU input (see :func:`numpy_views`) as a 0-dim float64 tensor."""
+    import torch
+
+    return torch.tensor(float(value), dtype=torch.float64)

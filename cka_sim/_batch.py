@@ -31,7 +31,9 @@ from ._backend import (
     to_float64,
     to_scalar,
     translated_to_unit,
+    within_window,
 )
+from ._blocked import Deferred, deferrable
 from ._validation import as_matrix, check_finite
 
 
@@ -143,7 +145,25 @@ def prepare_finite(x: Array, name: str, xp: Any) -> Prepared:
     Non-finite values are found from the float64 means: a column holding NaN or inf cannot have a
     finite mean, so the O(n p) scan runs only when a mean is not finite.
     """
-    x = power_of_two_scaled(x, xp)[0]  # one shot: its own power of two, any magnitude
+    return _finite_unit(power_of_two_scaled(x, xp)[0], name, xp)
+
+
+def prepare_finite_all(layers: list[tuple[Array, str]], xp: Any) -> list[Prepared] | list[Deferred]:
+    """:func:`prepare_finite` of each ``(layer, name)`` of a one-shot feature form, or, for large
+    CPU layers of one dtype, the same layers with their centring left to the products
+    (:class:`~cka_sim._blocked.Deferred`, see :mod:`cka_sim._blocked`): no centred copy.
+    """
+    scaled = [power_of_two_scaled(x, xp)[0] for x, _ in layers]  # each its own power of two
+    views = deferrable(scaled)
+    if views is None or any(_all_rows_equal(v, np) for v in views):
+        return [_finite_unit(x, name, xp) for x, (_, name) in zip(scaled, layers, strict=True)]
+    torch_like = is_torch(scaled[0])
+    return [
+        Deferred(v, name, from_torch=torch_like) for v, (_, name) in zip(views, layers, strict=True)
+    ]
+
+
+def _finite_unit(x: Array, name: str, xp: Any) -> Prepared:
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: reported just below
         unit = prepare_layer(x, xp, exact=True, name=name, ranged=True)
     if not bool(xp.all(xp.isfinite(unit.mean))):
@@ -167,6 +187,9 @@ def check_float64_range(x: Array, xp: Any, name: str) -> None:
 def _in_range(x: Array, xp: Any, name: str) -> Array:
     """``x``, or float64 ``x`` for float32 beyond ``2**±16``; a ValueError for float64 beyond
     ``2**±200`` (see :func:`prepare_layer`)."""
+    window = _WINDOW_FLOAT64 if x.dtype == xp.float64 else _WINDOW_FLOAT32
+    if within_window(x, window):  # one BLAS pass settles most NumPy input
+        return x
     exponent = max_abs_exponent(x, xp)  # None: all zero, or NaN/inf (reported elsewhere)
     if exponent is None:
         return x

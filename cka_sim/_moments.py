@@ -27,6 +27,7 @@ from ._backend import (
     to_float64,
 )
 from ._batch import Prepared
+from ._blocked import Deferred, centred_sums
 from .hsic import debiased_feature_hsic, row_sq_norms
 
 
@@ -168,7 +169,7 @@ class Moments:
     @classmethod
     def from_batch(
         cls,
-        units: list[Prepared],
+        units: list[Prepared] | list[Deferred],
         pairs: list[tuple[int, int]],
         debiased: bool,
         xp: Any,
@@ -190,6 +191,8 @@ class Moments:
         ``product(b, a, xp)`` forms ``bᵀa`` (default ``xp.matrix_transpose(b) @ a``);
         :func:`~cka_sim.linear_cka` passes :func:`~cka_sim._backend.transposed_product`.
         """
+        if isinstance(units[0], Deferred):
+            return cls._from_deferred(units, pairs, debiased, xp, mergeable=mergeable)
         m = cls([int(u.data.shape[1]) for u in units], pairs, debiased)
         m.n = int(units[0].data.shape[0])
         m.mean = [u.mean for u in units]
@@ -207,6 +210,34 @@ class Moments:
             m.C.append(_fresh_float64(product(b, a, xp), xp))
         if debiased:
             m._batch_debiasing(centred, xp)
+            m.finalise()
+        return m
+
+    @classmethod
+    def _from_deferred(
+        cls,
+        units: list[Deferred],
+        pairs: list[tuple[int, int]],
+        debiased: bool,
+        xp: Any,
+        *,
+        mergeable: bool,
+    ) -> Moments:
+        """:meth:`from_batch` of layers centred block by block (:mod:`cka_sim._blocked`).
+
+        Only for one-shot states: the third-order sums a merge needs are not formed.
+        """
+        if mergeable:
+            raise ValueError("deferred layers make one-shot statistics only (mergeable=False)")
+        sums = centred_sums(units, pairs, fourth_order=debiased)
+        back = _to_library(units[0].from_torch)
+        m = cls([int(u.shape[1]) for u in units], pairs, debiased)
+        m.n, m.mergeable = int(units[0].shape[0]), False
+        m.mean, m.residual = back(sums.mean), back(sums.residual)
+        m.S, m.C = back(sums.S), back(sums.C)
+        if debiased:
+            assert sums.R_self is not None and sums.R_pair is not None
+            m.R_self, m.R_pair = back(sums.R_self), back(sums.R_pair)
             m.finalise()
         return m
 
@@ -460,6 +491,15 @@ def all_reduce_moments(m: Moments | None, signature: dict[str, Any], group: Any)
 
 def _matmul_t(b: Array, a: Array, xp: Any) -> Array:
     return xp.matrix_transpose(b) @ a
+
+
+def _to_library(torch_like: bool) -> Callable[[list[np.ndarray]], list[Array]]:
+    """Turns a list of NumPy results into torch tensors (no copy) when the input was torch."""
+    if not torch_like:
+        return list
+    import torch
+
+    return lambda arrays: [torch.from_numpy(a) for a in arrays]
 
 
 def _fresh_float64(a: Array, xp: Any) -> Array:

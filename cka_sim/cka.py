@@ -10,13 +10,14 @@ import numpy as np
 
 from ._backend import (
     Array,
+    as_float64_tensor,
     as_output,
+    numpy_views,
     power_of_two_scaled,
     to_float64,
     to_scalar,
-    transposed_product,
 )
-from ._batch import prepare_finite
+from ._batch import prepare_finite, prepare_finite_all
 from ._moments import Moments
 from ._validation import (
     check_choice,
@@ -185,13 +186,16 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
 
     Notes
     -----
-    Features are centred before any product (the mean is summed in float64), the products run in
-    the input's floating dtype, and every reduction runs in float64: float32 activations with
-    feature means of 1000 give the float64 answer to about 1e-7. For torch CPU tensors that need
-    no gradient (and torch on more than one thread) the feature-form products run through NumPy's
-    BLAS on zero-copy views, which has the symmetric product torch lacks; tensors that need a
-    gradient keep the torch path. The feature form is computed by the code of
-    :class:`~cka_sim.StreamingCKA`, from the statistics of one batch.
+    Features are centred before any product (what the float32 mean misses is summed and removed
+    in float64), the products run in the input's floating dtype, and every reduction runs in
+    float64: float32 activations with feature means of 1000 give the float64 answer to about
+    1e-7. Large CPU inputs are centred block by block inside the products (a few MiB of
+    workspace, :mod:`cka_sim._blocked`), so the feature form needs no centred copy of ``x`` or
+    ``y``. torch CPU tensors that need no gradient (with torch on more than one thread) are
+    computed by NumPy on zero-copy views, whose BLAS has the symmetric product torch lacks; the
+    result is again a 0-dim float64 tensor. Tensors that need a gradient, and CUDA tensors, keep
+    the torch path. The feature form is computed by the code of :class:`~cka_sim.StreamingCKA`,
+    from the statistics of one batch.
 
     References
     ----------
@@ -215,20 +219,26 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
     if xm.dtype != ym.dtype:  # products need one dtype; promote (float32 with float64 -> float64)
         common = xp.result_type(xm, ym)
         xm, ym = xp.astype(xm, common), xp.astype(ym, common)
-    units = [prepare_finite(a, name, xp) for a, name in ((xm, "x"), (ym, "y"))]  # NaN raises
-    if _check_not_constant(xm, ym, xp) is not None:
-        return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
+    views = numpy_views(xm, ym)  # torch CPU tensors without gradient: computed by NumPy
+    if views is not None:
+        xm, ym, xp = views[0], views[1], np
+    as_result = as_output if views is None else as_float64_tensor
     if method == "gram":
+        units = [prepare_finite(a, name, xp) for a, name in ((xm, "x"), (ym, "y"))]  # NaN raises
+        if _check_not_constant(xm, ym, xp) is not None:
+            return as_result(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
         # The float64 re-centring of the Grams in _cka_of_grams removes the residual means.
         t = xp.matrix_transpose
         k, l = (to_float64(u.data @ t(u.data), xp) for u in units)
-        return as_output(_cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y")))
-    # the feature form is one batch of StreamingCKA: the same statistics, the same code
-    one_batch = Moments.from_batch(
-        units, [(0, 1)], debiased, xp, mergeable=False, product=transposed_product
-    )
+        return as_result(_cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y")))
+    # the feature form is one batch of StreamingCKA: the same statistics, the same code (large
+    # CPU layers are centred block by block inside the products, see cka_sim._blocked)
+    layers = prepare_finite_all([(xm, "x"), (ym, "y")], xp)  # NaN raises
+    if _check_not_constant(xm, ym, xp) is not None:
+        return as_result(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
+    one_batch = Moments.from_batch(layers, [(0, 1)], debiased, xp, mergeable=False)
     (h_xx, h_yy), (h_xy,) = one_batch.finalise().hsic_terms()
-    return as_output(_ratio(h_xy, h_xx, h_yy, n, ("x", "y"), debiased))
+    return as_result(_ratio(h_xy, h_xx, h_yy, n, ("x", "y"), debiased))
 
 
 def kernel_cka(

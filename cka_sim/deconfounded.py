@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import Array, as_output, frobenius_sq, power_of_two_scaled, to_float64, to_scalar
-from ._batch import centre_finite, prepare_finite
+from ._batch import centre_finite, prepare_finite_all
 from ._moments import Moments
 from ._validation import (
     _same_library,
@@ -159,7 +159,7 @@ def deconfounded_cka(
         )
         return as_output(_dcka_of_grams(k, l, kz, xp, debiased, ("x", "y")))
     # the feature form is one batch of StreamingCKA(measure="dcka"): the same statistics and code
-    units = [prepare_finite(a, name, xp) for a, name in named]
+    units = prepare_finite_all(list(named), xp)  # large CPU layers: centred block by block
     one_batch = Moments.from_batch(units, DCKA_PAIRS, debiased, xp, mergeable=False)
     return as_output(dcka_pair(one_batch.finalise(), n, debiased, ("x", "y"), "confounder"))
 

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cka_sim import linear_cka  # noqa: E402
-from cka_sim._backend import _numpy_views, namespace, transposed_product  # noqa: E402
+from cka_sim._backend import numpy_views, namespace, transposed_product  # noqa: E402
 
 
 @pytest.fixture
@@ -27,10 +27,10 @@ def _data(dtype=torch.float32):
 
 def test_plain_cpu_tensors_share_memory_with_their_numpy_views(two_threads):
     x, y = _data()
-    views = _numpy_views(x, y)
+    views = numpy_views(x, y)
     assert views is not None
     assert np.shares_memory(views[0], x.numpy()) and np.shares_memory(views[1], y.numpy())
-    self_views = _numpy_views(x, x)
+    self_views = numpy_views(x, x)
     assert self_views[0] is self_views[1]  # one buffer, so NumPy can take its SYRK path
 
 
@@ -47,7 +47,7 @@ def test_tensors_that_must_stay_in_torch_do(case, two_threads):
         y = y.double()
     else:
         torch.set_num_threads(1)
-    assert _numpy_views(x, y) is None
+    assert numpy_views(x, y) is None
 
 
 @pytest.mark.parametrize("threads", [1, 2])
