@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace, is_numpy_array, is_torch_array
-from scipy.linalg.blas import get_blas_funcs
 
 Array = Any  # a NumPy array or a torch tensor
 
@@ -148,10 +147,9 @@ def within_window(x: Array, window: int) -> bool:
     if not is_numpy_array(x) or not x.flags.c_contiguous or x.size == 0:
         return False
     flat = x.reshape(-1)
-    dot = get_blas_funcs("dot", dtype=x.dtype)  # SciPy's BLAS, as the products (cka_sim._blocked)
     with np.errstate(over="ignore", invalid="ignore"):  # inf or NaN: undecided, below
         total = sum(
-            float(dot(c, c)) for c in np.split(flat, range(_DOT_CHUNK, flat.size, _DOT_CHUNK))
+            float(np.dot(c, c)) for c in np.split(flat, range(_DOT_CHUNK, flat.size, _DOT_CHUNK))
         )
     if not math.isfinite(total):
         return False
@@ -374,15 +372,6 @@ def add_outer(a: Array, left: Array, right: Array, alpha: float = 1.0) -> Array:
     """
     if is_torch(a):
         return a.addmm_(left, right.mT, alpha=alpha)
-    if a.dtype in (np.float32, np.float64) and left.dtype == right.dtype == a.dtype:
-        # BLAS ?ger, one in-place pass per rank (NumPy's product and sum: three and a temporary)
-        target = a if a.flags.f_contiguous else a.T if a.flags.c_contiguous else None
-        if target is not None:
-            ger = get_blas_funcs("ger", dtype=a.dtype)
-            first, second = (left, right) if target is a else (right, left)
-            for k in range(left.shape[1]):
-                ger(alpha, first[:, k], second[:, k], a=target, overwrite_a=1)
-            return a
     term = left @ right.T
     if alpha != 1.0:
         term *= alpha

@@ -97,17 +97,15 @@ def deferrable(layers: list[Array]) -> list[np.ndarray] | None:
 class CentredSums:
     """What :func:`centred_sums` returns, all float64 NumPy arrays.
 
-    ``S[u] = āᵤᵀāᵤ`` and ``C[k] = ā_vᵀā_u`` for ``pairs[k] = (u, v)``, about the centres;
-    ``mean[u]`` the exact column mean and ``residual[u]`` the column mean of ``āᵤ`` (so
-    ``mean = centre + residual``). With ``fourth_order``: ``R_self[u] = Σ_i r_ui²`` and
-    ``R_pair[k] = Σ_i r_ui r_vi``, ``r_ui`` the squared norm of row ``i`` of ``āᵤ - residual[u]``
-    (the exactly centred rows).
+    ``S[u]`` and ``C[k]`` (for ``pairs[k] = (u, v)``) are the products of the units centred
+    on their exact column means ``mean[u]``: ``Σ_i (x_ui - μ_u)(x_ui - μ_u)ᵀ`` and
+    ``Σ_i (x_vi - μ_v)(x_ui - μ_u)ᵀ``. With ``fourth_order``: ``R_self[u] = Σ_i r_ui²`` and
+    ``R_pair[k] = Σ_i r_ui r_vi``, ``r_ui = ‖x_ui - μ_u‖²``.
     """
 
     S: list[np.ndarray]
     C: list[np.ndarray]
     mean: list[np.ndarray]
-    residual: list[np.ndarray]
     R_self: list[np.ndarray] | None = None
     R_pair: list[np.ndarray] | None = None
 
@@ -142,9 +140,16 @@ def centred_sums(
         sums = _block_pass([u.data for u in units], centres, pairs, fourth_order)
         residual = [s / n for s in sums.col_sums]
     mean = [c.astype(np.float64) + r for c, r in zip(centres, residual, strict=True)]
-    out = CentredSums(sums.S, sums.C, mean, residual)
+    out = CentredSums(sums.S, sums.C, mean)
     if fourth_order:
         out.R_self, out.R_pair = _fourth_order(sums, residual, pairs, n)
+    # about the exact mean: ā_vᵀā_u - n δ_v δ_uᵀ, in place, by the same BLAS as the products (a
+    # second BLAS thread pool taking turns with the first slows both, see _block_pass)
+    ger = blas.get_blas_funcs("ger", dtype=np.float64)
+    for s, r in zip(sums.S, residual, strict=True):
+        _in_place(ger(-float(n), r, r, a=s, overwrite_a=1), s)
+    for c, (u, v) in zip(sums.C, pairs, strict=True):
+        _in_place(ger(-float(n), residual[v], residual[u], a=c, overwrite_a=1), c)
     return out
 
 

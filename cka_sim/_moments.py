@@ -233,12 +233,10 @@ class Moments:
         back = _to_library(units[0].from_torch)
         m = cls([int(u.shape[1]) for u in units], pairs, debiased)
         m.n, m.mergeable = int(units[0].shape[0]), False
-        m.mean, m.residual = back(sums.mean), back(sums.residual)
-        m.S, m.C = back(sums.S), back(sums.C)
+        m.mean, m.S, m.C = back(sums.mean), back(sums.S), back(sums.C)  # about the exact mean
         if debiased:
             assert sums.R_self is not None and sums.R_pair is not None
             m.R_self, m.R_pair = back(sums.R_self), back(sums.R_pair)
-            m.finalise()
         return m
 
     def _batch_debiasing(self, centred: list[Array], xp: Any) -> None:

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cka_sim import linear_cka  # noqa: E402
-from cka_sim._backend import numpy_views, namespace, transposed_product  # noqa: E402
+from cka_sim._backend import namespace, numpy_views, transposed_product  # noqa: E402
 
 
 @pytest.fixture
