@@ -312,15 +312,16 @@ def numpy_views(*tensors: Array) -> list[Any] | None:
 
 
 def transposed_product(b: Array, a: Array, xp: Any) -> Array:
-    """``bᵀ a`` of (n, p_b) and (n, p_a) arrays in their own dtype: the products of feature-form
-    CKA.
+    """``bᵀ a`` of (n, p_b) and (n, p_a) arrays in their own dtype (the cross product of
+    :func:`~cka_sim.procrustes_similarity`).
 
     torch CPU tensors that need no gradient go through NumPy's BLAS on zero-copy views (see
     :func:`numpy_views`): NumPy runs ``aᵀ a`` as the symmetric rank-k update (SYRK, half the
-    flops) and torch's CPU matmul has no symmetric routine. Measured on the project's 2-core
-    machine at n = 20000, p = 1024 (float32, 1 and 2 threads): NumPy's three products took about
-    0.7x torch's, and ``linear_cka`` on torch tensors about 0.7x its all-torch time. The result
-    is a torch tensor again (``from_numpy``, no copy).
+    flops) and torch's CPU matmul has no symmetric routine; at n = 20000, p = 1024 (float32) on
+    the project's 2-core machine NumPy's products took about 0.7x torch's. The result is a torch
+    tensor again (``from_numpy``, no copy). Not for code that alternates with torch operations
+    batch after batch (the streaming accumulators): torch's and NumPy's thread pools taking turns
+    made a streaming update 1.3-2.6x slower.
     """
     views = numpy_views(a, b)
     if views is None:

@@ -175,7 +175,6 @@ class Moments:
         xp: Any,
         *,
         mergeable: bool = True,
-        product: Callable[[Array, Array, Any], Array] | None = None,
     ) -> Moments:
         """Statistics of one batch of prepared units (see :func:`~cka_sim._batch.prepare_layer`).
 
@@ -188,8 +187,9 @@ class Moments:
 
         ``mergeable=False`` (one-shot :func:`~cka_sim.linear_cka`) skips the third-order sums,
         which only serve mean shifts; such a state can give its HSIC terms but not be merged.
-        ``product(b, a, xp)`` forms ``bᵀa`` (default ``xp.matrix_transpose(b) @ a``);
-        :func:`~cka_sim.linear_cka` passes :func:`~cka_sim._backend.transposed_product`.
+        One-shot callers may pass :class:`~cka_sim._blocked.Deferred` layers instead (large CPU
+        layers, see :func:`~cka_sim._batch.prepare_finite_all`): their statistics are formed
+        block by block, without a centred copy.
         """
         if isinstance(units[0], Deferred):
             return cls._from_deferred(units, pairs, debiased, xp, mergeable=mergeable)
@@ -200,14 +200,13 @@ class Moments:
             m.residual = [u.mean * 0.0 if u.residual is None else u.residual for u in units]
         m.mergeable = mergeable
         centred = [u.data for u in units]
-        product = product or _matmul_t
-        m.S = [_fresh_float64(product(xc, xc, xp), xp) for xc in centred]
+        m.S = [_fresh_float64(_matmul_t(xc, xc, xp), xp) for xc in centred]
         for u, v in m.pairs:
             a, b = centred[u], centred[v]
             if a.dtype != b.dtype:
                 common = xp.result_type(a, b)
                 a, b = xp.astype(a, common), xp.astype(b, common)
-            m.C.append(_fresh_float64(product(b, a, xp), xp))
+            m.C.append(_fresh_float64(_matmul_t(b, a, xp), xp))
         if debiased:
             m._batch_debiasing(centred, xp)
             m.finalise()
