@@ -129,9 +129,9 @@ def power_of_two_scaled(x: Array, xp: Any) -> tuple[Array, int]:
     return times_power_of_two(x, -exponent, xp), exponent
 
 
-# Elements per BLAS dot product in ``within_window``: a float32 sum of at most 2**22 positive
-# terms is within a factor (1 ± 2**22 · 2**-24) = (1 ± 1/4) of the true sum, however the BLAS
-# orders it.
+# Elements per BLAS dot product in ``within_window``: a float32 dot product of at most 2**22
+# terms is within γ = k·u / (1 - k·u) = 1/3 (k = 2**22, u = 2**-24) of the exact sum of the
+# squares, however the BLAS orders it.
 _DOT_CHUNK = 2**22
 
 
@@ -139,7 +139,7 @@ def within_window(x: Array, window: int) -> bool:
     """True when the sum of squares alone shows ``2**-(window+1) <= max|x| < 2**window``.
 
     ``max|x| <= ‖x‖`` and ``max|x| >= ‖x‖/√N``: one multi-threaded BLAS pass over a contiguous
-    NumPy array (dot products of chunks, added in float64, each within a factor 1 ± 1/4 of the
+    NumPy array (dot products of chunks, added in float64, each within a factor 1 ± 1/3 of the
     exact sum) settles most inputs, against two single-threaded reductions for the exact
     maximum. False (ask :func:`max_abs_exponent`) when undecided, for non-finite values, and
     for torch tensors (``torch.aminmax`` is already one pass).
@@ -153,7 +153,8 @@ def within_window(x: Array, window: int) -> bool:
         )
     if not math.isfinite(total):
         return False
-    # computed within (3/4, 5/4) of the exact sum: bound with 4/3 and 4/5 to spare
+    # computed within (2/3, 4/3) of the exact sum S: 2T < 4**W gives S <= 1.5 T < 0.75 * 4**W, and
+    # T >= N / 4**W gives S / N >= 0.75 / 4**W, so 2**-(W+1) < 0.87 * 2**-W <= max|x| < 2**W
     return 2.0 * total < 2.0 ** (2 * window) and total >= 2.0 ** (-2 * window) * flat.size
 
 
