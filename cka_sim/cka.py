@@ -223,20 +223,21 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
     if views is not None:
         xm, ym, xp = views[0], views[1], np
     as_result = as_output if views is None else as_float64_tensor
+    named = [(xm, "x"), (ym, "y")]  # NaN raises in the preparation; large CPU layers of the
+    # feature form are left to be centred block by block inside the products (cka_sim._blocked)
     if method == "gram":
-        units = [prepare_finite(a, name, xp) for a, name in ((xm, "x"), (ym, "y"))]  # NaN raises
-        if _check_not_constant(xm, ym, xp) is not None:
-            return as_result(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
+        units = [prepare_finite(a, name, xp) for a, name in named]
+    else:
+        units = prepare_finite_all(named, xp)
+    if _check_not_constant(xm, ym, xp) is not None:
+        return as_result(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
+    if method == "gram":
         # The float64 re-centring of the Grams in _cka_of_grams removes the residual means.
         t = xp.matrix_transpose
         k, l = (to_float64(u.data @ t(u.data), xp) for u in units)
         return as_result(_cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y")))
-    # the feature form is one batch of StreamingCKA: the same statistics, the same code (large
-    # CPU layers are centred block by block inside the products, see cka_sim._blocked)
-    layers = prepare_finite_all([(xm, "x"), (ym, "y")], xp)  # NaN raises
-    if _check_not_constant(xm, ym, xp) is not None:
-        return as_result(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
-    one_batch = Moments.from_batch(layers, [(0, 1)], debiased, xp, mergeable=False)
+    # the feature form is one batch of StreamingCKA: the same statistics, the same code
+    one_batch = Moments.from_batch(units, [(0, 1)], debiased, xp, mergeable=False)
     (h_xx, h_yy), (h_xy,) = one_batch.finalise().hsic_terms()
     return as_result(_ratio(h_xy, h_xx, h_yy, n, ("x", "y"), debiased))
 
