@@ -389,12 +389,15 @@ def gram(x: Array, xp: Any) -> Array:
     """``x xᵀ`` of an (m, p) array in its own dtype, exactly symmetric.
 
     NumPy already uses the BLAS symmetric rank-k update (half the flops) for ``x @ x.T``; torch's
-    CPU matmul does not, so for torch CPU tensors of 2 * 64 rows or more the upper block rows
-    ``x[i:i+64] @ x[i:].T`` are computed and mirrored: about 5/8 of the flops at m = 256, in
-    GEMMs still large enough to run at full rate. Elsewhere (CUDA, small m) it is ``x @ x.T``.
+    CPU matmul does not, so for torch CPU tensors of 2 * 64 rows or more that need no gradient
+    the upper block rows ``x[i:i+64] @ x[i:].T`` are computed and mirrored: about 5/8 of the
+    flops at m = 256, in GEMMs still large enough to run at full rate. ``x`` may be a transposed
+    view (``gram(a.mT)`` is ``aᵀa``). Elsewhere (CUDA, autograd, small m) it is ``x @ x.T``.
     """
     m = x.shape[0]
-    if not (is_torch(x) and x.device.type == "cpu" and m >= 2 * _GRAM_BLOCK):
+    if not (
+        is_torch(x) and x.device.type == "cpu" and not x.requires_grad and m >= 2 * _GRAM_BLOCK
+    ):
         return x @ xp.matrix_transpose(x)
     out = xp.empty((m, m), dtype=x.dtype)
     b = _GRAM_BLOCK

@@ -22,6 +22,7 @@ from ._backend import (
     Array,
     add_outer,
     frobenius_sq,
+    gram,
     is_torch,
     namespace,
     to_float64,
@@ -200,7 +201,8 @@ class Moments:
             m.residual = [u.mean * 0.0 if u.residual is None else u.residual for u in units]
         m.mergeable = mergeable
         centred = [u.data for u in units]
-        m.S = [_fresh_float64(_matmul_t(xc, xc, xp), xp) for xc in centred]
+        # xcᵀxc by the symmetric product (block rows on torch CPU, SYRK in NumPy)
+        m.S = [_fresh_float64(gram(xp.matrix_transpose(xc), xp), xp) for xc in centred]
         for u, v in m.pairs:
             a, b = centred[u], centred[v]
             if a.dtype != b.dtype:

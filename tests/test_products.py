@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cka_sim import linear_cka  # noqa: E402
-from cka_sim._backend import namespace, numpy_views, transposed_product  # noqa: E402
+from cka_sim._backend import gram, namespace, numpy_views, transposed_product  # noqa: E402
 
 
 @pytest.fixture
@@ -79,3 +79,21 @@ def test_linear_cka_of_tensors_is_that_of_arrays_on_either_path(debiased, two_th
     assert xg.grad is not None and torch.isfinite(xg.grad).all()
     assert float(fast) == pytest.approx(want, abs=1e-6)
     assert float(slow.detach()) == pytest.approx(want, abs=1e-6)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("rows", [127, 128, 300])
+def test_gram_is_the_exactly_symmetric_product(transposed, rows):
+    g = torch.Generator().manual_seed(rows)
+    a = torch.randn(rows, 40, generator=g) if not transposed else torch.randn(40, rows, generator=g)
+    x = a.mT if transposed else a  # (rows, 40) either way; a transposed view is aᵀ
+    got = gram(x, namespace(x))
+    assert torch.equal(got, got.mT)
+    assert torch.allclose(got.double(), x.double() @ x.double().mT, rtol=0, atol=1e-4)
+
+
+def test_gram_of_a_tensor_needing_a_gradient_is_differentiable():
+    x = torch.randn(200, 30, dtype=torch.float64, requires_grad=True)
+    gram(x, namespace(x)).sum().backward()
+    # d/dx Σ (x xᵀ) = 2 (Σ_j x_j) for every row
+    assert torch.allclose(x.grad, 2 * x.detach().sum(0).expand_as(x))
