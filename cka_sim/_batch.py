@@ -130,7 +130,7 @@ def prepare_layer(
         return _translated(x, xp, name)
     if not ranged:
         x = _in_range(x, xp, name)
-    if _all_rows_equal(x, xp):
+    if all_rows_equal(x, xp):
         return Prepared(x * 0.0, to_float64(x[0], xp))
     if x.dtype == xp.float64:
         xc, mean = centre_float64(x, xp.sum(x, axis=0) / x.shape[0], xp)
@@ -155,7 +155,7 @@ def prepare_finite_all(layers: list[tuple[Array, str]], xp: Any) -> list[Prepare
     """
     scaled = [power_of_two_scaled(x, xp)[0] for x, _ in layers]  # each its own power of two
     views = deferrable(scaled)
-    if views is None or any(_all_rows_equal(v, np) for v in views):
+    if views is None or any(all_rows_equal(v, np) for v in views):
         return [_finite_unit(x, name, xp) for x, (_, name) in zip(scaled, layers, strict=True)]
     torch_like = is_torch(scaled[0])
     return [
@@ -208,8 +208,9 @@ def _in_range(x: Array, xp: Any, name: str) -> Array:
     return x
 
 
-def _all_rows_equal(x: Array, xp: Any) -> bool:
-    """True when every row of ``x`` equals the first; two rows settle almost every input."""
+def all_rows_equal(x: Array, xp: Any) -> bool:
+    """True when every row of ``x`` equals the first (all features constant); comparing the
+    first two rows settles almost every real input at O(p) cost."""
     if x.shape[0] > 1 and not bool(xp.all(x[1:2, :] == x[0:1, :])):
         return False
     return bool(xp.all(x == x[0:1, :]))

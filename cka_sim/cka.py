@@ -17,7 +17,7 @@ from ._backend import (
     to_float64,
     to_scalar,
 )
-from ._batch import prepare_finite, prepare_finite_all
+from ._batch import all_rows_equal, prepare_finite, prepare_finite_all
 from ._moments import Moments
 from ._validation import (
     check_choice,
@@ -116,23 +116,13 @@ def _ratio(
     return h_xy / (h_xx**0.5 * h_yy**0.5)  # roots first: h_xx * h_yy can leave float64's range
 
 
-def _is_constant(x: Array, xp: Any) -> bool:
-    """True when every row of ``x`` equals the first (all features constant).
-
-    Comparing the first two rows settles almost every real input at O(p) cost.
-    """
-    if not bool(xp.all(x[1:2, :] == x[0:1, :])):
-        return False
-    return bool(xp.all(x == x[0:1, :]))
-
-
 def _check_not_constant(x: Array, y: Array, xp: Any) -> str | None:
     """Warn and return the name of a constant input (None if neither is).
 
     NaN or infinity in either input is an error first (scanned only when one is constant).
     """
     for name, value in (("x", x), ("y", y)):
-        if _is_constant(value, xp):
+        if all_rows_equal(value, xp):
             check_finite(x, "x", xp)
             check_finite(y, "y", xp)
             warn_undefined(name, "all of its features are constant (zero self-HSIC)", 5)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import Array, as_output, frobenius_sq, power_of_two_scaled, to_float64, to_scalar
-from ._batch import centre_finite, prepare_finite_all
+from ._batch import all_rows_equal, centre_finite, prepare_finite_all
 from ._moments import Moments
 from ._validation import (
     _same_library,
@@ -45,7 +45,6 @@ from .cka import (
     Method,
     _check_not_constant,
     _cka_of_grams,
-    _is_constant,
     _ratio,
 )
 from .hsic import gram_inner
@@ -149,7 +148,7 @@ def deconfounded_cka(
     xm, ym, zm = (a if a.dtype == common else xp.astype(a, common) for a in (xm, ym, zm))
     if _check_not_constant(xm, ym, xp) is not None:
         return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
-    if _is_constant(zm, xp):
+    if all_rows_equal(zm, xp):
         raise _constant_confounder_error("confounder")
     named = ((xm, "x"), (ym, "y"), (zm, "confounder"))
     if method == "gram":

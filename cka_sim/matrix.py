@@ -15,10 +15,10 @@ from ._backend import (
     power_of_two_scaled,
     to_float64,
 )
+from ._batch import all_rows_equal
 from ._layers import as_layers, ratio_matrix, to_numpy
 from ._measures import Measure, check_confounder_given, check_measure
 from ._validation import as_matrix
-from .cka import _is_constant
 from .hsic import debiased_feature_hsic, gram_inner
 from .kernels import centered
 from .result import CKAResult, default_metadata
@@ -32,7 +32,7 @@ class _Layer:
         self.xp = xp
         self.debiased = debiased
         self.n, self.p = int(x.shape[0]), int(x.shape[1])
-        self.constant = _is_constant(x, xp)
+        self.constant = all_rows_equal(x, xp)
         self.xc = center_columns(power_of_two_scaled(x, xp)[0], xp)
         self.gram: Array | None = None
         if debiased:

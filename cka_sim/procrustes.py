@@ -18,9 +18,8 @@ import math
 from typing import Any
 
 from ._backend import Array, as_output, to_float64
-from ._batch import centre_finite
+from ._batch import all_rows_equal, centre_finite
 from ._validation import check_pair, warn_undefined
-from .cka import _is_constant
 from .hsic import centred_product, row_sq_norms
 
 
@@ -88,7 +87,7 @@ def procrustes_similarity(x: Any, y: Any) -> Any:
     xc, dx = centre_finite(xm, xp, "x")  # NaN or infinity raise here, before constancy
     yc, dy = centre_finite(ym, xp, "y")
     for name, value in (("x", xm), ("y", ym)):
-        if _is_constant(value, xp):
+        if all_rows_equal(value, xp):
             warn_undefined(
                 name, "all of its features are constant (zero norm)", 3, measure="Procrustes"
             )

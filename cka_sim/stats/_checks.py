@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from .._backend import is_torch, power_of_two_scaled
+from .._batch import all_rows_equal
 from .._validation import check_kernel_name, check_pair, check_positive, warn_undefined
-from ..cka import _is_constant
 
 KERNELS = ("linear", "rbf")
 
@@ -55,7 +55,7 @@ def constant_argument(arrays: dict[str, np.ndarray]) -> str | None:
     The test is exact (row equality), so rounding can neither hide nor invent a constant layer.
     """
     for name, x in arrays.items():
-        if _is_constant(x, np):
+        if all_rows_equal(x, np):
             warn_undefined(name, "all of its features are constant (zero self-HSIC)", 4)
             return name
     return None

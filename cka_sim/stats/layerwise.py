@@ -8,9 +8,9 @@ from typing import Any, Literal
 import numpy as np
 
 from .._backend import power_of_two_scaled
+from .._batch import all_rows_equal
 from .._measures import Measure, estimator_name
 from .._validation import as_matrix, check_choice, check_count, warn_undefined
-from ..cka import _is_constant
 from ..result import CKAResult, default_metadata
 from ._checks import (
     check_confidence_level,
@@ -147,7 +147,7 @@ def cka_matrix_with_uncertainty(
         )
         return _result(tables, mats_a, mats_b, estimator_name(measure, debiased), n, method, level)
     constant = {
-        side: [name for name, m in mats.items() if _is_constant(m, np)]
+        side: [name for name, m in mats.items() if all_rows_equal(m, np)]
         for side, mats in (("acts_a", mats_a), ("acts_b", mats_b))
     }
     for side, names in constant.items():
