@@ -374,9 +374,7 @@ def add_outer(a: Array, left: Array, right: Array, alpha: float = 1.0) -> Array:
     """
     if is_torch(a):
         return a.addmm_(left, right.mT, alpha=alpha)
-    term = left @ right.T
-    if alpha != 1.0:
-        term *= alpha
+    term = (left if alpha == 1.0 else left * alpha) @ right.T  # alpha on the (p, k) factor
     a += term
     return a
 

@@ -33,16 +33,32 @@ from .hsic import debiased_feature_hsic, row_sq_norms
 
 
 class _Shift:
-    """What the shifts of one set of moments by ``d`` (one vector per unit) share, formed once."""
+    """What the shifts of one set of moments by ``d`` (one vector per unit) share, formed once.
+
+    ``tr S``, ``S d`` and ``C d`` of the moments about their mean. A fresh batch may still hold
+    ``S``, ``C`` about its rounded centre (``m.residual`` = ``ρ``, see :meth:`Moments.finalise`):
+    the true ``S = S̃ - n ρρᵀ`` then enters through O(p) corrections (``S d = S̃ d - n ρ (ρ·d)``),
+    so that the batch need not be finalised before its merge, which removes ``ρ`` from ``S̃``
+    itself in its own rank-one update.
+    """
 
     def __init__(self, m: Moments, d: list[Array], xp: Any) -> None:
-        t, S, C = xp.matrix_transpose, m.S, m.C
+        t, S, C, n = xp.matrix_transpose, m.S, m.C, m.n
         self.m, self.d = m, d
         self.s = [xp.linalg.trace(Si) for Si in S]  # tr S per unit
         self.D = [_dot(di, di) for di in d]  # ‖d‖² per unit
         self.Sd = [Si @ di for Si, di in zip(S, d, strict=True)]
         self.Cd = [Ck @ d[u] for Ck, (u, _) in zip(C, m.pairs, strict=True)]
         self.Cte = [t(Ck) @ d[v] for Ck, (_, v) in zip(C, m.pairs, strict=True)]
+        if m.residual is not None:
+            rho = m.residual
+            rd = [_dot(r, di) for r, di in zip(rho, d, strict=True)]  # ρ·d per unit
+            self.s = [si - n * _dot(r, r) for si, r in zip(self.s, rho, strict=True)]
+            self.Sd = [v - (n * rd[u]) * rho[u] for u, v in enumerate(self.Sd)]
+            self.Cd = [v - (n * rd[u]) * rho[w] for v, (u, w) in zip(self.Cd, m.pairs, strict=True)]
+            self.Cte = [
+                v - (n * rd[w]) * rho[u] for v, (u, w) in zip(self.Cte, m.pairs, strict=True)
+            ]
 
 
 def _dot(a: Array, b: Array) -> Array:
@@ -211,7 +227,6 @@ class Moments:
             m.C.append(_fresh_float64(_matmul_t(b, a, xp), xp))
         if debiased:
             m._batch_debiasing(centred, xp)
-            m.finalise()
         return m
 
     @classmethod
@@ -289,6 +304,8 @@ class Moments:
         fields = [f for f in self.fields() if order is None or f.order != order]
         if not fields:
             return {}
+        # the second-order shifts read S and C themselves: a fresh batch is finalised first
+        assert self.residual is None or all(f.order != 2 for f in fields)
         t = _Shift(self, d, xp)
         return {
             f.name: [f.shift(t, k, u, v) for k, (u, v) in enumerate(self.index(f))] for f in fields
