@@ -27,6 +27,7 @@ from ._backend import (
     max_abs_exponent,
     namespace,
     power_of_two_scaled,
+    sample_centre,
     sample_rows,
     to_float64,
     to_scalar,
@@ -116,9 +117,9 @@ def prepare_layer(
     ``exact=False`` (:class:`~cka_sim.MinibatchCKA`): HSIC of one batch is invariant to
     translating the features, and its (m, m) Gram is (U-)centred in float64 afterwards, so the
     mean need not be exact: the subtraction only brings the features near zero so that a float32
-    Gram keeps the digits of their spread rather than of their offset. The centre is the float64
-    mean of 32 rows spread over the batch (:func:`~cka_sim._backend.sample_centre`), rounded to
-    the input dtype: what it misses is a translation (about σ/√32 per feature), removed exactly
+    Gram keeps the digits of their spread rather than of their offset. The centre is the
+    mean of 32 rows spread over the batch (:func:`~cka_sim._backend.sample_centre`), in the
+    input dtype: what it misses is a translation (about σ/√32 per feature), removed exactly
     by the float64 centring of the Gram; one subtraction pass over the batch and no host
     synchronisation. On the CPU a float32 batch whose sampled offset is no larger than its
     sampled spread (and whose magnitude needs no scaling) is not translated at all: ``data`` is
@@ -220,56 +221,50 @@ def _translated(x: Array, xp: Any, name: str) -> Prepared:
     """``x`` minus the mean of a sample of its rows, in ``x``'s dtype (see :func:`prepare_layer`).
 
     No host synchronisation on an accelerator, and only the 32 sampled rows read beyond the one
-    translation pass. The centre is their float64 mean: for float32 input, the mean of equal rows
-    is that row exactly, so a constant batch becomes exact zeros (its Gram and self-HSIC exactly
-    zero); a float64 batch whose sampled rows are all equal is translated by its first row. A
-    float32 batch is also scaled by ``2**-e``, ``e`` the exponent of the sample's largest
-    translated magnitude, in the same pass (:func:`~cka_sim._backend.translated_to_unit`; on the
-    CPU only when ``|e| > 16``), and ``gram_scale`` restores its Gram to the batch's units in
-    float64. A float64 batch beyond ``2**±200`` is refused by name (one host synchronisation,
-    for float64 input only).
+    translation pass. The centre is their mean, formed as the first row plus the mean of the
+    differences from it (:func:`~cka_sim._backend.sample_centre`): a sample of equal rows gives
+    that row exactly, so a constant batch becomes exact zeros (its Gram and self-HSIC exactly
+    zero) without a comparison pass. A float32 batch is also scaled by ``2**-e``, ``e`` the
+    exponent of the sample's largest translated magnitude, in the same pass
+    (:func:`~cka_sim._backend.translated_to_unit`; on the CPU only when ``|e| > 16``), and
+    ``gram_scale`` restores its Gram to the batch's units in float64. A float64 batch beyond
+    ``2**±200`` is refused by name (one host synchronisation, for float64 input only).
     """
     if x.dtype == xp.float64:
         _in_range(x, xp, name)
     rows = sample_rows(x)  # 32 rows spread over the batch, x[0] first
-    centre64 = xp.sum(rows, axis=0, dtype=xp.float64) / rows.shape[0]
-    centre = xp.astype(centre64, x.dtype)
+    centre = sample_centre(rows, xp)
     if x.dtype != xp.float32:
-        # a sample of equal rows: translate by the first row (exact zeros if the batch is
-        # constant; otherwise as good a translation as any for the float64 centring that follows)
-        centre = xp.where(xp.any(rows != rows[0:1]), centre, rows[0])
         return Prepared(x - centre)
-    if _offset_is_small(x, rows, centre64, xp):
+    probe = rows - centre  # the sample translated
+    if _offset_is_small(x, rows, centre, probe, xp):
         return Prepared(x)
-    # float32: the float64 mean of up to 32 equal float32 rows is that row exactly, so a constant
-    # batch becomes exact zeros without a comparison pass
-    data, restore = translated_to_unit(x, centre, rows - centre, xp, _WINDOW_FLOAT32)
+    data, restore = translated_to_unit(x, centre, probe, xp, _WINDOW_FLOAT32)
     return Prepared(data, gram_scale=restore)
 
 
-def _offset_is_small(x: Array, rows: Array, centre: Array, xp: Any) -> bool:
+def _offset_is_small(x: Array, rows: Array, centre: Array, probe: Array, xp: Any) -> bool:
     """True when a float32 CPU batch may skip the translation: its Gram ``x xᵀ`` is then formed
     directly and centred in float64 afterwards, which is exact up to the float32 products.
 
     Those products round relative to ``‖x_i‖‖x_j‖ ≈ ‖c‖² + s²`` (``c`` the sampled centre,
-    ``s²`` the sampled rows' mean squared distance from it) while the centred Gram is of order
-    ``s²``; with ``‖c‖² ≤ s²`` its rounding is at most about twice that of the translated batch.
-    Also required: the sample's largest magnitude within ``2**±16`` (no scaling needed), and a
-    device whose values can be read without a synchronisation cost (NumPy, torch on the CPU).
-    The ReLU of a zero-mean pre-activation qualifies (per unit, mean² ≈ 0.16 σ² against a variance
-    of ≈ 0.34 σ², so ``‖c‖² ≈ 0.47 s²``); offsets larger than the spread keep the translation.
+    ``s²`` the sampled rows' mean squared distance from it, summed from ``probe`` = the rows
+    minus ``c``, without cancellation) while the centred Gram is of order ``s²``; with
+    ``‖c‖² ≤ s²`` its rounding is at most about twice that of the translated batch. Also
+    required: the sample's largest magnitude within ``2**±16`` (no scaling needed; the float32
+    squares below then cannot overflow), and a device whose values can be read without a
+    synchronisation cost (NumPy, torch on the CPU). The ReLU of a zero-mean pre-activation
+    qualifies (per unit, mean² ≈ 0.16 σ² against a variance of ≈ 0.34 σ², so
+    ``‖c‖² ≈ 0.47 s²``); offsets larger than the spread keep the translation.
     """
     if is_torch(x) and x.device.type != "cpu":
         return False
-    # a few reductions over the sample (1/8 of a batch of 256), no float64 copy of it. First the
-    # magnitude (within the window the float32 squares below cannot overflow); then the spread,
-    # the mean squared row norm minus the squared centre (cancellation only where the offset
-    # dominates, the case refused anyway)
     largest = max(to_scalar(xp.max(rows)), -to_scalar(xp.min(rows)))
     if not (math.isfinite(largest) and abs(math.frexp(largest)[1]) <= _WINDOW_FLOAT32):
         return False
     offset_sq = to_scalar(xp.sum(centre * centre))
-    spread_sq = to_scalar(xp.sum(rows * rows, dtype=xp.float64)) / rows.shape[0] - offset_sq
+    flat = xp.reshape(probe, (-1,))  # a new contiguous array: its dot product is one BLAS call
+    spread_sq = to_scalar(flat @ flat) / rows.shape[0]
     return 0.0 < spread_sq and offset_sq <= spread_sq
 
 
