@@ -82,7 +82,7 @@ def test_linear_cka_of_tensors_is_that_of_arrays_on_either_path(debiased, two_th
 
 
 @pytest.mark.parametrize("transposed", [False, True])
-@pytest.mark.parametrize("rows", [127, 128, 300])
+@pytest.mark.parametrize("rows", [127, 128, 300, 511, 600])  # 64-row blocks, then 128-row
 def test_gram_is_the_exactly_symmetric_product(transposed, rows):
     g = torch.Generator().manual_seed(rows)
     a = torch.randn(rows, 40, generator=g) if not transposed else torch.randn(40, rows, generator=g)
