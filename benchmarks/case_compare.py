@@ -33,7 +33,8 @@ from .timing import PeakMemory
 
 def compare(ctx: Context, n: int, batch_size: int, rounds: int = 1) -> list[Row]:
     """Time the contenders and floors of the case one after the other, ``rounds`` times (each
-    keeps its best round), after a warm-up of two batches."""
+    keeps its best round; with two rounds or more, the notes also give the median over rounds
+    of cka_sim's time over each other library's), after a warm-up of two batches."""
     import torch
 
     params = {"n": n, "batch": batch_size, "layers": f"{len(CNN_LAYERS)}x{len(CNN_LAYERS)}"}
@@ -66,7 +67,8 @@ def compare(ctx: Context, n: int, batch_size: int, rounds: int = 1) -> list[Row]
         )
     else:
         rows.append(row("compare_models", params, "pytorch-cka", note=peer.missing))
-    times, peaks, results = _interleaved(ctx, fns, rounds)
+    per_round, peaks, results = _interleaved(ctx, fns, rounds)
+    times = {name: min(values) for name, values in per_round.items()}
 
     forward, gemm = times["forward only"], times["forward + Gram products"]
     times["forward + half-flop Grams"] = forward + (gemm - forward) / 2
@@ -78,12 +80,21 @@ def compare(ctx: Context, n: int, batch_size: int, rounds: int = 1) -> list[Row]
         else:
             ratio, of = seconds / ours, "/cka_sim"
         error, note = None, ""
+        rounds_note = ""
+        if rounds > 1 and name != "cka_sim" and name in per_round:
+            rounds_note = (
+                f"; median of the {rounds} rounds' cka_sim/{name}: "
+                f"{median_ratio(per_round['cka_sim'], per_round[name]):.2f}"
+            )
         if name == "pytorch-cka":
             error = float(np.nanmax(np.abs(results[name] - results["cka_sim"])))
-            note = "error: max |peer - cka_sim| over the matrix"
+            note = "error: max |peer - cka_sim| over the matrix" + rounds_note
         elif name in ctx.libs and name != "cka_sim":
             error = float(np.nanmax(np.abs(results[name] - results["cka_sim"])))
-            note = f"error: max |{name} - cka_sim|; cka_sim takes {ours / seconds:.2f}x its time"
+            note = (
+                f"error: max |{name} - cka_sim|; cka_sim takes {ours / seconds:.2f}x its time"
+                + rounds_note
+            )
         elif name == "forward + half-flop Grams":
             note = "derived: forward only + half the GEMM Grams' time"
         rows.append(
@@ -106,22 +117,34 @@ def compare(ctx: Context, n: int, batch_size: int, rounds: int = 1) -> list[Row]
 
 def _interleaved(
     ctx: Context, fns: dict[str, Callable[[], Any]], rounds: int
-) -> tuple[dict[str, float], dict[str, int | None], dict[str, Any]]:
-    """Best time, first-round peak memory and last result of each function over ``rounds``."""
+) -> tuple[dict[str, list[float]], dict[str, int | None], dict[str, Any]]:
+    """Every round's time, first-round peak memory and last result of each function.
+
+    Each round runs every function once; the order rotates by one from round to round, so that
+    no contender always follows the same one.
+    """
     results: dict[str, Any] = {}
-    times: dict[str, float] = dict.fromkeys(fns, float("inf"))
+    times: dict[str, list[float]] = {name: [] for name in fns}
     peaks: dict[str, int | None] = {}
+    names = list(fns)
     for round_ in range(rounds):
-        for name, fn in fns.items():
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
             ctx.log(f"  compare_models: {name} (round {round_ + 1} of {rounds})")
             gc.collect()
             with PeakMemory(ctx.device) as peak:
                 start = ctx.clock()
-                results[name] = fn()
+                results[name] = fns[name]()
                 ctx.sync()
-                times[name] = min(times[name], ctx.clock() - start)
+                times[name].append(ctx.clock() - start)
             peaks.setdefault(name, peak.bytes)
     return times, peaks, results
+
+
+def median_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of ``a[i] / b[i]``: two contenders compared round by round, which a
+    machine whose speed drifts during a run disturbs less than the ratio of their best rounds."""
+    return float(np.median([x / y for x, y in zip(a, b, strict=True)]))
 
 
 def _hooks(models: tuple[Any, Any], outputs: list[Any]) -> list[Any]:

@@ -316,12 +316,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "jobs (use with --threads 1 and OPENBLAS_NUM_THREADS=1)",
     )
     parser.add_argument(
+        "--compare-rounds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rounds of the compare_models case (default: the preset's); each contender keeps "
+        "its best, and the notes give the median over rounds of cka_sim's time over each peer's",
+    )
+    parser.add_argument(
         "--baseline",
         default=None,
         metavar="REV",
         help="also time the cka_sim of this git revision (or folder) side by side",
     )
     args = parser.parse_args(argv)
+    if args.compare_rounds is not None and args.compare_rounds < 1:
+        parser.error(f"--compare-rounds must be at least 1; got {args.compare_rounds}")
     if args.device != "cpu" and not args.device.startswith("cuda"):
         parser.error(f"--device must be cpu or cuda[:index]; got {args.device!r}")
     return args
@@ -338,8 +348,11 @@ def main(argv: list[str] | None = None) -> None:
         "goals": Config.goals,
         "tiny": Config.tiny,
     }
+    config = presets[preset]()
+    if args.compare_rounds is not None:
+        config.compare_rounds = args.compare_rounds
     record = run_suite(
-        presets[preset](),
+        config,
         device=args.device,
         out=args.out,
         selected=tuple(args.case) if args.case else CASES,

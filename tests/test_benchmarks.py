@@ -176,3 +176,43 @@ def test_a_failing_case_is_reported_and_the_others_still_written(tmp_path, monke
     assert record["meta"]["failed"] == {"accuracy": "RuntimeError: boom"}
     assert any(r["case"] == "linear" and r["seconds"] for r in record["rows"])
     assert json.loads((tmp_path / record["json"].split("/")[-1]).read_text())["meta"]["failed"]
+
+
+def test_compare_rounds_rotate_the_order_and_keep_every_time():
+    from benchmarks.case_compare import _interleaved, median_ratio
+
+    calls = []
+
+    class Ctx:
+        device = "cpu"
+        clock = staticmethod(iter(range(100)).__next__)  # each call takes exactly 1 "second"
+
+        @staticmethod
+        def log(message):
+            pass
+
+        @staticmethod
+        def sync():
+            pass
+
+    fns = {name: (lambda n=name: calls.append(n)) for name in ("a", "b", "c")}
+    times, _, _ = _interleaved(Ctx(), fns, rounds=3)
+    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert times == {"a": [1, 1, 1], "b": [1, 1, 1], "c": [1, 1, 1]}
+    # round by round: 4/4, 2/1, 6/5 -> median 1.2; the ratio of the best rounds would be 2
+    assert median_ratio([4.0, 2.0, 6.0], [4.0, 1.0, 5.0]) == pytest.approx(1.2)
+
+
+def test_compare_rounds_option(monkeypatch):
+    from benchmarks import run
+
+    seen = {}
+    monkeypatch.setattr(
+        run,
+        "run_suite",
+        lambda config, **kw: seen.update(rounds=config.compare_rounds) or {"meta": {"failed": []}},
+    )
+    main(["--preset", "tiny", "--case", "compare_models", "--compare-rounds", "5"])
+    assert seen["rounds"] == 5
+    with pytest.raises(SystemExit):
+        run.parse_args(["--compare-rounds", "0"])
