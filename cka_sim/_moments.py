@@ -430,6 +430,7 @@ class Moments:
 
     def hsic_terms(self) -> tuple[list[Array], list[Array]]:
         """Feature-form (debiased: ∝ HSIC₁) self terms per unit and cross terms per pair."""
+        assert self.residual is None, "finalise() a fresh batch before reading its HSIC terms"
         xp, n = self.namespace(), self.n
         selfs = [frobenius_sq(S, xp) for S in self.S]
         cross = [frobenius_sq(C, xp) for C in self.C]
