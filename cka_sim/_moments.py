@@ -39,7 +39,7 @@ class _Shift:
     ``S``, ``C`` about its rounded centre (``m.residual`` = ``ρ``, see :meth:`Moments.finalise`):
     the true ``S = S̃ - n ρρᵀ`` then enters through O(p) corrections (``S d = S̃ d - n ρ (ρ·d)``),
     so that the batch need not be finalised before its merge, which removes ``ρ`` from ``S̃``
-    itself in its own rank-one update.
+    itself in its own rank-two update.
     """
 
     def __init__(self, m: Moments, d: list[Array], xp: Any) -> None:
