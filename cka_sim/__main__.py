@@ -179,42 +179,17 @@ def _load(path: str) -> np.ndarray | dict[str, np.ndarray]:
 
 
 def _pair(args: argparse.Namespace) -> int:
-    from .cka import kernel_cka, linear_cka
-    from .deconfounded import deconfounded_cka
-    from .procrustes import procrustes_similarity
-    from .stats import bootstrap_ci, permutation_test
-
     x, y = _load(args.x), _load(args.y)
     if args.plot or args.save:
         raise InputError("--plot and --save need .npz files of layers (a layer x layer matrix)")
     assert isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
-    options: dict[str, Any] = {"debiased": args.debiased}
     z = _confounder(args)
-    estimator = args.kernel + ("-debiased" if args.debiased else "")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CKAUndefinedWarning)
-        if args.kernel == "rbf":
-            options.update(kernel="rbf", threshold=args.threshold)
-            value = kernel_cka(x, y, threshold=args.threshold, debiased=args.debiased)
-        elif args.measure == "cka":
-            value = linear_cka(x, y, debiased=args.debiased)
-        else:
-            options.update(measure=args.measure, confounder=z)
-            estimator = estimator_name(args.measure, args.debiased)
-            if args.measure == "dcka":
-                value = deconfounded_cka(x, y, z, debiased=args.debiased)
-            else:
-                value = procrustes_similarity(x, y)
-    for record in caught:
-        if not issubclass(record.category, CKAUndefinedWarning):
-            warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
+        value, estimator, options = _pair_value(args, x, y, z)
+    _rewarn_others(caught)
     if math.isnan(value):
-        reasons = [str(r.message) for r in caught if issubclass(r.category, CKAUndefinedWarning)]
-        reason = reasons[0] if reasons else f"{args.measure} is undefined for these inputs"
-        if args.json:
-            print(json.dumps({"measure": args.measure, "value": None, "undefined": reason}))
-        print(f"cka-sim: {reason}", file=sys.stderr)
-        return 1
+        return _report_undefined(args, caught)
     out: dict[str, Any] = {
         "measure": args.measure,
         "value": value,
@@ -225,6 +200,70 @@ def _pair(args: argparse.Namespace) -> int:
         out["cka"] = value
     if args.measure == "procrustes":
         out["procrustes_distance"] = 2.0 - 2.0 * min(value, 1.0)
+    _add_uncertainty(args, x, y, options, out)
+    if args.json:
+        print(json.dumps({k: _jsonable(v) for k, v in out.items()}))
+    else:
+        _print_pair(args, out)
+    return 0
+
+
+def _pair_value(
+    args: argparse.Namespace, x: np.ndarray, y: np.ndarray, z: np.ndarray | None
+) -> tuple[float, str, dict[str, Any]]:
+    """The measure of one pair of arrays, its estimator name, and the options that computed it.
+
+    The options are passed on to the permutation test and the bootstrap, so they compute the same
+    measure.
+    """
+    from .cka import kernel_cka, linear_cka
+    from .deconfounded import deconfounded_cka
+    from .procrustes import procrustes_similarity
+
+    options: dict[str, Any] = {"debiased": args.debiased}
+    estimator = args.kernel + ("-debiased" if args.debiased else "")
+    if args.kernel == "rbf":
+        options.update(kernel="rbf", threshold=args.threshold)
+        value = kernel_cka(x, y, threshold=args.threshold, debiased=args.debiased)
+    elif args.measure == "cka":
+        value = linear_cka(x, y, debiased=args.debiased)
+    else:
+        options.update(measure=args.measure, confounder=z)
+        estimator = estimator_name(args.measure, args.debiased)
+        if args.measure == "dcka":
+            value = deconfounded_cka(x, y, z, debiased=args.debiased)
+        else:
+            value = procrustes_similarity(x, y)
+    return value, estimator, options
+
+
+def _rewarn_others(caught: list[warnings.WarningMessage]) -> None:
+    """Issue again the recorded warnings other than CKAUndefinedWarning (reported as a reason)."""
+    for record in caught:
+        if not issubclass(record.category, CKAUndefinedWarning):
+            warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
+
+
+def _report_undefined(args: argparse.Namespace, caught: list[warnings.WarningMessage]) -> int:
+    """Print why the measure is undefined (also as JSON with ``--json``); exit status 1."""
+    reasons = [str(r.message) for r in caught if issubclass(r.category, CKAUndefinedWarning)]
+    reason = reasons[0] if reasons else f"{args.measure} is undefined for these inputs"
+    if args.json:
+        print(json.dumps({"measure": args.measure, "value": None, "undefined": reason}))
+    print(f"cka-sim: {reason}", file=sys.stderr)
+    return 1
+
+
+def _add_uncertainty(
+    args: argparse.Namespace,
+    x: np.ndarray,
+    y: np.ndarray,
+    options: dict[str, Any],
+    out: dict[str, Any],
+) -> None:
+    """Add the permutation p-value and the bootstrap interval to ``out``, where asked for."""
+    from .stats import bootstrap_ci, permutation_test
+
     if args.permutations:
         test = permutation_test(x, y, n_permutations=args.permutations, seed=args.seed, **options)
         out.update(pvalue=test.pvalue, n_permutations=args.permutations)
@@ -246,11 +285,12 @@ def _pair(args: argparse.Namespace) -> int:
             ci_method=args.ci_method,
             n_resamples=args.bootstrap,
         )
-    if args.json:
-        print(json.dumps({k: _jsonable(v) for k, v in out.items()}))
-        return 0
+
+
+def _print_pair(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """Print the summary of one pair for people (the ``--json`` form is one line of JSON)."""
     label = {"cka": "CKA", "dcka": "dCKA", "procrustes": "Procrustes similarity"}[args.measure]
-    print(f"{label} ({out['estimator']}, n={out['n_examples']}) = {value:.4f}")
+    print(f"{label} ({out['estimator']}, n={out['n_examples']}) = {out['value']:.4f}")
     if args.measure == "procrustes":
         print(f"Procrustes distance 2 - 2s = {out['procrustes_distance']:.4f}")
     if args.permutations:
@@ -260,7 +300,6 @@ def _pair(args: argparse.Namespace) -> int:
             f"{100 * args.confidence:g}% interval = [{out['ci_low']:.4f}, {out['ci_high']:.4f}] "
             f"({args.ci_method}, {args.bootstrap} half-samples; s.e. {out['standard_error']:.4f})"
         )
-    return 0
 
 
 def _layers(args: argparse.Namespace) -> int:

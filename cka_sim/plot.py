@@ -7,16 +7,39 @@ functions, never by ``import cka_sim``.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-if TYPE_CHECKING:  # the result module imports this one (CKAResult.plot); no import back
-    from .result import CKAResult
+__all__ = ["heatmap", "layer_curve"]
 
 _MISSING = 'cka_sim.plot needs matplotlib; install the plot extra: pip install "cka-sim[plot]"'
 _NAN_COLOUR = "0.75"
+
+
+@runtime_checkable
+class PlottableResult(Protocol):
+    """What the figures read from a result; :class:`~cka_sim.CKAResult` is one.
+
+    This module draws and knows nothing else about results: any object with these attributes is
+    drawn, and anything else is refused with a ``TypeError``.
+    """
+
+    values: np.ndarray
+    row_names: list[str]
+    col_names: list[str]
+    estimator: str
+    n_examples: int
+    metadata: Mapping[str, Any]
+    pvalues: np.ndarray | None
+    ci_low: np.ndarray | None
+    ci_high: np.ndarray | None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The number of rows and columns."""
+        ...
 
 
 def _pyplot() -> Any:
@@ -28,13 +51,11 @@ def _pyplot() -> Any:
 
 
 def _is_result(value: Any) -> bool:
-    """A :class:`~cka_sim.CKAResult`, recognised by its class without importing its module."""
-    return any(
-        c.__name__ == "CKAResult" and c.__module__ == "cka_sim.result" for c in type(value).__mro__
-    )
+    """A result to draw (a :class:`~cka_sim.CKAResult`), recognised by the attributes read."""
+    return isinstance(value, PlottableResult)
 
 
-def _check_result(result: Any, name: str) -> CKAResult:
+def _check_result(result: Any, name: str) -> PlottableResult:
     if not _is_result(result):
         raise TypeError(
             f"{name} must be a CKAResult (e.g. from cka_sim.cka_matrix); got {type(result).__name__}"
@@ -48,7 +69,7 @@ def _save(fig: Any, save: str | os.PathLike[str] | None) -> None:
 
 
 def heatmap(
-    result: CKAResult,
+    result: PlottableResult,
     ax: Any = None,
     *,
     annotate: bool = False,
@@ -119,10 +140,53 @@ def heatmap(
     (3, 3)
     """
     plt = _pyplot()
+    result = _check_result(result, "result")
+    ax, image, negative = _draw_matrix(plt, ax, result, vmin, vmax, cmap, colorbar)
+    _label_heatmap(ax, result, title)
+    if annotate:
+        _annotate_cells(ax, image, result.values, negative)
+    _mark_and_colorbar(ax, image, result.pvalues, alpha, colorbar)
+    _save(ax.figure, save)
+    return ax
+
+
+def _draw_matrix(
+    plt: Any,
+    ax: Any,
+    result: PlottableResult,
+    vmin: float | None,
+    vmax: float | None,
+    cmap: Any,
+    colorbar: bool,
+) -> tuple[Any, Any, bool]:
+    """The matrix as an image (on new axes when ``ax`` is None), NaN cells masked.
+
+    Returns the axes, the image and whether a finite value is negative (a diverging scale).
+    """
+    lo, hi, colours, negative = _colour_scale(result.values, vmin, vmax, cmap)
+    if ax is None:
+        ax = _heatmap_axes(plt, result.shape, colorbar)
+    image = ax.imshow(
+        np.ma.masked_invalid(result.values),
+        cmap=colours,
+        vmin=lo,
+        vmax=hi,
+        aspect="auto",
+        interpolation="nearest",
+    )
+    return ax, image, negative
+
+
+def _colour_scale(
+    values: np.ndarray, vmin: float | None, vmax: float | None, cmap: Any
+) -> tuple[float, float, Any, bool]:
+    """Colour limits, colormap (NaN in light grey), and whether a finite value is negative.
+
+    Fixed 0..1 ``viridis`` by default; ``RdBu_r`` on ``-v..v``, ``v = max(1, max |value|)``, when
+    a finite value is negative. ``vmin``, ``vmax`` and ``cmap`` override each part.
+    """
     import matplotlib as mpl
 
-    result = _check_result(result, "result")
-    values = result.values
     finite = values[np.isfinite(values)]
     negative = finite.size > 0 and bool(finite.min() < 0)
     if negative:
@@ -133,35 +197,44 @@ def heatmap(
         lo, hi = (0.0 if vmin is None else vmin), (1.0 if vmax is None else vmax)
         palette = "viridis" if cmap is None else cmap
     colours = mpl.colormaps[palette] if isinstance(palette, str) else palette
-    colours = colours.with_extremes(bad=_NAN_COLOUR)
-    if ax is None:
-        rows, cols = result.shape
-        width = min(14.0, 2.0 + 0.55 * cols + (1.2 if colorbar else 0.0))
-        _, ax = plt.subplots(figsize=(max(4.0, width), max(3.5, min(12.0, 1.5 + 0.5 * rows))))
-    image = ax.imshow(
-        np.ma.masked_invalid(values),
-        cmap=colours,
-        vmin=lo,
-        vmax=hi,
-        aspect="auto",
-        interpolation="nearest",
-    )
+    return lo, hi, colours.with_extremes(bad=_NAN_COLOUR), negative
+
+
+def _heatmap_axes(plt: Any, shape: tuple[int, int], colorbar: bool) -> Any:
+    """New axes sized for a ``shape`` matrix (and its colour bar), within 14 x 12 inches."""
+    rows, cols = shape
+    width = min(14.0, 2.0 + 0.55 * cols + (1.2 if colorbar else 0.0))
+    _, ax = plt.subplots(figsize=(max(4.0, width), max(3.5, min(12.0, 1.5 + 0.5 * rows))))
+    return ax
+
+
+def _label_heatmap(ax: Any, result: PlottableResult, title: str | None) -> None:
+    """Layer names as ticks, axis labels from the metadata, and the title."""
     ax.set_xticks(range(result.shape[1]), result.col_names, rotation=45, ha="right")
     ax.set_yticks(range(result.shape[0]), result.row_names)
     ax.set_xlabel(str(result.metadata.get("col_label", "layers (columns)")))
     ax.set_ylabel(str(result.metadata.get("row_label", "layers (rows)")))
     ax.set_title(title if title is not None else f"CKA ({result.estimator}, n={result.n_examples})")
-    if annotate:
-        for (i, j), v in np.ndenumerate(values):
-            text = "NaN" if np.isnan(v) else f"{v:.2f}"
-            shade = image.norm(v) if np.isfinite(v) else 0.5
-            dark = shade < 0.5 if not negative else abs(shade - 0.5) > 0.3
-            ax.text(
-                j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black"
-            )
+
+
+def _annotate_cells(ax: Any, image: Any, values: np.ndarray, negative: bool) -> None:
+    """Write each value in its cell, in white on dark colours and black on light ones."""
+    for (i, j), v in np.ndenumerate(values):
+        text = "NaN" if np.isnan(v) else f"{v:.2f}"
+        shade = image.norm(v) if np.isfinite(v) else 0.5
+        dark = shade < 0.5 if not negative else abs(shade - 0.5) > 0.3
+        ax.text(
+            j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black"
+        )
+
+
+def _mark_and_colorbar(
+    ax: Any, image: Any, pvalues: np.ndarray | None, alpha: float | None, colorbar: bool
+) -> None:
+    """A ``×`` on every cell with permutation ``p > alpha`` (where known); the colour bar."""
     label = "CKA"
-    if alpha is not None and result.pvalues is not None:
-        rows_ns, cols_ns = np.nonzero(result.pvalues > alpha)
+    if alpha is not None and pvalues is not None:
+        rows_ns, cols_ns = np.nonzero(pvalues > alpha)
         if rows_ns.size:
             ax.scatter(
                 cols_ns,
@@ -175,11 +248,9 @@ def heatmap(
         label = f"CKA (× : permutation p > {alpha:g})"
     if colorbar:
         ax.figure.colorbar(image, ax=ax, label=label)
-    _save(ax.figure, save)
-    return ax
 
 
-def _corresponding(result: CKAResult) -> tuple[list[str], list[int], list[int]]:
+def _corresponding(result: PlottableResult) -> tuple[list[str], list[int], list[int]]:
     """Names and (row, col) indices of corresponding layers: shared names, else the diagonal."""
     shared = [name for name in result.row_names if name in result.col_names]
     if shared:
@@ -197,7 +268,7 @@ def _corresponding(result: CKAResult) -> tuple[list[str], list[int], list[int]]:
 
 
 def layer_curve(
-    results: CKAResult | Sequence[CKAResult],
+    results: PlottableResult | Sequence[PlottableResult],
     labels: Sequence[str] | None = None,
     ax: Any = None,
     *,
@@ -261,39 +332,76 @@ def layer_curve(
     ['layer1', 'layer2']
     """
     plt = _pyplot()
-    if _is_result(results):
-        results = [results]
-    results = [_check_result(r, f"results[{i}]") for i, r in enumerate(results)]
-    if not results:
-        raise ValueError("results is empty; pass at least one CKAResult")
-    if labels is None:
-        labels = [f"comparison {i + 1}" for i in range(len(results))]
-    if len(labels) != len(results):
-        raise ValueError(
-            f"labels has {len(labels)} entries for {len(results)} results; give one each"
-        )
+    results, labels = _checked_curves(results, labels)
     if ax is None:
         _, ax = plt.subplots(figsize=(7.0, 4.0))
+    tick_names, lowest = _draw_curves(ax, results, labels)
+    _finish_curve_axes(ax, tick_names, lowest, ylim, title)
+    _save(ax.figure, save)
+    return ax
+
+
+def _checked_curves(
+    results: PlottableResult | Sequence[PlottableResult], labels: Sequence[str] | None
+) -> tuple[list[PlottableResult], Sequence[str]]:
+    """The results as a non-empty list, each checked, and one label per result."""
+    if _is_result(results):
+        results = [results]
+    checked = [_check_result(r, f"results[{i}]") for i, r in enumerate(results)]
+    if not checked:
+        raise ValueError("results is empty; pass at least one CKAResult")
+    if labels is None:
+        labels = [f"comparison {i + 1}" for i in range(len(checked))]
+    if len(labels) != len(checked):
+        raise ValueError(
+            f"labels has {len(labels)} entries for {len(checked)} results; give one each"
+        )
+    return checked, labels
+
+
+def _draw_curves(
+    ax: Any, results: Sequence[PlottableResult], labels: Sequence[str]
+) -> tuple[list[str], float]:
+    """One line per result; the x tick names (the longest list of names) and the lowest value."""
     lowest = 0.0
     tick_names: list[str] = []
     for result, label in zip(results, labels, strict=True):
-        names, rows, cols = _corresponding(result)
-        depth = np.arange(len(names))
-        y = result.values[rows, cols]
-        (line,) = ax.plot(depth, y, marker="o", label=str(label))
-        if result.ci_low is not None and result.ci_high is not None:
-            ax.fill_between(
-                depth,
-                result.ci_low[rows, cols],
-                result.ci_high[rows, cols],
-                color=line.get_color(),
-                alpha=0.2,
-                linewidth=0,
-            )
-            lowest = min(lowest, float(np.nanmin(result.ci_low[rows, cols])))
-        lowest = min(lowest, float(np.nanmin(y)) if np.isfinite(y).any() else 0.0)
+        names, low = _draw_curve(ax, result, str(label))
+        lowest = min(lowest, low)
         if len(names) > len(tick_names):
             tick_names = names if not tick_names else tick_names + names[len(tick_names) :]
+    return tick_names, lowest
+
+
+def _draw_curve(ax: Any, result: PlottableResult, label: str) -> tuple[list[str], float]:
+    """One result's line (and interval band); its layer names and its lowest value (at most 0)."""
+    names, rows, cols = _corresponding(result)
+    depth = np.arange(len(names))
+    y = result.values[rows, cols]
+    (line,) = ax.plot(depth, y, marker="o", label=label)
+    lowest = 0.0
+    if result.ci_low is not None and result.ci_high is not None:
+        ax.fill_between(
+            depth,
+            result.ci_low[rows, cols],
+            result.ci_high[rows, cols],
+            color=line.get_color(),
+            alpha=0.2,
+            linewidth=0,
+        )
+        lowest = min(lowest, float(np.nanmin(result.ci_low[rows, cols])))
+    lowest = min(lowest, float(np.nanmin(y)) if np.isfinite(y).any() else 0.0)
+    return names, lowest
+
+
+def _finish_curve_axes(
+    ax: Any,
+    tick_names: list[str],
+    lowest: float,
+    ylim: tuple[float, float] | None,
+    title: str | None,
+) -> None:
+    """Layer names as x ticks, axis labels, y limits (0..1.05 or below ``lowest``), legend."""
     ax.set_xticks(range(len(tick_names)), tick_names, rotation=45, ha="right")
     ax.set_xlabel("layer (depth)")
     ax.set_ylabel("CKA")
@@ -302,5 +410,3 @@ def layer_curve(
     if title is not None:
         ax.set_title(title)
     ax.legend()
-    _save(ax.figure, save)
-    return ax
