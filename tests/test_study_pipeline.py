@@ -15,7 +15,6 @@ torch = pytest.importorskip("torch")
 from cka_sim import deconfounded_cka_from_grams, gram_linear, linear_cka  # noqa: E402
 from vae_zoo.models import make_model  # noqa: E402
 from vae_zoo.study import StudyConfig, run_study  # noqa: E402
-from vae_zoo.study import pipeline as pipeline_module  # noqa: E402
 from vae_zoo.study.__main__ import main  # noqa: E402
 from vae_zoo.study.representations import (  # noqa: E402
     centred_grams,
@@ -25,6 +24,7 @@ from vae_zoo.study.representations import (  # noqa: E402
     unit_bank,
     unit_layers,
 )
+from vae_zoo.study.stages import transfer as transfer_stage  # noqa: E402
 
 TINY = StudyConfig(
     datasets=("digits", "mnist"),
@@ -235,7 +235,7 @@ def test_rerun_recomputes_nothing(finished_study):
 def test_resume_after_an_interruption_gives_the_same_results(finished_study, tmp_path, monkeypatch):
     _, uninterrupted = finished_study
     calls = {"n": 0}
-    real = pipeline_module._run_transfer
+    real = transfer_stage._run_transfer
 
     def dies_after_three(job):
         calls["n"] += 1
@@ -243,13 +243,13 @@ def test_resume_after_an_interruption_gives_the_same_results(finished_study, tmp
             raise KeyboardInterrupt
         return real(job)
 
-    monkeypatch.setattr(pipeline_module, "_run_transfer", dies_after_three)
+    monkeypatch.setattr(transfer_stage, "_run_transfer", dies_after_three)
     with pytest.raises(KeyboardInterrupt):
         run_study(TINY, tmp_path, progress=False)
     done = sorted(tmp_path.glob("transfer/**/transfer.json"))
     assert len(done) == 3
     stamps = {p: p.stat().st_mtime_ns for p in done}
-    monkeypatch.setattr(pipeline_module, "_run_transfer", real)
+    monkeypatch.setattr(transfer_stage, "_run_transfer", real)
     resumed = run_study(TINY, tmp_path, progress=False)
     assert {p: p.stat().st_mtime_ns for p in done} == stamps
     assert json.dumps(resumed["claims"]) == json.dumps(uninterrupted["claims"])

@@ -34,8 +34,9 @@ from .figures import (
     visual_check,
     visual_validation,
 )
-from .pipeline import Study, write_json, write_npz
+from .pipeline import Study
 from .report import write_report
+from .stages.common import write_json, write_npz
 
 VARIANTS = (("debiased", "mean"), ("biased", "mean"), ("debiased", "sample"), ("biased", "sample"))
 """(estimator, decoder input) readings of claims 1 and 2; the first is primary, the last is the

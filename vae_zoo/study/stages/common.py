@@ -1,0 +1,127 @@
+"""What every stage shares: the study directory, its datasets and training settings, atomic
+writes, derived seeds and the worker processes' dataset cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ... import storage
+from ...datasets import ImageDataset
+from ...train import TrainConfig
+from ...zoo import DatasetLoader
+from ..config import StudyConfig
+
+__all__ = ["StudyContext", "check_config", "check_datasets", "write_json", "write_npz"]
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (see :mod:`vae_zoo.storage`)."""
+    storage.write_json(path, data, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Write an ``.npz`` atomically."""
+    storage.atomic_write(path, lambda handle: np.savez(handle, **arrays))
+
+
+def check_datasets(config: StudyConfig) -> None:
+    """Refuse a configuration whose datasets do not load on this machine (before any work)."""
+    from ...datasets import available
+
+    status = available()
+    missing = [f"{name}: {status[name].detail}" for name in config.datasets if not status[name].ok]
+    if missing:
+        raise ValueError(
+            "these datasets do not load on this machine; install them or choose others with "
+            "--datasets: " + "; ".join(missing)
+        )
+
+
+def check_config(config: StudyConfig, out: Path) -> None:
+    """Refuse a study directory made by other settings; record the settings of a new one."""
+    path = out / "config.json"
+    if path.exists():
+        changed = config.differs_from(json.loads(path.read_text()))
+        if changed:
+            raise ValueError(
+                f"{out} holds a study with other settings (differs in {changed}); use "
+                "another --out directory, or delete this one to start over"
+            )
+    else:
+        write_json(path, config.to_dict())
+
+
+class StudyContext:
+    """The settings and directory of one study, and the datasets every stage reads.
+
+    Parameters
+    ----------
+    config : StudyConfig
+    out : Path
+        The study directory.
+    """
+
+    def __init__(self, config: StudyConfig, out: Path) -> None:
+        self.config = config
+        self.out = out
+        self._datasets: dict[tuple[str, str], ImageDataset] = {}
+
+    @property
+    def size(self) -> int:
+        return self.config.size
+
+    def dataset(self, name: str, split: str) -> ImageDataset:
+        """A dataset split at the study's size, loaded once (the training split capped)."""
+        key = (name, split)
+        if key not in self._datasets:
+            cap = self.config.train_examples if split == "train" else None
+            from ...datasets import load
+
+            self._datasets[key] = load(name, split=split, size=self.size, max_examples=cap)
+        return self._datasets[key]
+
+    def loader(self) -> DatasetLoader:
+        """The loader of the zoo's training runs (in the worker processes)."""
+        c = self.config
+        return DatasetLoader(max_examples=c.train_examples, max_test_examples=c.test_examples)
+
+    def train_config(self, steps: int, **extra: Any) -> TrainConfig:
+        """Training settings of a run of ``steps`` steps (zoo model or transfer)."""
+        c = self.config
+        return TrainConfig(
+            steps=steps,
+            objective=c.objective,
+            objective_params=dict(c.objective_params),
+            eval_examples=c.test_examples,
+            eval_every=0,
+            checkpoint_every=max(50, steps // 5),
+            log_every=max(10, steps // 20),
+            device=c.device,
+            **extra,
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_load(loader: DatasetLoader, name: str, split: str, size: int) -> ImageDataset:
+    return loader(name, split, size)
+
+
+def _stable_seed(text: str) -> int:
+    # Known bug, kept until its own fix: only the first 4 characters of ``text`` count.
+    return int.from_bytes(text.encode()[:8].ljust(8, b"\0"), "little") % 2**32
