@@ -10,17 +10,16 @@ The core needs only NumPy and SciPy; torch and matplotlib are optional extras an
 imported by ``import cka_sim``. See ``docs/estimators.md`` for formulas and numerics.
 """
 
+from .accumulators import MinibatchCKA, StreamingCKA, StreamingCKAMatrix
 from .cka import cka, kernel_cka, linear_cka
 from .deconfounded import deconfounded_cka, deconfounded_cka_from_grams
 from .exceptions import CKAUndefinedWarning
 from .hsic import hsic
 from .kernels import center_gram, gram_linear, gram_polynomial, gram_rbf
 from .matrix import cka_matrix
-from .minibatch import MinibatchCKA
 from .procrustes import procrustes_distance, procrustes_similarity
 from .result import CKAResult
 from .stats import bootstrap_ci, cka_matrix_with_uncertainty, permutation_test
-from .streaming import StreamingCKA, StreamingCKAMatrix
 
 __version__ = "0.1.0"
 

@@ -8,31 +8,25 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._backend import (
-    Array,
-    as_float64_tensor,
-    as_output,
-    numpy_views,
-    power_of_two_scaled,
-    to_float64,
-    to_scalar,
-)
-from ._batch import all_rows_equal, prepare_finite, prepare_finite_all
-from ._moments import Moments
-from ._validation import (
-    check_choice,
-    check_finite,
+from ._core.backend import Array, present, to_float64, to_scalar
+from ._core.check import (
     check_gram_pair,
-    check_kernel_name,
-    check_pair,
-    check_positive,
-    warn_undefined,
+    check_kernel_cka,
+    check_linear,
 )
+from ._core.moments import Moments
+from ._core.prepare import (
+    Centred,
+    all_rows_equal,
+    prepare_one_shot,
+    scaled,
+    unit_scaled,
+)
+from ._core.ratio import CONSTANT, ratio, warn_undefined
 from .hsic import gram_inner
 from .kernels import centered, gram_linear, gram_polynomial, gram_rbf
 
 Method = Literal["auto", "features", "gram"]
-METHODS = ("auto", "features", "gram")
 KernelName = Literal["rbf", "linear", "polynomial"]
 
 
@@ -82,14 +76,17 @@ def cka(gram_x: Any, gram_y: Any, *, debiased: bool = False) -> Any:
     True
     """
     k, l, xp = check_gram_pair(gram_x, gram_y, min_size=4 if debiased else 2)
-    return as_output(_cka_of_grams(k, l, xp, debiased=debiased, names=("gram_x", "gram_y")))
+    return present(cka_of_grams(k, l, xp, debiased=debiased, names=("gram_x", "gram_y")))
 
 
-def _cka_of_grams(k: Array, l: Array, xp: Any, *, debiased: bool, names: tuple[str, str]) -> Array:
-    """CKA of validated float64 Grams (each scaled by a power of two first when needed)."""
-    k, l = power_of_two_scaled(k, xp)[0], power_of_two_scaled(l, xp)[0]
-    kc = centered(k, xp, unbiased=debiased)
-    lc = centered(l, xp, unbiased=debiased)
+def cka_of_grams(k: Array, l: Array, xp: Any, *, debiased: bool, names: tuple[str, str]) -> Array:
+    """CKA of validated float64 Grams (each scaled by a power of two first when needed).
+
+    A centred Gram within rounding of zero (``64 n ε`` of the largest entry) is a constant
+    representation: NaN with a warning naming it.
+    """
+    k, l = scaled(k, xp)[0], scaled(l, xp)[0]
+    kc, lc = centered(k, xp, unbiased=debiased), centered(l, xp, unbiased=debiased)
     n = k.shape[0]
     tolerance = 64 * n * np.finfo(np.float64).eps
     for name, raw, cent in ((names[0], k, kc), (names[1], l, lc)):
@@ -97,37 +94,19 @@ def _cka_of_grams(k: Array, l: Array, xp: Any, *, debiased: bool, names: tuple[s
             warn_undefined(name, "its centred Gram matrix is zero (all features constant)", 4)
             return xp.sum(kc * lc) * float("nan")
     h_xy, h_xx, h_yy = gram_inner(kc, lc, xp), gram_inner(kc, kc, xp), gram_inner(lc, lc, xp)
-    return _ratio(h_xy, h_xx, h_yy, n, names, debiased)
+    return ratio(h_xy, h_xx, h_yy, n=n, debiased=debiased, names=names, stacklevel=5)
 
 
-def _ratio(
-    h_xy: Array, h_xx: Array, h_yy: Array, n: int, names: tuple[str, str], debiased: bool
-) -> Array:
-    """HSIC(x, y) / sqrt(HSIC(x, x) HSIC(y, y)), NaN with a warning where undefined."""
-    for name, value in ((names[0], h_xx), (names[1], h_yy)):
-        if debiased and to_scalar(value) <= 0.0:
-            warn_undefined(
-                name,
-                f"its debiased self-HSIC estimate is not positive ({to_scalar(value):.3g}, n={n}); "
-                "use more examples or debiased=False",
-                4,
-            )
-            return h_xy * float("nan")
-    return h_xy / (h_xx**0.5 * h_yy**0.5)  # roots first: h_xx * h_yy can leave float64's range
-
-
-def _check_not_constant(x: Array, y: Array, xp: Any) -> str | None:
-    """Warn and return the name of a constant input (None if neither is).
-
-    NaN or infinity in either input is an error first (scanned only when one is constant).
-    """
-    for name, value in (("x", x), ("y", y)):
-        if all_rows_equal(value, xp):
-            check_finite(x, "x", xp)
-            check_finite(y, "y", xp)
-            warn_undefined(name, "all of its features are constant (zero self-HSIC)", 5)
-            return name
-    return None
+def _linear_grams(units: list[Centred], xp: Any, debiased: bool) -> Array:
+    """Linear CKA in Gram form: the float64 Grams of the rows about their centres, centred
+    again in float64 by :func:`cka_of_grams` (which removes what the centres missed)."""
+    t = xp.matrix_transpose
+    k, l = (to_float64((u.x - u.centre) @ t(u.x - u.centre), xp) for u in units)
+    if units[0].constant or units[1].constant:
+        name = "x" if units[0].constant else "y"
+        warn_undefined(name, CONSTANT, 5)
+        return xp.sum(k[:1, :1]) * float("nan")
+    return cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y"))
 
 
 def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto") -> Any:
@@ -201,35 +180,15 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
     >>> round(linear_cka(x, 3 * x + 1), 6)
     1.0
     """
-    check_choice(method, "method", METHODS)
-    xm, ym, xp = check_pair(x, y, min_rows=4 if debiased else 2, check_values=False)
-    n, p1, p2 = xm.shape[0], xm.shape[1], ym.shape[1]
-    if method == "auto":
-        method = "features" if p1 * p1 + p2 * p2 + p1 * p2 <= n * (p1 + p2) else "gram"
-    if xm.dtype != ym.dtype:  # products need one dtype; promote (float32 with float64 -> float64)
-        common = xp.result_type(xm, ym)
-        xm, ym = xp.astype(xm, common), xp.astype(ym, common)
-    views = numpy_views(xm, ym)  # torch CPU tensors without gradient: computed by NumPy
-    if views is not None:
-        xm, ym, xp = views[0], views[1], np
-    as_result = as_output if views is None else as_float64_tensor
-    named = [(xm, "x"), (ym, "y")]  # NaN raises in the preparation; large CPU layers of the
-    # feature form are left to be centred block by block inside the products (cka_sim._blocked)
+    x, y, xp, method, from_view = check_linear(x, y, debiased=debiased, method=method)
+    units = prepare_one_shot([x, y], xp)  # each in range, with the centre its rows are taken about
     if method == "gram":
-        units = [prepare_finite(a, name, xp) for a, name in named]
-    else:
-        units = prepare_finite_all(named, xp)
-    if _check_not_constant(xm, ym, xp) is not None:
-        return as_result(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
-    if method == "gram":
-        # The float64 re-centring of the Grams in _cka_of_grams removes the residual means.
-        t = xp.matrix_transpose
-        k, l = (to_float64(u.data @ t(u.data), xp) for u in units)
-        return as_result(_cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y")))
-    # the feature form is one batch of StreamingCKA: the same statistics, the same code
-    one_batch = Moments.from_batch(units, [(0, 1)], debiased, xp, mergeable=False)
-    (h_xx, h_yy), (h_xy,) = one_batch.finalise().hsic_terms()
-    return as_result(_ratio(h_xy, h_xx, h_yy, n, ("x", "y"), debiased))
+        return present(_linear_grams(units, xp, debiased), from_torch_view=from_view)
+    moments = Moments.of_batch(units, [(0, 1)], debiased, xp)
+    (h_xx, h_yy), (h_xy,) = moments.hsic_terms()
+    flat = (units[0].constant, units[1].constant)
+    h = ratio(h_xy, h_xx, h_yy, n=moments.n, debiased=debiased, constant=flat)
+    return present(h, from_torch_view=from_view)
 
 
 def kernel_cka(
@@ -302,25 +261,20 @@ def kernel_cka(
     >>> round(kernel_cka(x, y, threshold=0.5), 5)  # Kornblith et al.'s demo value
     0.65483
     """
-    check_kernel_name(kernel, ("rbf", "linear", "polynomial"))
-    sigmas = sigma if isinstance(sigma, tuple) else (sigma, sigma)
-    if len(sigmas) != 2:
-        raise ValueError(f"sigma must be a number or a pair of numbers; got {sigma!r}")
-    xm, ym, xp = check_pair(x, y, min_rows=4 if debiased else 2)
-    if _check_not_constant(xm, ym, xp) is not None:
-        return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
-    if callable(kernel):
-        grams = [_call_kernel(kernel, a, name, xp) for a, name in ((xm, "x"), (ym, "y"))]
-    else:
-        grams = [
-            _builtin_gram(a, kernel, threshold, s, degree, gamma, coef0, xp)
-            for a, s in zip((xm, ym), sigmas, strict=True)
-        ]
+    xm, ym, xp, sigmas = check_kernel_cka(x, y, kernel, sigma, gamma, debiased=debiased)
+    for name, a in (("x", xm), ("y", ym)):
+        if all_rows_equal(a, xp):
+            warn_undefined(name, CONSTANT, 3)
+            return present(xp.sum(xm[:1, :1]) * float("nan"))
     if callable(kernel):  # the caller's Grams get the full checks; built-in ones are valid
+        grams = [_call_kernel(kernel, a, name) for a, name in ((xm, "x"), (ym, "y"))]
         k, l, xp = check_gram_pair(*grams, min_size=4 if debiased else 2)
     else:
-        k, l = (to_float64(g, xp) for g in grams)
-    return as_output(_cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y")))
+        k, l = (
+            to_float64(_builtin_gram(a, kernel, threshold, s, degree, gamma, coef0, xp), xp)
+            for a, s in zip((xm, ym), sigmas, strict=True)
+        )
+    return present(cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y")))
 
 
 def _builtin_gram(
@@ -335,25 +289,22 @@ def _builtin_gram(
 ) -> Array:
     """The Gram of a built-in kernel, with ``a`` scaled by ``2**-e`` and the kernel adjusted to it.
 
-    The scaling keeps the products in range (see :func:`~cka_sim._backend.power_of_two_scaled`);
+    The scaling keeps the products in range (see :func:`~cka_sim._core.backend.power_of_two_scaled`);
     an explicit RBF bandwidth is scaled by the same power of two and the polynomial ``gamma`` by
     its square, so the Gram is the one of the unscaled data (exactly: powers of two).
     """
-    scaled, e = power_of_two_scaled(a, xp)
+    a, e = unit_scaled(a, xp) if kernel == "polynomial" else scaled(a, xp)
     if kernel == "rbf":
-        if sigma is not None:
-            check_positive(sigma, "sigma")
-            sigma = math.ldexp(sigma, -e)
-        return gram_rbf(scaled, threshold=threshold, sigma=sigma)
+        return gram_rbf(
+            a, threshold=threshold, sigma=None if sigma is None else math.ldexp(sigma, -e)
+        )
     if kernel == "linear":
-        return gram_linear(scaled)
-    if gamma is not None:
-        check_positive(gamma, "gamma")
+        return gram_linear(a)
     factor = math.ldexp(1.0 / a.shape[1] if gamma is None else gamma, 2 * e)
-    return gram_polynomial(scaled, degree=degree, gamma=factor, coef0=coef0)
+    return gram_polynomial(a, degree=degree, gamma=factor, coef0=coef0)
 
 
-def _call_kernel(kernel: Callable[[Any], Any], a: Array, name: str, xp: Any) -> Array:
+def _call_kernel(kernel: Callable[[Any], Any], a: Array, name: str) -> Array:
     gram = kernel(a)
     shape = tuple(getattr(gram, "shape", ()))
     n = a.shape[0]

@@ -27,26 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Array, as_output, frobenius_sq, power_of_two_scaled, to_float64, to_scalar
-from ._batch import all_rows_equal, centre_finite, prepare_finite_all
-from ._moments import Moments
-from ._validation import (
-    _same_library,
-    as_array,
-    as_matrix,
-    check_choice,
-    check_gram,
-    check_gram_pair,
-    check_pair,
-    warn_undefined,
-)
-from .cka import (
-    METHODS,
-    Method,
-    _check_not_constant,
-    _cka_of_grams,
-    _ratio,
-)
+from ._core.backend import Array, frobenius_sq, present, to_scalar
+from ._core.check import check_deconfounded, check_deconfounded_grams, constant_confounder_error
+from ._core.moments import Moments
+from ._core.prepare import prepare_one_shot, scaled
+from ._core.ratio import CONSTANT, ratio, warn_undefined
+from .cka import Method, cka_of_grams
 from .hsic import gram_inner
 from .kernels import centered
 
@@ -137,30 +123,19 @@ def deconfounded_cka(
     >>> round(linear_cka(x, y), 2), abs(deconfounded_cka(x, y, z)) < 0.05
     (0.82, True)
     """
-    check_choice(method, "method", METHODS)
-    xm, ym, xp = check_pair(x, y, min_rows=4 if debiased else 2, check_values=False)
-    zm = _check_confounder(x, confounder, min_rows=4 if debiased else 2)
-    n, p1, p2, q = xm.shape[0], xm.shape[1], ym.shape[1], zm.shape[1]
-    if method == "auto":
-        feature_flops = p1 * p1 + p2 * p2 + q * q + p1 * p2 + p1 * q + p2 * q
-        method = "features" if feature_flops <= n * (p1 + p2 + q) else "gram"
-    common = xp.result_type(xm, ym, zm)  # products need one dtype
-    xm, ym, zm = (a if a.dtype == common else xp.astype(a, common) for a in (xm, ym, zm))
-    if _check_not_constant(xm, ym, xp) is not None:
-        return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
-    if all_rows_equal(zm, xp):
-        raise _constant_confounder_error("confounder")
-    named = ((xm, "x"), (ym, "y"), (zm, "confounder"))
+    x, y, z, xp, method = check_deconfounded(x, y, confounder, debiased=debiased, method=method)
+    units = prepare_one_shot([x, y, z], xp)
+    for name, unit in zip(("x", "y"), units, strict=False):
+        if unit.constant:
+            warn_undefined(name, CONSTANT, 3, measure="deconfounded CKA")
+            return present(xp.sum(x[:1, :1]) * float("nan"))
     if method == "gram":
         t = xp.matrix_transpose
-        k, l, kz = (
-            to_float64(c @ t(c), xp) for c, _ in (centre_finite(a, xp, nm) for a, nm in named)
-        )
-        return as_output(_dcka_of_grams(k, l, kz, xp, debiased, ("x", "y")))
+        k, l, kz = (xp.astype((u.x - u.centre) @ t(u.x - u.centre), xp.float64) for u in units)
+        return present(_dcka_of_grams(k, l, kz, xp, debiased, ("x", "y")))
     # the feature form is one batch of StreamingCKA(measure="dcka"): the same statistics and code
-    units = prepare_finite_all(list(named), xp)  # large CPU layers: centred block by block
-    one_batch = Moments.from_batch(units, DCKA_PAIRS, debiased, xp, mergeable=False)
-    return as_output(dcka_pair(one_batch.finalise(), n, debiased, ("x", "y"), "confounder"))
+    one_batch = Moments.of_batch(units, DCKA_PAIRS, debiased, xp)
+    return present(dcka_pair(one_batch, one_batch.n, debiased, ("x", "y"), "confounder"))
 
 
 def deconfounded_cka_from_grams(
@@ -215,40 +190,10 @@ def deconfounded_cka_from_grams(
     >>> bool(np.isclose(from_grams, deconfounded_cka(x, y, z)))
     True
     """
-    min_size = 4 if debiased else 2
-    k, l, xp = check_gram_pair(gram_x, gram_y, min_size=min_size)
-    raw = as_array(gram_confounder, "gram_confounder")
-    _same_library(as_array(gram_x, "gram_x"), raw, ("gram_x", "gram_confounder"))
-    kz = check_gram(raw, "gram_confounder", min_size=min_size)
-    if tuple(kz.shape) != tuple(k.shape):
-        raise ValueError(
-            f"gram_confounder must be the same size as gram_x; got {tuple(kz.shape)} and "
-            f"{tuple(k.shape)}"
-        )
+    k, l, kz, xp = check_deconfounded_grams(gram_x, gram_y, gram_confounder, debiased=debiased)
     names = ("gram_x", "gram_y")
-    k, l, kz = (power_of_two_scaled(g, xp)[0] for g in (k, l, kz))  # products in range
-    return as_output(_dcka_of_grams(k, l, kz, xp, debiased, names))
-
-
-def _check_confounder(x: Any, confounder: Any, *, min_rows: int) -> Array:
-    """Validate the confounder against ``x``: same library and device, same examples."""
-    z = as_array(confounder, "confounder")
-    xa = as_array(x, "x")
-    _same_library(xa, z, ("x", "confounder"))
-    if z.ndim >= 1 and xa.ndim >= 1 and z.shape[0] != xa.shape[0]:
-        raise ValueError(
-            f"confounder must have one row per example, as x; got {z.shape[0]} rows and "
-            f"{xa.shape[0]}"
-        )
-    return as_matrix(z, "confounder", min_rows=min_rows, check_values=False)
-
-
-def _constant_confounder_error(name: str) -> ValueError:
-    return ValueError(
-        f"{name} is constant (all its features are the same for every example), so its Gram "
-        "matrix is zero after centring and there is nothing to adjust for; pass the inputs "
-        "that vary across examples, or use linear_cka"
-    )
+    k, l, kz = (scaled(g, xp)[0] for g in (k, l, kz))  # products in range
+    return present(_dcka_of_grams(k, l, kz, xp, debiased, names))
 
 
 def _centred_is_zero(raw: Array, cent: Array, xp: Any) -> bool:
@@ -308,7 +253,7 @@ def residuals(m: Moments, confounder: str) -> Residuals:
     ``m`` (finalised) holds the units and, for every unit ``u``, the pair ``(u, Z)`` with the
     confounder ``Z``. The slopes come from the biased terms, :math:`\hat\alpha_u = \lVert
     C_{uZ}\rVert_F^2 / \lVert S_Z\rVert_F^2`; the residual HSICs from the biased or the
-    debiased terms (:meth:`~cka_sim._moments.Moments.hsic_terms`) by :func:`residual_hsic`.
+    debiased terms (:meth:`~cka_sim._core.moments.Moments.hsic_terms`) by :func:`residual_hsic`.
     ``confounder`` names it in the error raised when it is constant.
     """
     xp = m.namespace()
@@ -317,7 +262,7 @@ def residuals(m: Moments, confounder: str) -> Residuals:
     a_cross = [frobenius_sq(C, xp) for C in m.C]
     h_self, h_cross = m.hsic_terms() if m.debiased else (a_self, a_cross)
     if to_scalar(a_self[z]) == 0.0:
-        raise _constant_confounder_error(confounder)
+        raise constant_confounder_error(confounder)
     to_z = {u: k for k, (u, v) in enumerate(m.pairs) if v == z}
     alpha = [a_cross[to_z[u]] / a_self[z] for u in range(z)]
     selfs = [
@@ -341,7 +286,9 @@ def dcka_pair(m: Moments, n: int, debiased: bool, names: tuple[str, str], what: 
         if share <= RESIDUAL_SHARE:
             warn_no_residual(name, share, 3)
             return r.cross[0] * float("nan")
-    return _ratio(r.cross[0], r.selfs[0], r.selfs[1], n, names, debiased)
+    return ratio(
+        r.cross[0], r.selfs[0], r.selfs[1], n=n, debiased=debiased, names=names, stacklevel=5
+    )
 
 
 def _dcka_of_grams(k: Array, l: Array, kz: Array, xp: Any, debiased: bool, names: Any) -> Array:
@@ -353,9 +300,7 @@ def _dcka_of_grams(k: Array, l: Array, kz: Array, xp: Any, debiased: bool, names
             warn_undefined(name, reason, 4, measure="deconfounded CKA")
             return xp.sum(kc) * float("nan")
     if _centred_is_zero(kz, zc, xp):
-        raise _constant_confounder_error(
-            "gram_confounder" if names[0] == "gram_x" else "confounder"
-        )
+        raise constant_confounder_error("gram_confounder" if names[0] == "gram_x" else "confounder")
     a_zz = gram_inner(zc, zc, xp)
     residual = []
     for name, g in zip(names, (kc, lc), strict=True):
@@ -365,4 +310,4 @@ def _dcka_of_grams(k: Array, l: Array, kz: Array, xp: Any, debiased: bool, names
             warn_no_residual(name, share, 3)
             return a_zz * float("nan")
         residual.append(g - (a_z / a_zz) * zc)
-    return _cka_of_grams(residual[0], residual[1], xp, debiased=debiased, names=names)
+    return cka_of_grams(residual[0], residual[1], xp, debiased=debiased, names=names)

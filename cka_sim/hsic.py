@@ -8,18 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import (
-    Array,
-    as_output,
-    is_torch,
-    power_of_two_scaled,
-    row_sq_sums,
-    times_power_of_two,
-    to_float64,
-    to_scalar,
-    transposed_product,
-)
-from ._validation import check_gram_pair
+from ._core.backend import Array, is_torch, present, to_scalar
+from ._core.check import check_gram_pair
+from ._core.prepare import scaled, times_power_of_two
 from .kernels import centered
 
 
@@ -79,18 +70,18 @@ def hsic(gram_x: Any, gram_y: Any, *, unbiased: bool = False) -> Any:
     (True, True)
     """
     k, l, xp = check_gram_pair(gram_x, gram_y, min_size=4 if unbiased else 2)
-    (ks, ek), (ls, el) = power_of_two_scaled(k, xp), power_of_two_scaled(l, xp)
-    scaled = hsic_of_valid(ks, ls, xp, unbiased=unbiased)
+    (ks, ek), (ls, el) = scaled(k, xp), scaled(l, xp)
+    unit = hsic_of_valid(ks, ls, xp, unbiased=unbiased)
     with np.errstate(over="ignore", under="ignore"):  # reported below, in words
-        value = times_power_of_two(scaled, ek + el, xp)
-    if to_scalar(scaled) != 0.0 and not 0.0 < abs(to_scalar(value)) < math.inf:
+        value = times_power_of_two(unit, ek + el, xp)
+    if to_scalar(unit) != 0.0 and not 0.0 < abs(to_scalar(value)) < math.inf:
         warnings.warn(
-            f"HSIC of gram_x and gram_y is {to_scalar(scaled):.6g} * 2**{ek + el}, outside the "
+            f"HSIC of gram_x and gram_y is {to_scalar(unit):.6g} * 2**{ek + el}, outside the "
             "float64 range; scale the Gram matrices (CKA, their normalised ratio, is unaffected)",
             RuntimeWarning,
             stacklevel=2,
         )
-    return as_output(value)
+    return present(value)
 
 
 def hsic_of_valid(k: Array, l: Array, xp: Any, *, unbiased: bool) -> Array:
@@ -110,48 +101,3 @@ def gram_inner(kc: Array, lc: Array, xp: Any) -> Array:
     if is_torch(kc):
         return xp.sum(kc * lc, axis=(-2, -1))
     return np.einsum("...ij,...ij->...", kc, lc)
-
-
-def debiased_feature_hsic(h: Array, rr: Array, s_x: Array, s_y: Array, n: int) -> Array:
-    r"""Debiased linear HSIC in feature form, up to the factor :math:`1/(n(n-3))`.
-
-    ``h`` is :math:`\lVert \bar Y^\top \bar X\rVert_F^2`, ``rr`` is :math:`r_X^\top r_Y` with
-    :math:`r` the squared row norms of the centred activations (:func:`row_sq_norms`), ``s_x``,
-    ``s_y`` their sums:
-
-    .. math:: h - \frac{n}{n-2} r_X^\top r_Y + \frac{s_X s_Y}{(n-1)(n-2)}
-
-    This equals :math:`\langle U(K), U(L)\rangle` of the U-centred linear Grams exactly
-    (Song et al. 2012), so it can be mixed with Gram-form terms in one ratio. Works elementwise
-    on arrays of terms.
-    """
-    return h - (n / (n - 2)) * rr + s_x * s_y / ((n - 1) * (n - 2))
-
-
-def row_sq_norms(xc: Array, residual: Array | None, xp: Any) -> Array:
-    """Float64 squared norms of the rows of ``xc - 1 residualᵀ``: ``r`` of the debiased HSIC.
-
-    ``‖xc_i - δ‖² = ‖xc_i‖² - 2 xc_i·δ + ‖δ‖²``: the squares are summed in the input dtype (about
-    1e-7 relative for float32, as the GEMMs themselves), the residual ``δ`` (float64, see
-    :func:`~cka_sim._batch.prepare_layer`) is removed in float64.
-    """
-    norms = to_float64(row_sq_sums(xc, xp), xp)
-    if residual is None:
-        return norms
-    shift = to_float64(xc @ xp.astype(residual, xc.dtype), xp)
-    return norms - 2.0 * shift + xp.sum(residual * residual)
-
-
-def centred_product(
-    a: Array, b: Array, delta_a: Array | None, delta_b: Array | None, xp: Any
-) -> Array:
-    """Float64 ``(B - 1δ_bᵀ)ᵀ (A - 1δ_aᵀ)`` from translated ``A``, ``B`` and their residual means.
-
-    The product runs in the input dtype (see :func:`~cka_sim._backend.transposed_product`); the
-    rank-one residual-mean correction in float64 (residuals from
-    :func:`~cka_sim._batch.prepare_layer`; ``None``: nothing to correct).
-    """
-    product = to_float64(transposed_product(b, a, xp), xp)
-    if delta_a is None or delta_b is None:
-        return product
-    return product - a.shape[0] * (delta_b[:, None] * delta_a[None, :])

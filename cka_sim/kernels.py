@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Array, center_columns, is_torch, median, namespace, to_float64, to_scalar
-from ._validation import as_matrix, check_gram, check_positive
+from ._core.backend import Array, device_of, is_torch, median, namespace, to_float64, to_scalar
+from ._core.check import as_matrix, check_gram, check_positive
+from ._core.prepare import centred
 
 
 def gram_linear(x: Any) -> Array:
@@ -56,7 +57,7 @@ def gram_linear(x: Any) -> Array:
     """
     xm = as_matrix(x, "x")
     xp = namespace(xm)
-    xc = center_columns(xm, xp)
+    xc = centred(xm, xp)
     return xc @ xp.matrix_transpose(xc)
 
 
@@ -67,7 +68,7 @@ def squared_distances(x: Array, xp: Any) -> Array:
     rounding error scales with the spread of the data rather than its offset. Tiny negative values
     from rounding are set to zero and the diagonal is exactly zero.
     """
-    xc = center_columns(x, xp)
+    xc = centred(x, xp)
     gram = to_float64(xc @ xp.matrix_transpose(xc), xp)
     sq_norms = xp.sum(xc * xc, axis=1, dtype=xp.float64)
     if is_torch(gram):  # out of place, so that autograd can differentiate through it
@@ -206,7 +207,7 @@ def gram_polynomial(
     xm = as_matrix(x, "x")
     xp = namespace(xm)
     gamma = 1.0 / xm.shape[1] if gamma is None else gamma
-    xc = center_columns(xm, xp)
+    xc = centred(xm, xp)
     gram = to_float64(xc @ xp.matrix_transpose(xc), xp)
     return (gamma * gram + coef0) ** int(degree)
 
@@ -274,7 +275,7 @@ def centered(k: Array, xp: Any, *, unbiased: bool, overwrite: bool = False) -> A
         k -= means[..., :, None]
         k += grand
         return k
-    diagonal = xp.arange(n, device=_device(k))
+    diagonal = xp.arange(n, device=device_of(k))
     k[..., diagonal, diagonal] = 0.0
     means = xp.sum(k, axis=-2) / (n - 2)
     means = means - xp.sum(means, axis=-1)[..., None] / (2 * (n - 1))
@@ -282,9 +283,3 @@ def centered(k: Array, xp: Any, *, unbiased: bool, overwrite: bool = False) -> A
     k -= means[..., :, None]
     k[..., diagonal, diagonal] = 0.0
     return k
-
-
-def _device(x: Array) -> Any:
-    from array_api_compat import device
-
-    return device(x)

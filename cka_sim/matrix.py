@@ -6,66 +6,16 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import (
-    Array,
-    center_columns,
-    frobenius_sq,
-    is_torch,
-    namespace,
-    power_of_two_scaled,
-    to_float64,
-)
-from ._batch import all_rows_equal
-from ._layers import as_layers, ratio_matrix, to_numpy
-from ._measures import Measure, check_confounder_given, check_measure
-from ._validation import as_matrix
-from .hsic import debiased_feature_hsic, gram_inner
+from ._core.backend import Array, namespace, to_float64, to_numpy
+from ._core.check import check_layer_sets
+from ._core.measures import Measure, check_confounder_given, check_measure
+from ._core.moments import Moments
+from ._core.prepare import Centred, prepare_one_shot
+from ._core.ratio import layer_matrix, ratio_matrix
+from .accumulators.streaming import StreamingCKAMatrix
+from .hsic import gram_inner
 from .kernels import centered
 from .result import CKAResult, default_metadata
-from .streaming import StreamingCKAMatrix
-
-
-class _Layer:
-    """One validated, centred layer with its lazily computed Gram and self-HSIC."""
-
-    def __init__(self, x: Array, xp: Any, debiased: bool) -> None:
-        self.xp = xp
-        self.debiased = debiased
-        self.n, self.p = int(x.shape[0]), int(x.shape[1])
-        self.constant = all_rows_equal(x, xp)
-        self.xc = center_columns(power_of_two_scaled(x, xp)[0], xp)
-        self.gram: Array | None = None
-        if debiased:
-            self.r = xp.sum(self.xc * self.xc, axis=1, dtype=xp.float64)
-            self.s = xp.sum(self.r)
-
-    def centred_gram(self) -> Array:
-        """The (U-)centred float64 Gram, computed once."""
-        if self.gram is None:
-            xp = self.xp
-            k = to_float64(self.xc @ xp.matrix_transpose(self.xc), xp)
-            self.gram = centered(k, xp, unbiased=self.debiased)
-        return self.gram
-
-    def gram_cost(self) -> int:
-        return 0 if self.gram is not None else self.n * self.n * self.p
-
-
-def _pair_hsic(a: _Layer, b: _Layer) -> Array:
-    """HSIC of two layers (up to a factor common to all pairs), by the cheaper form."""
-    xp, n = a.xp, a.n
-    feature_cost = n * a.p * b.p
-    gram_cost = n * n + a.gram_cost() + b.gram_cost()
-    if gram_cost < feature_cost:
-        return gram_inner(a.centred_gram(), b.centred_gram(), xp)
-    xa, xb = a.xc, b.xc
-    if xa.dtype != xb.dtype:
-        common = xp.result_type(xa, xb)
-        xa, xb = xp.astype(xa, common), xp.astype(xb, common)
-    h = frobenius_sq(xp.matrix_transpose(xb) @ xa, xp)
-    if a.debiased:
-        h = debiased_feature_hsic(h, xp.sum(a.r * b.r), a.s, b.s, n)
-    return h
 
 
 def cka_matrix(
@@ -137,75 +87,59 @@ def cka_matrix(
     check_confounder_given(measure, confounder, "cka_matrix")
     if measure != "cka":
         return _from_accumulator(acts_a, acts_b, debiased, measure, confounder)
-    shared = acts_a is acts_b
-    layers_a = as_layers(acts_a, "acts_a")
-    layers_b = layers_a if shared else as_layers(acts_b, "acts_b")
-    min_rows = 4 if debiased else 2
-    raw = []
-    for side, layers in (("acts_a", layers_a), ("acts_b", [] if shared else layers_b)):
-        for name, value in layers:
-            raw.append(as_matrix(value, f"{side}[{name!r}]", min_rows=min_rows))
-    rows = {int(x.shape[0]) for x in raw}
-    if len(rows) != 1:
-        raise ValueError(
-            f"every layer must hold the same examples (rows); got row counts {sorted(rows)}"
-        )
-    if len({is_torch(x) for x in raw}) != 1:
-        raise TypeError("mix of NumPy arrays and torch tensors; use one kind")
-    xp = namespace(*raw)
-    n = rows.pop()
-    units = [_Layer(x, xp, debiased) for x in raw]
-    la = len(layers_a)
-    ua = units[:la]
-    ub = ua if shared else units[la:]
-    self_terms = [_pair_hsic(u, u) if not u.constant else xp.sum(u.xc[:1, :1]) * 0.0 for u in units]
-    cross = np.empty((la, len(ub)))
-    pending = []
-    for i, a in enumerate(ua):
-        for j, b in enumerate(ub):
-            if shared and j < i:
-                continue
-            if shared and j == i:
-                pending.append((i, j, self_terms[i]))
-            elif a.constant or b.constant:
-                pending.append((i, j, self_terms[0] * 0.0))
-            else:
-                pending.append((i, j, _pair_hsic(a, b)))
-    values_flat = to_numpy(xp.stack([h for _, _, h in pending]))
-    for (i, j, _), value in zip(pending, values_flat, strict=True):
-        cross[i, j] = value
-        if shared:
-            cross[j, i] = value
-    selfs = to_numpy(xp.stack(self_terms))
-    self_a = selfs[:la]
-    self_b = self_a if shared else selfs[la:]
-    values = ratio_matrix(
-        cross,
-        self_a,
-        self_b,
-        [name for name, _ in layers_a],
-        [name for name, _ in layers_b],
-        debiased=debiased,
-        n=n,
+    layers_a, layers_b, raw, shared = check_layer_sets(
+        acts_a, acts_b, min_rows=4 if debiased else 2
     )
+    xp, n, la, lb = namespace(*raw), int(raw[0].shape[0]), len(layers_a), len(layers_b)
+    units = prepare_one_shot(raw, xp)
+    if shared:
+        pairs = [(i, j) for i in range(la) for j in range(i + 1, la)]
+    else:
+        pairs = [(i, la + j) for i in range(la) for j in range(lb)]
+    widths = [int(x.shape[1]) for x in raw]
+    feature_cost = sum(w * w for w in widths) + sum(widths[u] * widths[v] for u, v in pairs)
+    if feature_cost <= n * (sum(widths) + len(pairs)):
+        selfs, cross = Moments.of_batch(units, pairs, debiased, xp).hsic_terms()
+    else:
+        selfs, cross = _gram_terms(units, pairs, debiased, xp)
+    stack = xp.stack
+    matrix, self_a, self_b = layer_matrix(
+        to_numpy(stack(selfs)),
+        to_numpy(stack(cross)) if cross else np.zeros(0),
+        pairs,
+        la,
+        lb,
+        shared,
+    )
+    names_a, names_b = [name for name, _ in layers_a], [name for name, _ in layers_b]
     return CKAResult(
-        values=values,
-        row_names=[name for name, _ in layers_a],
-        col_names=[name for name, _ in layers_b],
+        values=ratio_matrix(matrix, self_a, self_b, names_a, names_b, debiased=debiased, n=n),
+        row_names=names_a,
+        col_names=names_b,
         estimator="linear-debiased" if debiased else "linear",
         n_examples=n,
         metadata=default_metadata(dtype=str(raw[0].dtype)),
     )
 
 
+def _gram_terms(
+    units: list[Centred], pairs: list[tuple[int, int]], debiased: bool, xp: Any
+) -> tuple[list[Array], list[Array]]:
+    """HSIC terms in Gram form (layers wider than the examples are many): the inner products of
+    the (U-)centred float64 Grams of the rows about their centres."""
+    t, grams = xp.matrix_transpose, []
+    for u in units:
+        a = u.x - u.centre
+        grams.append(centered(to_float64(a @ t(a), xp), xp, unbiased=debiased, overwrite=True))
+    selfs = [gram_inner(g, g, xp) for g in grams]
+    return selfs, [gram_inner(grams[u], grams[v], xp) for u, v in pairs]
+
+
 def _from_accumulator(
     acts_a: Any, acts_b: Any, debiased: bool, measure: str, confounder: Any
 ) -> CKAResult:
     """The measure as one batch of :class:`~cka_sim.StreamingCKAMatrix` (the same code)."""
-    min_rows = 4 if debiased else 2
-    for side, acts in (("acts_a", acts_a), ("acts_b", acts_b)):
-        for name, value in as_layers(acts, side):
-            as_matrix(value, f"{side}[{name!r}]", min_rows=min_rows, check_values=False)
+    check_layer_sets(acts_a, acts_b, min_rows=4 if debiased else 2, check_values=False)
     accumulator = StreamingCKAMatrix(debiased, measure=measure)
     result = accumulator.update(acts_a, acts_b, confounder).compute()
     result.metadata = default_metadata(measure=measure)

@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._backend import Array, as_output, to_float64
-from ._batch import all_rows_equal, centre_finite
-from ._validation import check_pair, warn_undefined
-from .hsic import centred_product, row_sq_norms
+from ._core.backend import Array, frobenius_sq, present, to_float64, to_scalar
+from ._core.check import check_pair
+from ._core.prepare import centred, scaled
+from ._core.ratio import warn_undefined
 
 
 def procrustes_similarity(x: Any, y: Any) -> Any:
@@ -80,20 +80,16 @@ def procrustes_similarity(x: Any, y: Any) -> Any:
     >>> round(procrustes_similarity(x, 3 * x @ q + 1), 6)
     1.0
     """
-    xm, ym, xp = check_pair(x, y, check_values=False)
-    if xm.dtype != ym.dtype:  # products need one dtype; promote (float32 with float64 -> float64)
-        common = xp.result_type(xm, ym)
-        xm, ym = xp.astype(xm, common), xp.astype(ym, common)
-    xc, dx = centre_finite(xm, xp, "x")  # NaN or infinity raise here, before constancy
-    yc, dy = centre_finite(ym, xp, "y")
-    for name, value in (("x", xm), ("y", ym)):
-        if all_rows_equal(value, xp):
-            warn_undefined(
-                name, "all of its features are constant (zero norm)", 3, measure="Procrustes"
-            )
-            return as_output(xp.sum(xm[:1, :1]) * 0.0 * float("nan"))
-    norms = xp.sum(row_sq_norms(xc, dx, xp)) * xp.sum(row_sq_norms(yc, dy, xp))
-    return as_output(_nuclear_norm(xc, yc, dx, dy, xp) / norms**0.5)
+    x, y, xp = check_pair(x, y, one_dtype=True)
+    xc, yc = (centred(scaled(a, xp)[0], xp) for a in (x, y))  # constant: exact zeros
+    norms = []
+    for name, a in (("x", xc), ("y", yc)):
+        norms.append(frobenius_sq(a, xp))
+        if to_scalar(norms[-1]) == 0.0:
+            reason = "all of its features are constant (zero norm)"
+            warn_undefined(name, reason, 3, measure="Procrustes")
+            return present(norms[-1] * float("nan"))
+    return present(_nuclear_norm(xc, yc, xp) / (norms[0] * norms[1]) ** 0.5)
 
 
 def procrustes_distance(x: Any, y: Any, *, angular: bool = False) -> Any:
@@ -155,23 +151,19 @@ def procrustes_distance(x: Any, y: Any, *, angular: bool = False) -> Any:
     return capped.arccos() if angular else 2.0 - 2.0 * capped
 
 
-def _nuclear_norm(xc: Array, yc: Array, dx: Array | None, dy: Array | None, xp: Any) -> Array:
-    r"""Float64 :math:`\lVert \bar X^\top\bar Y\rVert_*` from the one-pass centred data."""
-    n = xc.shape[0]
-    if xc.shape[1] <= n and yc.shape[1] <= n:
-        return xp.sum(xp.linalg.svdvals(centred_product(xc, yc, dx, dy, xp)))
-    a, b = _reduced(xc, dx, xp), _reduced(yc, dy, xp)
+def _nuclear_norm(xc: Array, yc: Array, xp: Any) -> Array:
+    r"""Float64 :math:`\lVert \bar X^\top\bar Y\rVert_*` of centred data."""
+    a, b = _reduced(xc, xp), _reduced(yc, xp)
     return xp.sum(xp.linalg.svdvals(to_float64(xp.matrix_transpose(b) @ a, xp)))
 
 
-def _reduced(ac: Array, delta: Array | None, xp: Any) -> Array:
-    r"""An (n, min(n, p)) matrix with the same Gram as the exactly centred ``ac - 1δᵀ``.
+def _reduced(ac: Array, xp: Any) -> Array:
+    r"""An (n, min(n, p)) matrix with the same Gram as the centred ``ac``.
 
     For p > n, :math:`\bar A^\top = QR` gives :math:`\bar A = R^\top Q^\top`, and
     :math:`\bar A^\top \bar B` has the singular values of :math:`R\,\bar B`: the factor replaces
-    :math:`\bar A`. Narrow sides are returned centred, unchanged.
+    :math:`\bar A`. Narrow sides are returned unchanged.
     """
-    centred = ac if delta is None else ac - xp.astype(delta, ac.dtype)
     if ac.shape[1] <= ac.shape[0]:
-        return centred
-    return xp.matrix_transpose(xp.linalg.qr(xp.matrix_transpose(centred)).R)
+        return ac
+    return xp.matrix_transpose(xp.linalg.qr(xp.matrix_transpose(ac)).R)

@@ -25,12 +25,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._accumulator import Accumulator, Agree, Count, Sum
-from ._backend import Array, gram, is_torch, namespace
-from ._batch import Prepared, prepare_layers
-from ._layers import as_layers, check_names, ratio_matrix, to_numpy
-from .kernels import _device, centered
-from .result import CKAResult, default_metadata
+from .._core.backend import Array, device_of, gram, is_torch, to_numpy
+from .._core.check import as_layers, check_batch_layers, check_names
+from .._core.prepare import Centred, PreparedGram, translated
+from .._core.ratio import ratio_matrix
+from ..kernels import centered
+from ..result import CKAResult, default_metadata
+from .base import Accumulator, Agree, Count, Sum
 
 
 class MinibatchCKA(Accumulator):
@@ -38,12 +39,12 @@ class MinibatchCKA(Accumulator):
 
     Per batch, for every layer: flatten to (m, p), subtract the mean of 32 of its rows in the
     input dtype (HSIC is invariant to translating the features, so this only has to bring them
-    near zero for float32 precision; see :func:`cka_sim._batch.prepare_layer`), form the (m, m)
+    near zero for float32 precision; see :func:`cka_sim._core.prepare.prepare_layer`), form the (m, m)
     Gram in the input dtype (symmetric: about 5/8 of a GEMM's flops on torch CPU tensors, half on
     NumPy), write it into a float64 (L, m, m) buffer and U-centre it (debiased) or centre it
     (biased) there, in place and exactly; get every cross HSIC with one (La, m²) @ (m², Lb)
     product, no loop over layer pairs and no host synchronisation. Cross and self sums
-    accumulate in float64 on the input's device. See :mod:`cka_sim.minibatch` for how this estimator differs from full-data
+    accumulate in float64 on the input's device. See :mod:`cka_sim.accumulators.minibatch` for how this estimator differs from full-data
     CKA.
 
     Parameters
@@ -93,14 +94,11 @@ class MinibatchCKA(Accumulator):
         self.debiased = bool(debiased)
         self.reset()
 
-    def _kept(self, unit: Prepared) -> Prepared:
-        """The layer's (m, m) Gram, formed now: a batch whose offset is small is not translated
-        (see :func:`~cka_sim._batch.prepare_layer`), so its data may be the caller's array, which
-        a later in-place operation could change; the Gram keeps no reference to it (and is
-        smaller than the activations whenever the layer has more features than examples)."""
-        return Prepared(
-            gram(unit.data, namespace(unit.data)), gram_scale=unit.gram_scale, is_gram=True
-        )
+    def _prepared(self, x: Array, xp: Any) -> PreparedGram:
+        """The layer's (m, m) Gram, formed now: it keeps no reference to the caller's array (and
+        is smaller than the activations whenever the layer has more features than examples)."""
+        data, scale = translated(x, xp)
+        return PreparedGram(gram(data, xp), scale)
 
     def update(self, acts_a: Any, acts_b: Any) -> MinibatchCKA:
         """Add one batch: two mappings {layer: (m, ...) activations} of the same examples.
@@ -176,7 +174,7 @@ class MinibatchCKA(Accumulator):
         self, layers: list[tuple[str, Any]], side: str, rows: int | None
     ) -> tuple[Array, int, Any]:
         """(L, m²) float64 stack of the (U-)centred Grams of one model's layers."""
-        units, xp = prepare_layers(layers, side, exact=False, rows=rows)
+        units, xp = check_batch_layers(layers, side, exact=False, rows=rows)
         m = int(units[0].shape[0])
         need = 4 if self.debiased else 2
         if m < need:
@@ -190,11 +188,17 @@ class MinibatchCKA(Accumulator):
                 )
             )
         # One float64 (L, m, m) buffer filled layer by layer (no list of Grams and no stack copy).
-        stack = xp.empty((len(units), m, m), dtype=xp.float64, device=_device(units[0].data))
+        first = units[0]
+        like = first.gram if isinstance(first, PreparedGram) else getattr(first, "x", first)
+        stack = xp.empty((len(units), m, m), dtype=xp.float64, device=device_of(like))
         for i, unit in enumerate(units):
-            stack[i, ...] = unit.data if unit.is_gram else gram(unit.data, xp)
-            if unit.gram_scale is not None:  # back to the batch's units (see prepare_layer)
-                stack[i, ...] *= unit.gram_scale
+            if isinstance(unit, Centred):
+                unit = unit.x - unit.centre
+            if not isinstance(unit, PreparedGram):
+                unit = self._prepared(unit, xp)
+            stack[i, ...] = unit.gram
+            if unit.scale is not None:  # back to the batch's units (see prepare.translated)
+                stack[i, ...] *= unit.scale
         stack = centered(stack, xp, unbiased=self.debiased, overwrite=True)
         return xp.reshape(stack, (len(units), m * m)), m, xp
 

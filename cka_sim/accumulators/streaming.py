@@ -46,7 +46,7 @@ statistics is closed under the shift, so it is exact: a merge moves both sides t
 is then :math:`\lVert C\rVert_F^2 - \frac{n}{n-2}R_{xy} + \frac{s_x s_y}{(n-1)(n-2)}` (see
 :func:`cka_sim.linear_cka`). The same shift takes every process of a ``torch.distributed`` group
 to the global mean before one ``all_reduce`` of sums (:meth:`StreamingCKA.all_reduce`). These
-statistics and their shifts are declared once, in :data:`cka_sim._moments.FIELDS`.
+statistics and their shifts are declared once, in :data:`cka_sim._core.moments.FIELDS`.
 
 Precision: float64 batches give :func:`linear_cka` to about 1e-12; float32 batches with feature
 means of 1000 to about 1e-7.
@@ -59,36 +59,37 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._accumulator import Accumulator, Agree, CentredMoments
-from ._backend import Array, as_output, is_torch, namespace
-from ._batch import (
-    Prepared,
-    check_float64_range,
+from .._core.backend import Array, namespace, present, to_numpy
+from .._core.check import (
+    as_layers,
+    check_accumulator_layer,
+    check_batch_layers,
+    check_confounder,
+    check_names,
+    check_pair,
     check_same_batch,
-    prepare_layer,
-    validate_layers,
+    check_same_place,
 )
-from ._layers import as_layers, check_names, ratio_matrix, to_numpy
-from ._measures import (
+from .._core.measures import (
     Measure,
     check_confounder_given,
     check_measure,
     estimator_name,
     nuclear_norm,
 )
-from ._moments import Moments, check_same_place
-from ._rowbuffer import RowBuffer, block_bytes
-from ._validation import check_pair, warn_undefined
-from .cka import _ratio
-from .deconfounded import (
+from .._core.moments import Moments
+from .._core.prepare import Centred, centre
+from .._core.ratio import CONSTANT, layer_matrix, ratio, ratio_matrix, warn_undefined
+from ..deconfounded import (
     DCKA_PAIRS,
     RESIDUAL_SHARE,
-    _check_confounder,
     dcka_pair,
     residuals,
     warn_no_residual,
 )
-from .result import CKAResult, default_metadata
+from ..result import CKAResult, default_metadata
+from .base import Accumulator, Agree, CentredMoments
+from .rowbuffer import RowBuffer, block_bytes
 
 _LABEL = {"cka": "CKA", "dcka": "deconfounded CKA", "procrustes": "Procrustes"}
 
@@ -104,16 +105,15 @@ def _check_count(n: int, debiased: bool, what: str) -> None:
 
 def _confounder_matrix(like: Any, confounder: Any, rows: int) -> Array:
     """One batch of the confounder, validated against the batch's rows and library."""
-    if is_torch(confounder):
+    if hasattr(confounder, "detach"):
         confounder = confounder.detach()
-    zm = _check_confounder(like, confounder, min_rows=1)
+    zm = check_confounder(like, confounder, min_rows=1)
     if int(zm.shape[0]) != rows:
         raise ValueError(
             f"confounder must have one row per example of the batch; got {zm.shape[0]} rows and "
             f"{rows}"
         )
-    check_float64_range(zm, namespace(zm), "confounder")
-    return zm
+    return check_accumulator_layer(zm, namespace(zm), "confounder")
 
 
 def _checked(acc: Any, what: str) -> Moments:
@@ -125,21 +125,14 @@ def _checked(acc: Any, what: str) -> Moments:
     return acc._m
 
 
-def _pair_units(x_batch: Any, y_batch: Any) -> list[Array | Prepared]:
+def _pair_units(x_batch: Any, y_batch: Any) -> list[Array | Centred]:
     """The two validated units of a :meth:`StreamingCKA.update` batch."""
-    if isinstance(x_batch, Prepared) or isinstance(y_batch, Prepared):
-        return validate_layers([("x", x_batch), ("y", y_batch)], "batch")[0]
-    x_batch, y_batch = (a.detach() if is_torch(a) else a for a in (x_batch, y_batch))
-    xm, ym, xp = check_pair(
-        x_batch,
-        y_batch,
-        names=("x_batch", "y_batch"),
-        min_rows=1,
-        check_values=not is_torch(x_batch),
-    )
-    check_float64_range(xm, xp, "x_batch")
-    check_float64_range(ym, xp, "y_batch")
-    return [xm, ym]
+    if isinstance(x_batch, Centred) or isinstance(y_batch, Centred):
+        return check_batch_layers([("x", x_batch), ("y", y_batch)], "batch", exact=True)[0]
+    x_batch, y_batch = (a.detach() if hasattr(a, "detach") else a for a in (x_batch, y_batch))
+    names, on_numpy = ("x_batch", "y_batch"), isinstance(x_batch, np.ndarray)
+    xm, ym, xp = check_pair(x_batch, y_batch, names=names, min_rows=1, check_values=on_numpy)
+    return [check_accumulator_layer(xm, xp, names[0]), check_accumulator_layer(ym, xp, names[1])]
 
 
 class _ExactAccumulator(Accumulator):
@@ -148,7 +141,7 @@ class _ExactAccumulator(Accumulator):
 
     ``update`` validates a batch (so that bad input is refused by the call that passed it) and
     hands its units to :meth:`_feed`; batches of up to half a block wait in a
-    :class:`~cka_sim._rowbuffer.RowBuffer` until a block is full or the state is read
+    :class:`~cka_sim.accumulators.rowbuffer.RowBuffer` until a block is full or the state is read
     (:meth:`_flush`, called by ``compute``, ``merge``, ``state_dict`` and ``all_reduce``).
     Subclasses define :meth:`_pairs`, the unit pairs of the layout.
     """
@@ -179,13 +172,13 @@ class _ExactAccumulator(Accumulator):
         """The unit widths of the data seen so far (``None`` before any)."""
         return self._m.widths if self._m is not None else self._pending.widths
 
-    def _feed(self, units: list[Array | Prepared]) -> None:
+    def _feed(self, units: list[Array | Centred]) -> None:
         held = self._m.mean[0] if self._m is not None else self._pending.held
         if held is not None:
             first = units[0]
-            data = first.data if isinstance(first, Prepared) else first
+            data = first.x if isinstance(first, Centred) else first
             check_same_place(held, data, f"{type(self).__name__}.update")
-        if any(isinstance(u, Prepared) for u in units):  # prepared by the caller: no copy
+        if any(isinstance(u, Centred) for u in units):  # prepared by the caller: no copy
             self._flush()
             self._absorb(units)
             return
@@ -196,16 +189,11 @@ class _ExactAccumulator(Accumulator):
         for block in self._pending.drain():
             self._absorb(block)
 
-    def _absorb(self, units: list[Array | Prepared]) -> None:
+    def _absorb(self, units: list[Array | Centred]) -> None:
         """Form one block's statistics and add them to the state."""
-        xp = namespace(*[u.data if isinstance(u, Prepared) else u for u in units])
-        prepared = [
-            u
-            if isinstance(u, Prepared)
-            else prepare_layer(u, xp, exact=True, ranged=u.dtype == xp.float64)
-            for u in units
-        ]
-        batch = Moments.from_batch(prepared, self._pairs(), self.debiased, xp)
+        xp = namespace(*[u.x if isinstance(u, Centred) else u for u in units])
+        prepared = [u if isinstance(u, Centred) else centre(u, xp) for u in units]
+        batch = Moments.of_batch(prepared, self._pairs(), self.debiased, xp)
         self._m = CentredMoments.absorb(self._m, batch, f"{type(self).__name__}.update")
 
 
@@ -218,7 +206,7 @@ class StreamingCKA(_ExactAccumulator):
     state is the count, the means and the centred co-moments :math:`S_{xx}` (p1 x p1),
     :math:`S_{yy}` (p2 x p2), :math:`S_{yx}` (p2 x p1), in float64, merged with the pairwise
     update of Chan, Golub & LeVeque; debiased adds :math:`O(p_1 + p_2)` for the fourth-order terms
-    (derivation in the :mod:`cka_sim.streaming` module docstring). Memory
+    (derivation in the :mod:`cka_sim.accumulators.streaming` module docstring). Memory
     :math:`8(p_1^2 + p_2^2 + p_1 p_2)` bytes, independent of the number of examples.
 
     Parameters
@@ -306,7 +294,7 @@ class StreamingCKA(_ExactAccumulator):
         units = _pair_units(x_batch, y_batch)
         if confounder is not None:
             first = units[0]
-            like = first.data if isinstance(first, Prepared) else first
+            like = first.x if isinstance(first, Centred) else first
             units.append(_confounder_matrix(like, confounder, int(first.shape[0])))
         widths = [int(u.shape[1]) for u in units]
         known = self._known_widths()
@@ -343,15 +331,14 @@ class StreamingCKA(_ExactAccumulator):
         traces = [xp.linalg.trace(S) for S in m.S[:2]]
         for name, trace in zip(("x", "y"), traces, strict=True):
             if float(trace) == 0.0:
-                reason = "all of its features are constant (zero self-HSIC)"
-                warn_undefined(name, reason, 3, measure=_LABEL[self.measure])
-                return as_output(trace * float("nan"))
+                warn_undefined(name, CONSTANT, 3, measure=_LABEL[self.measure])
+                return present(trace * float("nan"))
         if self.measure == "procrustes":
-            return as_output(nuclear_norm(m.C[0], xp) / (traces[0] * traces[1]) ** 0.5)
+            return present(nuclear_norm(m.C[0], xp) / (traces[0] * traces[1]) ** 0.5)
         if self.measure == "dcka":
-            return as_output(dcka_pair(m, m.n, self.debiased, ("x", "y"), "the confounder"))
+            return present(dcka_pair(m, m.n, self.debiased, ("x", "y"), "the confounder"))
         (h_xx, h_yy), (h_xy,) = m.hsic_terms()
-        return as_output(_ratio(h_xy, h_xx, h_yy, m.n, ("x", "y"), self.debiased))
+        return present(ratio(h_xy, h_xx, h_yy, n=m.n, debiased=self.debiased))
 
     def __repr__(self) -> str:
         return (
@@ -461,7 +448,7 @@ class StreamingCKAMatrix(_ExactAccumulator):
         """Return the peak bytes of the accumulator: its float64 state plus one batch's.
 
         Also counted: the block in which batches of up to half its rows wait to be processed
-        together (:mod:`cka_sim._rowbuffer`; at most 4096 rows and 64 MiB, here at 8 bytes per
+        together (:mod:`cka_sim.accumulators.rowbuffer`; at most 4096 rows and 64 MiB, here at 8 bytes per
         value).
 
         Parameters
@@ -542,10 +529,10 @@ class StreamingCKAMatrix(_ExactAccumulator):
         first = self.n_examples == 0
         if not first:
             self._check_layout(layers_a, layers_b, shared)
-        units = validate_layers(layers_a, "acts_a")[0]
+        units = check_batch_layers(layers_a, "acts_a", exact=True)[0]
         if not shared:
-            units += validate_layers(layers_b, "acts_b")[0]
-        data = [u.data if isinstance(u, Prepared) else u for u in units]
+            units += check_batch_layers(layers_b, "acts_b", exact=True)[0]
+        data = [u.x if isinstance(u, Centred) else u for u in units]
         check_same_batch(data)
         widths = [int(u.shape[1]) for u in units]
         la = len(layers_a)
@@ -613,14 +600,7 @@ class StreamingCKAMatrix(_ExactAccumulator):
         selfs_np = to_numpy(m.namespace().stack(selfs))
         cross_np = to_numpy(m.namespace().stack(cross)) if cross else np.zeros(0)
         la, lb = len(self._names_a), len(self._names_b)
-        if self._shared:
-            matrix = np.diag(selfs_np)
-            for k, (i, j) in enumerate(pairs):
-                matrix[i, j] = matrix[j, i] = cross_np[k]
-            self_a = self_b = selfs_np
-        else:
-            matrix = cross_np.reshape(la, lb)
-            self_a, self_b = selfs_np[:la], selfs_np[la:]
+        matrix, self_a, self_b = layer_matrix(selfs_np, cross_np, pairs, la, lb, self._shared)
         values = ratio_matrix(
             matrix, self_a, self_b, self._names_a, self._names_b, debiased=self.debiased, n=m.n
         )

@@ -10,10 +10,10 @@ is one line. The reductions:
 - :class:`Sum`: float64 arrays added (``None`` before the first batch);
 - :class:`Count`: integers added;
 - :class:`Agree`: layer names and layout flags, which must be equal on both sides;
-- :class:`CentredMoments`: a :class:`~cka_sim._moments.Moments`, moved to the shared mean and then
+- :class:`CentredMoments`: a :class:`~cka_sim._core.moments.Moments`, moved to the shared mean and then
   added (Chan, Golub & LeVeque 1979).
 
-``update`` is each estimator's own: prepare the batch (:func:`cka_sim._batch.prepare_layers`),
+``update`` is each estimator's own: prepare the batch (:func:`cka_sim._core.prepare.prepare_layers`),
 form its statistics, and reduce them into the state with the same reductions.
 """
 
@@ -24,11 +24,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._backend import is_torch, namespace
-from ._batch import Prepared, prepare_layer
-from ._layers import check_names, to_numpy
-from ._moments import Moments, all_reduce_moments, merge_moments
-from ._validation import as_matrix
+from .._core.backend import namespace, to_numpy
+from .._core.check import check_accumulator_batch, check_names, check_same_place
+from .._core.moments import Moments, all_reduce_moments, merge_moments
+from .._core.prepare import Centred, centre
 
 _FORMAT_VERSION = 1
 
@@ -109,7 +108,7 @@ class Agree(Reduction):
 
 @dataclass(frozen=True)
 class CentredMoments(Reduction):
-    """A :class:`~cka_sim._moments.Moments`: shift to the shared mean, then add."""
+    """A :class:`~cka_sim._core.moments.Moments`: shift to the shared mean, then add."""
 
     def merge(self, a: Any, b: Any, what: str) -> Any:
         return merge_moments(a, b, what)
@@ -130,9 +129,9 @@ class CentredMoments(Reduction):
     def absorb(state: Moments | None, batch: Moments, what: str) -> Moments:
         """``state`` with a fresh batch's statistics added (the batch's arrays are reused)."""
         if state is None:
-            return batch.finalise()
-        state.check_same_device(batch, what)
-        return state.combined(batch, state.namespace(), consume=True)
+            return batch
+        check_same_place(state.mean[0], batch.mean[0], what)
+        return state.combined(batch, state.namespace(), reuse_other=True)
 
 
 class Accumulator:
@@ -140,7 +139,7 @@ class Accumulator:
 
     Subclasses set ``_STATE`` (attribute -> :class:`Reduction`), ``_SETTINGS`` (constructor
     arguments a state must share to be merged or loaded), ``_EXACT`` (how a batch is prepared,
-    see :func:`~cka_sim._batch.prepare_layer`) and define ``n_examples``, ``update``, ``compute``.
+    see :func:`~cka_sim._core.prepare.prepare_layer`) and define ``n_examples``, ``update``, ``compute``.
     """
 
     _STATE: ClassVar[dict[str, Reduction]]
@@ -161,7 +160,7 @@ class Accumulator:
             setattr(self, attr, reduction.default())
         return self
 
-    def prepare(self, activations: Any, name: str = "activations") -> Prepared:
+    def prepare(self, activations: Any, name: str = "activations") -> Any:
         """Validate and prepare one layer's activations (m, ...) as :meth:`update` would.
 
         :meth:`update` accepts the result in place of the activations.
@@ -190,19 +189,18 @@ class Accumulator:
             If it has no rows or features, or NaN or infinite values (NumPy input; torch input
             is checked once, in :meth:`compute`).
         """
-        if is_torch(activations):
-            activations = activations.detach()
-        x = as_matrix(activations, name, min_rows=1, check_values=not is_torch(activations))
-        return self._kept(prepare_layer(x, namespace(x), exact=self._EXACT, name=name))
+        x = check_accumulator_batch(activations, name, exact=self._EXACT)
+        return self._prepared(x, namespace(x))
 
-    def _kept(self, unit: Prepared) -> Prepared:
-        """What :meth:`prepare` hands back for later: the prepared layer itself by default (its
-        data is a new array: the exact preparation always centres into one)."""
-        return unit
+    def _prepared(self, x: Any, xp: Any) -> Any:
+        """What :meth:`prepare` hands back for later: a copy of the layer with its centre (the
+        copy keeps later in-place operations on the caller's array out of the statistics)."""
+        unit = centre(x, xp)
+        return Centred(xp.asarray(x, copy=True), unit.centre, unit.constant)
 
     def _flush(self) -> None:
         """Form the statistics of any rows held back for a larger block (none by default; the
-        exact accumulators gather small batches, see :mod:`cka_sim._rowbuffer`)."""
+        exact accumulators gather small batches, see :mod:`cka_sim.accumulators.rowbuffer`)."""
 
     # -- derived from _STATE -------------------------------------------------------------------
     def _check_compatible(self, other: Any, what: str) -> None:
@@ -312,7 +310,7 @@ class Accumulator:
         """Combine the accumulators of every process of a ``torch.distributed`` group, in place.
 
         Afterwards every process holds the statistics of the union of all processes' data. Call
-        it on every process of ``group`` (it is a collective); see :mod:`cka_sim.distributed`.
+        it on every process of ``group`` (it is a collective); see :mod:`cka_sim.accumulators.distributed`.
 
         Parameters
         ----------

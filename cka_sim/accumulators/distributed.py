@@ -2,7 +2,7 @@ r"""Reduce the streaming accumulators across a ``torch.distributed`` process gro
 
 Every accumulator's ``all_reduce(group=None)`` calls into this module; call it on every process
 of the group (it is a collective). This module knows collectives only, not accumulators: the
-exact reduction of centred moments lives with them (:func:`cka_sim._moments.all_reduce_moments`). Any backend works: NCCL (statistics on the current CUDA
+exact reduction of centred moments lives with them (:func:`cka_sim._core.moments.all_reduce_moments`). Any backend works: NCCL (statistics on the current CUDA
 device), gloo or MPI (CPU). NumPy-backed accumulators are copied to a tensor for the
 communication and back.
 
@@ -13,7 +13,7 @@ centred sums about their own means, which cannot simply be added. The reduction 
 2. forms the global mean :math:`\mu = \sum_k n_k\mu_k / N` (identically on every process),
 3. moves each process's sums to :math:`\mu` with the exact shift formulas
    (:math:`S + n_k d_k d_k^\top` and the higher-order terms of the debiased estimator, see
-   :mod:`cka_sim.streaming`): this is the many-set form of the Chan–Golub–LeVeque update,
+   :mod:`cka_sim.accumulators.streaming`): this is the many-set form of the Chan–Golub–LeVeque update,
 4. adds them with one ``all_reduce(SUM)`` of a flat float64 buffer.
 
 Memory is one copy of the state; the result equals one process over the union of the data (to
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Array, is_torch
+from .._core.backend import Array, is_torch
 
 _MISSING = 'all_reduce needs torch; install the torch extra: pip install "cka-sim[torch]"'
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ._backend import Array
-from ._validation import check_choice
+from .backend import Array
+from .check import check_choice
 
 Measure = Literal["cka", "dcka", "procrustes"]
 MEASURES: tuple[str, ...] = ("cka", "dcka", "procrustes")

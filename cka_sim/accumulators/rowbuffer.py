@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ._backend import Array, is_torch, namespace
+from .._core.backend import Array, is_torch, namespace
 
 #: Rows of a block: batches of at most half of it are buffered, larger ones go straight through.
 BLOCK_ROWS = 4096
