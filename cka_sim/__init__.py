@@ -10,6 +10,7 @@ The core needs only NumPy and SciPy; torch and matplotlib are optional extras an
 imported by ``import cka_sim``. See ``docs/estimators.md`` for formulas and numerics.
 """
 
+from ._version import __version__
 from .accumulators import MinibatchCKA, StreamingCKA, StreamingCKAMatrix
 from .cka import cka, kernel_cka, linear_cka
 from .deconfounded import deconfounded_cka, deconfounded_cka_from_grams
@@ -20,8 +21,6 @@ from .matrix import cka_matrix
 from .procrustes import procrustes_distance, procrustes_similarity
 from .result import CKAResult
 from .stats import bootstrap_ci, cka_matrix_with_uncertainty, permutation_test
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CKAResult",

@@ -79,7 +79,9 @@ def cka(gram_x: Any, gram_y: Any, *, debiased: bool = False) -> Any:
     return present(cka_of_grams(k, l, xp, debiased=debiased, names=("gram_x", "gram_y")))
 
 
-def cka_of_grams(k: Array, l: Array, xp: Any, *, debiased: bool, names: tuple[str, str]) -> Array:
+def cka_of_grams(
+    k: Array, l: Array, xp: Any, *, debiased: bool, names: tuple[str, str], depth: int = 0
+) -> Array:
     """CKA of validated float64 Grams (each scaled by a power of two first when needed).
 
     A centred Gram within rounding of zero (``64 n ε`` of the largest entry) is a constant
@@ -91,10 +93,12 @@ def cka_of_grams(k: Array, l: Array, xp: Any, *, debiased: bool, names: tuple[st
     tolerance = 64 * n * np.finfo(np.float64).eps
     for name, raw, cent in ((names[0], k, kc), (names[1], l, lc)):
         if to_scalar(xp.max(xp.abs(cent))) <= tolerance * to_scalar(xp.max(xp.abs(raw))):
-            warn_undefined(name, "its centred Gram matrix is zero (all features constant)", 4)
+            warn_undefined(
+                name, "its centred Gram matrix is zero (all features constant)", 4 + depth
+            )
             return xp.sum(kc * lc) * float("nan")
     h_xy, h_xx, h_yy = gram_inner(kc, lc, xp), gram_inner(kc, kc, xp), gram_inner(lc, lc, xp)
-    return ratio(h_xy, h_xx, h_yy, n=n, debiased=debiased, names=names, stacklevel=5)
+    return ratio(h_xy, h_xx, h_yy, n=n, debiased=debiased, names=names, stacklevel=5 + depth)
 
 
 def _linear_grams(units: list[Centred], xp: Any, debiased: bool) -> Array:
@@ -106,7 +110,7 @@ def _linear_grams(units: list[Centred], xp: Any, debiased: bool) -> Array:
         name = "x" if units[0].constant else "y"
         warn_undefined(name, CONSTANT, 5)
         return xp.sum(k[:1, :1]) * float("nan")
-    return cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y"))
+    return cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y"), depth=1)
 
 
 def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto") -> Any:
@@ -242,9 +246,8 @@ def kernel_cka(
         If ``x`` or ``y`` is not numeric, or they are of different libraries.
     ValueError
         If they differ in rows, have fewer than 2 rows (4 when debiased), no features, or NaN or
-        infinite values; for an unknown kernel name, a
-        non-positive bandwidth, a zero median distance (pass ``sigma``), or a callable kernel
-        that does not return a valid (n, n) Gram matrix.
+        infinite values; for an unknown kernel name, a non-positive bandwidth, a zero median
+        distance (pass ``sigma``), or a callable kernel that gives no valid (n, n) Gram.
 
     References
     ----------
@@ -270,9 +273,9 @@ def kernel_cka(
         grams = [_call_kernel(kernel, a, name) for a, name in ((xm, "x"), (ym, "y"))]
         k, l, xp = check_gram_pair(*grams, min_size=4 if debiased else 2)
     else:
+        params = (threshold, degree, gamma, coef0)
         k, l = (
-            to_float64(_builtin_gram(a, kernel, threshold, s, degree, gamma, coef0, xp), xp)
-            for a, s in zip((xm, ym), sigmas, strict=True)
+            _builtin_gram(a, kernel, s, *params, xp) for a, s in zip((xm, ym), sigmas, strict=True)
         )
     return present(cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y")))
 
@@ -280,28 +283,29 @@ def kernel_cka(
 def _builtin_gram(
     a: Array,
     kernel: str,
-    threshold: float,
     sigma: float | None,
+    threshold: float,
     degree: int,
     gamma: float | None,
     coef0: float,
     xp: Any,
 ) -> Array:
-    """The Gram of a built-in kernel, with ``a`` scaled by ``2**-e`` and the kernel adjusted to it.
+    """The float64 Gram of a built-in kernel, of ``a`` scaled by ``2**-e`` with the kernel
+    adjusted to it.
 
-    The scaling keeps the products in range (see :func:`~cka_sim._core.backend.power_of_two_scaled`);
-    an explicit RBF bandwidth is scaled by the same power of two and the polynomial ``gamma`` by
-    its square, so the Gram is the one of the unscaled data (exactly: powers of two).
+    The scaling keeps the products in range (:func:`~cka_sim._core.prepare.scaled`; to unit
+    size for the polynomial kernel, whose powers leave any window); an explicit RBF bandwidth
+    is scaled by the same power of two and the polynomial ``gamma`` by its square, so the Gram
+    is the one of the unscaled data (exactly: powers of two).
     """
     a, e = unit_scaled(a, xp) if kernel == "polynomial" else scaled(a, xp)
     if kernel == "rbf":
-        return gram_rbf(
-            a, threshold=threshold, sigma=None if sigma is None else math.ldexp(sigma, -e)
-        )
+        bandwidth = None if sigma is None else math.ldexp(sigma, -e)
+        return to_float64(gram_rbf(a, threshold=threshold, sigma=bandwidth), xp)
     if kernel == "linear":
-        return gram_linear(a)
+        return to_float64(gram_linear(a), xp)
     factor = math.ldexp(1.0 / a.shape[1] if gamma is None else gamma, 2 * e)
-    return gram_polynomial(a, degree=degree, gamma=factor, coef0=coef0)
+    return to_float64(gram_polynomial(a, degree=degree, gamma=factor, coef0=coef0), xp)
 
 
 def _call_kernel(kernel: Callable[[Any], Any], a: Array, name: str) -> Array:

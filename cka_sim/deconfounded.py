@@ -124,18 +124,23 @@ def deconfounded_cka(
     (0.82, True)
     """
     x, y, z, xp, method = check_deconfounded(x, y, confounder, debiased=debiased, method=method)
+    return present(_dcka(x, y, z, xp, method, debiased))
+
+
+def _dcka(x: Array, y: Array, z: Array, xp: Any, method: str, debiased: bool) -> Array:
+    """dCKA of validated activations, in the feature form (one batch of moments, as
+    :class:`~cka_sim.StreamingCKA` with ``measure="dcka"``) or the Gram form."""
     units = prepare_one_shot([x, y, z], xp)
     for name, unit in zip(("x", "y"), units, strict=False):
         if unit.constant:
-            warn_undefined(name, CONSTANT, 3, measure="deconfounded CKA")
-            return present(xp.sum(x[:1, :1]) * float("nan"))
+            warn_undefined(name, CONSTANT, 4, measure="deconfounded CKA")
+            return xp.sum(x[:1, :1]) * float("nan")
     if method == "gram":
         t = xp.matrix_transpose
         k, l, kz = (xp.astype((u.x - u.centre) @ t(u.x - u.centre), xp.float64) for u in units)
-        return present(_dcka_of_grams(k, l, kz, xp, debiased, ("x", "y")))
-    # the feature form is one batch of StreamingCKA(measure="dcka"): the same statistics and code
+        return _dcka_of_grams(k, l, kz, xp, debiased, ("x", "y"), depth=1)
     one_batch = Moments.of_batch(units, DCKA_PAIRS, debiased, xp)
-    return present(dcka_pair(one_batch, one_batch.n, debiased, ("x", "y"), "confounder"))
+    return dcka_pair(one_batch, one_batch.n, debiased, ("x", "y"), "confounder", depth=1)
 
 
 def deconfounded_cka_from_grams(
@@ -279,25 +284,36 @@ def residuals(m: Moments, confounder: str) -> Residuals:
     return Residuals(selfs, cross, pairs, shares)
 
 
-def dcka_pair(m: Moments, n: int, debiased: bool, names: tuple[str, str], what: str) -> Array:
-    """dCKA of units 0 and 1 of ``m`` (units x, y, confounder; pairs (0,1), (0,2), (1,2))."""
+def dcka_pair(
+    m: Moments, n: int, debiased: bool, names: tuple[str, str], what: str, depth: int = 0
+) -> Array:
+    """dCKA of units 0 and 1 of ``m`` (units x, y, confounder; pairs (0,1), (0,2), (1,2));
+    ``depth``: calls between the public function and this one (for the warnings' stack level)."""
     r = residuals(m, what)
     for name, share in zip(names, r.shares, strict=True):
         if share <= RESIDUAL_SHARE:
-            warn_no_residual(name, share, 3)
+            warn_no_residual(name, share, 3 + depth)
             return r.cross[0] * float("nan")
     return ratio(
-        r.cross[0], r.selfs[0], r.selfs[1], n=n, debiased=debiased, names=names, stacklevel=5
+        r.cross[0],
+        r.selfs[0],
+        r.selfs[1],
+        n=n,
+        debiased=debiased,
+        names=names,
+        stacklevel=5 + depth,
     )
 
 
-def _dcka_of_grams(k: Array, l: Array, kz: Array, xp: Any, debiased: bool, names: Any) -> Array:
+def _dcka_of_grams(
+    k: Array, l: Array, kz: Array, xp: Any, debiased: bool, names: Any, depth: int = 0
+) -> Array:
     """dCKA of validated float64 Grams: centre, regress on the confounder's Gram, CKA."""
     kc, lc, zc = (centered(g, xp, unbiased=False) for g in (k, l, kz))
     for name, raw, cent in ((names[0], k, kc), (names[1], l, lc)):
         if _centred_is_zero(raw, cent, xp):
             reason = "its centred Gram matrix is zero (all features constant)"
-            warn_undefined(name, reason, 4, measure="deconfounded CKA")
+            warn_undefined(name, reason, 4 + depth, measure="deconfounded CKA")
             return xp.sum(kc) * float("nan")
     if _centred_is_zero(kz, zc, xp):
         raise constant_confounder_error("gram_confounder" if names[0] == "gram_x" else "confounder")
@@ -307,7 +323,9 @@ def _dcka_of_grams(k: Array, l: Array, kz: Array, xp: Any, debiased: bool, names
         a_self, a_z = gram_inner(g, g, xp), gram_inner(g, zc, xp)
         share = residual_share(a_self, a_z * a_z / a_zz)
         if share <= RESIDUAL_SHARE:
-            warn_no_residual(name, share, 3)
+            warn_no_residual(name, share, 3 + depth)
             return a_zz * float("nan")
         residual.append(g - (a_z / a_zz) * zc)
-    return cka_of_grams(residual[0], residual[1], xp, debiased=debiased, names=names)
+    return cka_of_grams(
+        residual[0], residual[1], xp, debiased=debiased, names=names, depth=depth + 1
+    )

@@ -12,7 +12,7 @@ from ._core.measures import Measure, check_confounder_given, check_measure
 from ._core.moments import Moments
 from ._core.prepare import Centred, prepare_one_shot
 from ._core.ratio import layer_matrix, ratio_matrix
-from .accumulators.streaming import StreamingCKAMatrix
+from .accumulators import StreamingCKAMatrix
 from .hsic import gram_inner
 from .kernels import centered
 from .result import CKAResult, default_metadata
@@ -90,7 +90,25 @@ def cka_matrix(
     layers_a, layers_b, raw, shared = check_layer_sets(
         acts_a, acts_b, min_rows=4 if debiased else 2
     )
-    xp, n, la, lb = namespace(*raw), int(raw[0].shape[0]), len(layers_a), len(layers_b)
+    names_a, names_b = [name for name, _ in layers_a], [name for name, _ in layers_b]
+    n = int(raw[0].shape[0])
+    return CKAResult(
+        values=_linear_values(raw, names_a, names_b, shared, debiased),
+        row_names=names_a,
+        col_names=names_b,
+        estimator="linear-debiased" if debiased else "linear",
+        n_examples=n,
+        metadata=default_metadata(dtype=str(raw[0].dtype)),
+    )
+
+
+def _linear_values(
+    raw: list[Array], names_a: list[str], names_b: list[str], shared: bool, debiased: bool
+) -> np.ndarray:
+    """The La x Lb linear CKA values of validated layers (``raw``: those of ``acts_a``, then
+    those of ``acts_b`` unless ``shared``), by the feature form (the moments of one batch) or,
+    when layers are wide next to the examples, the Gram form, whichever costs fewer flops."""
+    xp, n, la, lb = namespace(*raw), int(raw[0].shape[0]), len(names_a), len(names_b)
     units = prepare_one_shot(raw, xp)
     if shared:
         pairs = [(i, j) for i in range(la) for j in range(i + 1, la)]
@@ -102,24 +120,11 @@ def cka_matrix(
         selfs, cross = Moments.of_batch(units, pairs, debiased, xp).hsic_terms()
     else:
         selfs, cross = _gram_terms(units, pairs, debiased, xp)
-    stack = xp.stack
+    cross_np = to_numpy(xp.stack(cross)) if cross else np.zeros(0)
     matrix, self_a, self_b = layer_matrix(
-        to_numpy(stack(selfs)),
-        to_numpy(stack(cross)) if cross else np.zeros(0),
-        pairs,
-        la,
-        lb,
-        shared,
+        to_numpy(xp.stack(selfs)), cross_np, pairs, la, lb, shared
     )
-    names_a, names_b = [name for name, _ in layers_a], [name for name, _ in layers_b]
-    return CKAResult(
-        values=ratio_matrix(matrix, self_a, self_b, names_a, names_b, debiased=debiased, n=n),
-        row_names=names_a,
-        col_names=names_b,
-        estimator="linear-debiased" if debiased else "linear",
-        n_examples=n,
-        metadata=default_metadata(dtype=str(raw[0].dtype)),
-    )
+    return ratio_matrix(matrix, self_a, self_b, names_a, names_b, debiased=debiased, n=n)
 
 
 def _gram_terms(

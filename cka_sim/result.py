@@ -22,7 +22,7 @@ _OPTIONAL_ARRAYS = ("ci_low", "ci_high", "pvalues")
 
 def default_metadata(**extra: Any) -> dict[str, Any]:
     """Provenance recorded with every result: package version and UTC date, plus ``extra``."""
-    from . import __version__
+    from ._version import __version__
 
     meta: dict[str, Any] = {
         "cka_sim_version": __version__,

@@ -7,7 +7,7 @@ module docstring). :meth:`Moments.of_batch` forms them for one batch — for
 Procrustes measures and every :meth:`~cka_sim.StreamingCKA.update` alike — and the one reduction
 is the Chan–Golub–LeVeque one: move every set of sums to the shared mean (each field's exact
 shift), then add (:meth:`Moments.combined`, :meth:`Moments.recentred` with
-:func:`all_reduce_moments` for ``torch.distributed``).
+:func:`cka_sim.accumulators.distributed.all_reduce_moments` for ``torch.distributed``).
 
 One batch, one pass
 -------------------
@@ -531,36 +531,6 @@ def merge_moments(a: Moments | None, b: Moments | None, what: str) -> Moments | 
         raise ValueError(f"{what}: the accumulators saw data of different shapes or layers")
     check_same_place(a.mean[0], b.mean[0], what)
     return a.combined(b, a.namespace())
-
-
-def all_reduce_moments(m: Moments | None, signature: dict[str, Any], group: Any) -> Any:
-    """Exact reduction of a state across a ``torch.distributed`` group (``None``: no data here).
-
-    Gathers every process's count and means, forms the global mean, moves this process's sums
-    there (:meth:`Moments.recentred`) and adds them with one ``all_reduce`` of sums.
-    """
-    from ..accumulators import distributed
-
-    if m is None:
-        xp = distributed.torch_namespace()
-        dev = distributed.comm_device(group)
-        m = Moments.zeros(signature["widths"], signature["pairs"], signature["debiased"], xp, dev)
-    like = m.mean[0]
-    counts, means = distributed.gather_counts_and_means(m.n, m.mean, group, like)
-    total = sum(counts)
-    new_mean = [
-        sum((mu * (c / total) for mu, c in zip(column, counts, strict=True) if c), m.mean[i] * 0.0)
-        for i, column in enumerate(means)
-    ]
-    shifted = m.recentred(new_mean, m.namespace())
-    fields = shifted.sum_fields()
-    reduced = distributed.all_reduce_sum([a for _, values in fields for a in values], group, like)
-    k = 0
-    for name, values in fields:
-        setattr(shifted, name, reduced[k : k + len(values)])
-        k += len(values)
-    shifted.n = total
-    return shifted
 
 
 def _as_state_array(value: Any) -> Array:

@@ -11,6 +11,7 @@
 """
 
 from .minibatch import MinibatchCKA
-from .streaming import StreamingCKA, StreamingCKAMatrix
+from .streaming import StreamingCKA
+from .streaming_matrix import StreamingCKAMatrix
 
 __all__ = ["MinibatchCKA", "StreamingCKA", "StreamingCKAMatrix"]

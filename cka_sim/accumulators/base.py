@@ -26,7 +26,7 @@ import numpy as np
 
 from .._core.backend import namespace, to_numpy
 from .._core.check import check_accumulator_batch, check_names, check_same_place
-from .._core.moments import Moments, all_reduce_moments, merge_moments
+from .._core.moments import Moments, merge_moments
 from .._core.prepare import Centred, centre
 
 _FORMAT_VERSION = 1
@@ -347,7 +347,11 @@ class Accumulator:
         self._all_reduce_sums(group)
         for attr, r in self._STATE.items():
             if isinstance(r, CentredMoments):
-                setattr(self, attr, all_reduce_moments(getattr(self, attr), agreed[attr], group))
+                setattr(
+                    self,
+                    attr,
+                    distributed.all_reduce_moments(getattr(self, attr), agreed[attr], group),
+                )
         return self
 
     def _all_reduce_sums(self, group: Any) -> None:

@@ -2,7 +2,7 @@ r"""Reduce the streaming accumulators across a ``torch.distributed`` process gro
 
 Every accumulator's ``all_reduce(group=None)`` calls into this module; call it on every process
 of the group (it is a collective). This module knows collectives only, not accumulators: the
-exact reduction of centred moments lives with them (:func:`cka_sim._core.moments.all_reduce_moments`). Any backend works: NCCL (statistics on the current CUDA
+exact reduction of centred moments lives with them (:func:`all_reduce_moments`). Any backend works: NCCL (statistics on the current CUDA
 device), gloo or MPI (CPU). NumPy-backed accumulators are copied to a tensor for the
 communication and back.
 
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .._core.backend import Array, is_torch
+from .._core.moments import Moments
 
 _MISSING = 'all_reduce needs torch; install the torch extra: pip install "cka-sim[torch]"'
 
@@ -149,3 +150,31 @@ def torch_namespace() -> Any:
     from array_api_compat import torch as xp
 
     return xp
+
+
+def all_reduce_moments(m: Moments | None, signature: dict[str, Any], group: Any) -> Any:
+    """Exact reduction of a state across a ``torch.distributed`` group (``None``: no data here).
+
+    Gathers every process's count and means, forms the global mean, moves this process's sums
+    there (:meth:`Moments.recentred`) and adds them with one ``all_reduce`` of sums.
+    """
+    if m is None:
+        xp = torch_namespace()
+        dev = comm_device(group)
+        m = Moments.zeros(signature["widths"], signature["pairs"], signature["debiased"], xp, dev)
+    like = m.mean[0]
+    counts, means = gather_counts_and_means(m.n, m.mean, group, like)
+    total = sum(counts)
+    new_mean = [
+        sum((mu * (c / total) for mu, c in zip(column, counts, strict=True) if c), m.mean[i] * 0.0)
+        for i, column in enumerate(means)
+    ]
+    shifted = m.recentred(new_mean, m.namespace())
+    fields = shifted.sum_fields()
+    reduced = all_reduce_sum([a for _, values in fields for a in values], group, like)
+    k = 0
+    for name, values in fields:
+        setattr(shifted, name, reduced[k : k + len(values)])
+        k += len(values)
+    shifted.n = total
+    return shifted
