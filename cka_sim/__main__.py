@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._measures import MEASURES, estimator_name
+from ._core.measures import MEASURES, estimator_name
 from .exceptions import CKAUndefinedWarning
 
 EXAMPLES = """\

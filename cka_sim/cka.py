@@ -163,8 +163,8 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
     in float64), the products run in the input's floating dtype, and every reduction runs in
     float64: float32 activations with feature means of 1000 give the float64 answer to about
     1e-7. Large CPU inputs are centred block by block inside the products (a few MiB of
-    workspace, :mod:`cka_sim._blocked`), so the feature form needs no centred copy of ``x`` or
-    ``y``. torch CPU tensors that need no gradient (with torch on more than one thread) are
+    workspace, :mod:`cka_sim._core.moments`), so the feature form needs no centred copy of ``x``
+    or ``y``. torch CPU tensors that need no gradient (with torch on more than one thread) are
     computed by NumPy on zero-copy views, whose BLAS has the symmetric product torch lacks; the
     result is again a 0-dim float64 tensor. Tensors that need a gradient, and CUDA tensors, keep
     the torch path. The feature form is computed by the code of :class:`~cka_sim.StreamingCKA`,

@@ -255,7 +255,7 @@ class Residuals:
 def residuals(m: Moments, confounder: str) -> Residuals:
     r"""Deconfounded HSIC terms from centred moments whose last unit is the confounder.
 
-    ``m`` (finalised) holds the units and, for every unit ``u``, the pair ``(u, Z)`` with the
+    ``m`` holds the units and, for every unit ``u``, the pair ``(u, Z)`` with the
     confounder ``Z``. The slopes come from the biased terms, :math:`\hat\alpha_u = \lVert
     C_{uZ}\rVert_F^2 / \lVert S_Z\rVert_F^2`; the residual HSICs from the biased or the
     debiased terms (:meth:`~cka_sim._core.moments.Moments.hsic_terms`) by :func:`residual_hsic`.

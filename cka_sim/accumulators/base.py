@@ -13,7 +13,7 @@ is one line. The reductions:
 - :class:`CentredMoments`: a :class:`~cka_sim._core.moments.Moments`, moved to the shared mean and then
   added (Chan, Golub & LeVeque 1979).
 
-``update`` is each estimator's own: prepare the batch (:func:`cka_sim._core.prepare.prepare_layers`),
+``update`` is each estimator's own: prepare the batch (:mod:`cka_sim._core.check`, :func:`cka_sim._core.prepare.centre`),
 form its statistics, and reduce them into the state with the same reductions.
 """
 
@@ -139,7 +139,7 @@ class Accumulator:
 
     Subclasses set ``_STATE`` (attribute -> :class:`Reduction`), ``_SETTINGS`` (constructor
     arguments a state must share to be merged or loaded), ``_EXACT`` (how a batch is prepared,
-    see :func:`~cka_sim._core.prepare.prepare_layer`) and define ``n_examples``, ``update``, ``compute``.
+    see :meth:`Accumulator.prepare`) and define ``n_examples``, ``update``, ``compute``.
     """
 
     _STATE: ClassVar[dict[str, Reduction]]

@@ -39,7 +39,7 @@ class MinibatchCKA(Accumulator):
 
     Per batch, for every layer: flatten to (m, p), subtract the mean of 32 of its rows in the
     input dtype (HSIC is invariant to translating the features, so this only has to bring them
-    near zero for float32 precision; see :func:`cka_sim._core.prepare.prepare_layer`), form the (m, m)
+    near zero for float32 precision; see :func:`cka_sim._core.prepare.translated`), form the (m, m)
     Gram in the input dtype (symmetric: about 5/8 of a GEMM's flops on torch CPU tensors, half on
     NumPy), write it into a float64 (L, m, m) buffer and U-centre it (debiased) or centre it
     (biased) there, in place and exactly; get every cross HSIC with one (La, m²) @ (m², Lb)
@@ -125,6 +125,25 @@ class MinibatchCKA(Accumulator):
             For a batch smaller than 4 examples (2 when biased), layers whose names or order
             differ from earlier batches', or layers of different row counts.
         """
+        batch = self._check_batch(acts_a, acts_b)
+        units_a, units_b, names_a, names_b, m, xp = batch
+        grams_a = self._centred_grams(units_a, m, xp)
+        grams_b = grams_a if units_b is units_a else self._centred_grams(units_b, m, xp)
+        # one batch's HSIC terms, each with its own 1/(m(m-3)) (or 1/(m-1)²) factor
+        scale = 1.0 / (m * (m - 3)) if self.debiased else 1.0 / ((m - 1) ** 2)
+        cross = (grams_a @ xp.matrix_transpose(grams_b)) * scale
+        self_a = xp.sum(grams_a * grams_a, axis=1) * scale
+        self_b = self_a if units_b is units_a else xp.sum(grams_b * grams_b, axis=1) * scale
+        for attr, value in zip(("_cross", "_self_a", "_self_b"), (cross, self_a, self_b), strict=True):
+            setattr(self, attr, self._STATE[attr].merge(getattr(self, attr), value, "update"))
+        self._names_a, self._names_b = names_a, names_b
+        self.n_batches += 1
+        self.n_examples += m
+        return self
+
+    def _check_batch(self, acts_a: Any, acts_b: Any) -> tuple[list, list, list, list, int, Any]:
+        """The check of :meth:`update`, before any Gram is formed: ``(units_a, units_b, names_a,
+        names_b, m, xp)`` (``units_b is units_a`` when one mapping is passed twice)."""
         shared = acts_a is acts_b
         layers_a = as_layers(acts_a, "acts_a")
         layers_b = layers_a if shared else as_layers(acts_b, "acts_b")
@@ -133,51 +152,9 @@ class MinibatchCKA(Accumulator):
         if self.n_batches:
             check_names(self._names_a, names_a, "acts_a")
             check_names(self._names_b, names_b, "acts_b")
-        grams_a, m, xp = self._centred_grams(layers_a, "acts_a", None)
-        grams_b = grams_a if shared else self._centred_grams(layers_b, "acts_b", m)[0]
-        if is_torch(grams_a) != is_torch(grams_b):
-            kinds = ["torch tensors" if is_torch(g) else "NumPy arrays" for g in (grams_a, grams_b)]
-            raise TypeError(
-                f"acts_a holds {kinds[0]} but acts_b holds {kinds[1]}; pass one kind for both "
-                "models, e.g. torch.as_tensor(array) or tensor.detach().cpu().numpy()"
-            )
-        if is_torch(grams_a) and grams_a.device != grams_b.device:
-            raise ValueError(
-                f"acts_a is on {grams_a.device} but acts_b is on {grams_b.device}; move both "
-                "models' activations to one device"
-            )
-        # one batch's HSIC terms, each with its own 1/(m(m-3)) (or 1/(m-1)²) factor
-        scale = 1.0 / (m * (m - 3)) if self.debiased else 1.0 / ((m - 1) ** 2)
-        cross = (grams_a @ xp.matrix_transpose(grams_b)) * scale
-        self_a = xp.sum(grams_a * grams_a, axis=1) * scale
-        self_b = self_a if shared else xp.sum(grams_b * grams_b, axis=1) * scale
-        self._absorb([cross, self_a, self_b], names_a, names_b, m)
-        return self
-
-    def _absorb(self, terms: list[Array], names_a: list[str], names_b: list[str], m: int) -> None:
-        """Reduce one batch's terms into the state with the declared reductions."""
-        if self._cross is not None and (
-            is_torch(terms[0]) != is_torch(self._cross)
-            or (is_torch(terms[0]) and terms[0].device != self._cross.device)
-        ):
-            raise ValueError(
-                "MinibatchCKA.update: this batch is not on the device (or array library) "
-                "of earlier batches"
-            )
-        for attr, value in zip(("_cross", "_self_a", "_self_b"), terms, strict=True):
-            setattr(self, attr, self._STATE[attr].merge(getattr(self, attr), value, "update"))
-        self._names_a, self._names_b = names_a, names_b
-        self.n_batches += 1
-        self.n_examples += m
-
-    def _centred_grams(
-        self, layers: list[tuple[str, Any]], side: str, rows: int | None
-    ) -> tuple[Array, int, Any]:
-        """(L, m²) float64 stack of the (U-)centred Grams of one model's layers."""
-        units, xp = check_batch_layers(layers, side, exact=False, rows=rows)
-        m = int(units[0].shape[0])
-        need = 4 if self.debiased else 2
-        if m < need:
+        units_a, xp = check_batch_layers(layers_a, "acts_a", exact=False)
+        m = int(units_a[0].shape[0])
+        if m < (4 if self.debiased else 2):
             raise ValueError(
                 f"MinibatchCKA got a batch of {m} example(s); "
                 + (
@@ -187,10 +164,37 @@ class MinibatchCKA(Accumulator):
                     else "the biased HSIC needs batches of at least 2"
                 )
             )
+        units_b = (
+            units_a if shared else check_batch_layers(layers_b, "acts_b", exact=False, rows=m)[0]
+        )
+        first_a, first_b = _array_of(units_a[0]), _array_of(units_b[0])
+        if is_torch(first_a) != is_torch(first_b):
+            kinds = ["torch tensors" if is_torch(g) else "NumPy arrays" for g in (first_a, first_b)]
+            raise TypeError(
+                f"acts_a holds {kinds[0]} but acts_b holds {kinds[1]}; pass one kind for both "
+                "models, e.g. torch.as_tensor(array) or tensor.detach().cpu().numpy()"
+            )
+        if is_torch(first_a) and first_a.device != first_b.device:
+            raise ValueError(
+                f"acts_a is on {first_a.device} but acts_b is on {first_b.device}; move both "
+                "models' activations to one device"
+            )
+        if self._cross is not None and (
+            is_torch(first_a) != is_torch(self._cross)
+            or (is_torch(first_a) and first_a.device != self._cross.device)
+        ):
+            raise ValueError(
+                "MinibatchCKA.update: this batch is not on the device (or array library) "
+                "of earlier batches"
+            )
+        return units_a, units_b, names_a, names_b, m, xp
+
+    def _centred_grams(self, units: list[Any], m: int, xp: Any) -> Array:
+        """(L, m²) float64 stack of the (U-)centred Grams of one model's checked layers."""
         # One float64 (L, m, m) buffer filled layer by layer (no list of Grams and no stack copy).
-        first = units[0]
-        like = first.gram if isinstance(first, PreparedGram) else getattr(first, "x", first)
-        stack = xp.empty((len(units), m, m), dtype=xp.float64, device=device_of(like))
+        stack = xp.empty(
+            (len(units), m, m), dtype=xp.float64, device=device_of(_array_of(units[0]))
+        )
         for i, unit in enumerate(units):
             if isinstance(unit, Centred):
                 unit = unit.x - unit.centre
@@ -200,7 +204,7 @@ class MinibatchCKA(Accumulator):
             if unit.scale is not None:  # back to the batch's units (see prepare.translated)
                 stack[i, ...] *= unit.scale
         stack = centered(stack, xp, unbiased=self.debiased, overwrite=True)
-        return xp.reshape(stack, (len(units), m * m)), m, xp
+        return xp.reshape(stack, (len(units), m * m))
 
     def compute(self) -> CKAResult:
         """Return the minibatch CKA of every layer pair over the batches seen.
@@ -220,7 +224,7 @@ class MinibatchCKA(Accumulator):
         if self._cross is None:
             raise ValueError("MinibatchCKA has seen no batch; call update() first")
         cross, self_a, self_b = (to_numpy(a) for a in (self._cross, self._self_a, self._self_b))
-        if not all(np.all(np.isfinite(a)) for a in (cross, self_a, self_b)):
+        if not all(np.all(np.isfinite(a)) for a in (cross, self_a, self_b), strict=True):
             raise ValueError(
                 "MinibatchCKA.compute: a batch given to update() held NaN or infinity, or float64 "
                 "values beyond about 2**±200, whose fourth powers leave the float64 range (multiply "
@@ -250,3 +254,10 @@ class MinibatchCKA(Accumulator):
             f"MinibatchCKA({len(self._names_a)} x {len(self._names_b)} layers, "
             f"debiased={self.debiased}, n_batches={self.n_batches}, n_examples={self.n_examples})"
         )
+
+
+def _array_of(unit: Any) -> Array:
+    """The array a checked layer holds (its Gram, once prepared)."""
+    if isinstance(unit, PreparedGram):
+        return unit.gram
+    return unit.x if isinstance(unit, Centred) else unit

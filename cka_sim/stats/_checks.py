@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import is_torch, power_of_two_scaled
-from .._batch import all_rows_equal
-from .._validation import check_kernel_name, check_pair, check_positive, warn_undefined
+from .._core.backend import is_torch
+from .._core.check import check_kernel_name, check_pair, check_positive
+from .._core.prepare import all_rows_equal
+from .._core.prepare import unit_scaled as power_of_two_scaled
+from .._core.ratio import warn_undefined
 
 KERNELS = ("linear", "rbf")
 

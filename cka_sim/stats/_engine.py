@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._backend import namespace
-from ..hsic import debiased_feature_hsic, gram_inner
+from .._core.backend import namespace
+from .._core.moments import debiased_feature_hsic
+from ..hsic import gram_inner
 from ..kernels import centered, gram_rbf
 
 Form = Literal["features", "gram"]

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .._measures import check_confounder_given, check_measure
-from .._validation import as_matrix
+from .._core.check import as_matrix
+from .._core.measures import check_confounder_given, check_measure
 from ..deconfounded import deconfounded_cka
 from ..procrustes import procrustes_similarity
 from ._checks import to_numpy

@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._measures import Measure
-from .._validation import check_choice, check_count, warn_undefined
+from .._core.check import check_choice, check_count
+from .._core.measures import Measure
+from .._core.ratio import warn_undefined
 from ._checks import (
     activations_pair,
     check_confidence_level,

@@ -7,10 +7,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._backend import power_of_two_scaled
-from .._batch import all_rows_equal
-from .._measures import Measure, estimator_name
-from .._validation import as_matrix, check_choice, check_count, warn_undefined
+from .._core.check import as_matrix, check_choice, check_count
+from .._core.measures import Measure, estimator_name
+from .._core.prepare import all_rows_equal
+from .._core.prepare import unit_scaled as power_of_two_scaled
+from .._core.ratio import warn_undefined
 from ..result import CKAResult, default_metadata
 from ._checks import (
     check_confidence_level,

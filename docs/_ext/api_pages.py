@@ -211,9 +211,9 @@ PAGES: list[tuple[str, str, str, list[tuple[str, list[str]]]]] = [
 # under their public names above.
 NOTES = [
     "cka_sim.kernels",
-    "cka_sim.streaming",
-    "cka_sim.minibatch",
-    "cka_sim.distributed",
+    "cka_sim.accumulators.streaming",
+    "cka_sim.accumulators.minibatch",
+    "cka_sim.accumulators.distributed",
     "vae_zoo.datasets.splits",
     "vae_zoo.study.criteria",
 ]
