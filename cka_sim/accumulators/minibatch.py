@@ -224,7 +224,7 @@ class MinibatchCKA(Accumulator):
         if self._cross is None:
             raise ValueError("MinibatchCKA has seen no batch; call update() first")
         cross, self_a, self_b = (to_numpy(a) for a in (self._cross, self._self_a, self._self_b))
-        if not all(np.all(np.isfinite(a)) for a in (cross, self_a, self_b), strict=True):
+        if not all(np.all(np.isfinite(a)) for a in (cross, self_a, self_b)):
             raise ValueError(
                 "MinibatchCKA.compute: a batch given to update() held NaN or infinity, or float64 "
                 "values beyond about 2**±200, whose fourth powers leave the float64 range (multiply "
