@@ -134,7 +134,9 @@ class MinibatchCKA(Accumulator):
         cross = (grams_a @ xp.matrix_transpose(grams_b)) * scale
         self_a = xp.sum(grams_a * grams_a, axis=1) * scale
         self_b = self_a if units_b is units_a else xp.sum(grams_b * grams_b, axis=1) * scale
-        for attr, value in zip(("_cross", "_self_a", "_self_b"), (cross, self_a, self_b), strict=True):
+        for attr, value in zip(
+            ("_cross", "_self_a", "_self_b"), (cross, self_a, self_b), strict=True
+        ):
             setattr(self, attr, self._STATE[attr].merge(getattr(self, attr), value, "update"))
         self._names_a, self._names_b = names_a, names_b
         self.n_batches += 1
