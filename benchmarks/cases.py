@@ -282,7 +282,7 @@ def rbf(ctx: Context, sizes: list[int], p: int, threshold: float) -> list[Row]:
 
 
 #: Rows of one timed stream of the ``streaming`` case: a whole number of the accumulators' blocks
-#: (4096 rows, :mod:`cka_sim._rowbuffer`) for every batch size of the presets.
+#: (4096 rows, :mod:`cka_sim.accumulators.rowbuffer`) for every batch size of the presets.
 STREAM_ROWS = 16384
 
 
