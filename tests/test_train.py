@@ -11,7 +11,7 @@ import torch
 
 import vae_zoo.checkpoint as checkpoint_module
 import vae_zoo.datasets
-import vae_zoo.train as train_module
+import vae_zoo.train.loop as train_module  # the module of the _interrupt_after test hook
 from vae_zoo.checkpoint import (
     ArchitectureMismatchError,
     CheckpointError,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import vae_zoo.train as train_module
+import vae_zoo.train.loop as train_module  # the module of the _interrupt_after test hook
 from vae_zoo.checkpoint import CheckpointNotFoundError, load_model, read_checkpoint
 from vae_zoo.datasets.base import ImageDataset
 from vae_zoo.models import DatasetMismatchError, make_model
