@@ -1,0 +1,339 @@
+"""CKA of every (layer of model A, layer of model B) pair, accumulated over a data loader.
+
+:func:`compare_models` resolves the layers, captures both models' outputs batch by batch
+(:class:`~cka_sim.torch.capture._Capture`), feeds them to a streaming accumulator
+(``MinibatchCKA`` or ``StreamingCKAMatrix``), sums the accumulators across processes under
+``torch.distributed``, and returns a :class:`~cka_sim.result.CKAResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .._core.check import check_choice
+from .._core.measures import Measure, check_measure
+from ..result import CKAResult
+from .capture import _Capture
+from .inputs import InputKey
+from .layers import LayerSpec, _check_module, _or_default, _resolve_layers
+from .outputs import first_tensor
+
+
+def _measure_settings(
+    measure: Any, estimator: Any, debiased: Any, confounder: Any
+) -> tuple[str, str, bool]:
+    """``measure``, ``estimator`` and ``debiased`` with their defaults resolved and checked."""
+    if debiased is None:
+        debiased = measure != "procrustes"
+    measure = check_measure(measure, debiased=bool(debiased))
+    if estimator is None:
+        estimator = "minibatch" if measure == "cka" else "exact"
+    check_choice(estimator, "estimator", ("minibatch", "exact"))
+    if measure != "cka" and estimator != "exact":
+        raise ValueError(
+            f"measure={measure!r} is computed by the exact accumulator only; pass "
+            "estimator='exact' (or leave estimator unset)"
+        )
+    if confounder is not None and (measure != "dcka" or not callable(confounder)):
+        raise ValueError(
+            "confounder must be a callable batch -> (m, ...) tensor, used by measure='dcka' "
+            f"only; got {type(confounder).__name__} with measure={measure!r}"
+        )
+    return measure, estimator, bool(debiased)
+
+
+def _model_input(batch: Any, inputs: Any) -> torch.Tensor:
+    """The default confounder of a batch: the model input (its first tensor)."""
+    tensor = first_tensor(inputs)
+    if tensor is None:
+        raise ValueError(
+            "measure='dcka' uses the model input as the confounder, but the input of this batch "
+            "holds no tensor; pass confounder=callable(batch) returning one"
+        )
+    return tensor
+
+
+def _make_accumulator(
+    estimator: str, debiased: bool, memory_budget_bytes: int | None, measure: str = "cka"
+) -> Any:
+    if estimator == "minibatch":
+        from ..accumulators import MinibatchCKA
+
+        if memory_budget_bytes is not None:
+            raise ValueError(
+                "memory_budget_bytes applies to estimator='exact' only (the minibatch estimator's "
+                "memory depends on the batch size, not on the layer widths); leave it as None"
+            )
+        return MinibatchCKA(debiased=debiased)
+    from ..accumulators import StreamingCKAMatrix
+
+    return StreamingCKAMatrix(
+        debiased=debiased, memory_budget_bytes=memory_budget_bytes, measure=measure
+    )
+
+
+def _distributed_world() -> int | None:
+    """World size when a ``torch.distributed`` process group is initialised, else None."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return None
+
+
+def compare_models(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    loader: Iterable[Any],
+    *,
+    layers_a: Iterable[LayerSpec] | None = None,
+    layers_b: Iterable[LayerSpec] | None = None,
+    estimator: Literal["minibatch", "exact"] | None = None,
+    debiased: bool | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    input_key: InputKey | None = None,
+    memory_budget_bytes: int | None = None,
+    measure: Measure = "cka",
+    confounder: Callable[[Any], Any] | None = None,
+) -> CKAResult:
+    r"""Linear CKA between every layer of ``model_a`` and every layer of ``model_b``.
+
+    Both models see the same batches. For each pair of layers with flattened outputs
+    :math:`X` (n x p₁) and :math:`Y` (n x p₂),
+
+    .. math:: \mathrm{CKA}(X, Y) = \frac{\mathrm{HSIC}(XX^\top, YY^\top)}
+              {\sqrt{\mathrm{HSIC}(XX^\top, XX^\top)\,\mathrm{HSIC}(YY^\top, YY^\top)}}.
+
+    ``estimator="minibatch"`` (Nguyen, Raghu & Kornblith 2021) averages the unbiased HSIC₁ of each
+    batch in the numerator and both denominators; memory does not grow with the widths, but it
+    estimates a different quantity from full-data CKA and needs batches of at least 4 examples.
+    ``estimator="exact"`` is the full-data linear CKA of all examples (Kornblith et al. 2019),
+    accumulated from centred feature statistics; its memory grows with the squared widths.
+
+    Parameters
+    ----------
+    model_a, model_b : torch.nn.Module
+        The models. Passing the same object twice runs one forward pass per batch.
+    loader : iterable of batches
+        E.g. a ``DataLoader``. A batch is a tensor, an ``(x, y, ...)`` tuple or list, or a dict
+        (see ``input_key``).
+    layers_a, layers_b : sequence of str or int, optional
+        Layers of each model (exact names or indices into ``named_modules()``, as in
+        :func:`record_activations`). Rows follow ``layers_a`` and columns ``layers_b`` in the
+        order given. Default: :func:`default_layers` (leaf modules that own parameters).
+    estimator : {"minibatch", "exact"}, optional
+        Default: ``"minibatch"`` for ``measure="cka"``, ``"exact"`` (the only one they have) for
+        the other measures.
+    debiased : bool, optional
+        Use the unbiased HSIC₁ (Song et al. 2012) instead of the biased HSIC. Default: True for
+        CKA and dCKA; Procrustes has no debiased form.
+    device : str or torch.device, optional
+        Where to run. Default: each model where its first parameter (or buffer) lives, with
+        inputs moved there. When given, both models are moved there with ``Module.to`` and left
+        there.
+    progress : bool, default True
+        Show a tqdm progress bar (on rank 0 only under ``torch.distributed``).
+    input_key : int, str or callable, optional
+        How to find the model input in a batch: an index for tuple batches (default 0), a key
+        for dict batches (default: the first of ``"x", "input", "inputs", "pixel_values",
+        "image", "images", "input_ids"`` present, or the only tensor), or ``callable(batch)``;
+        a tuple from the callable is passed as positional arguments, a dict as keyword
+        arguments.
+    memory_budget_bytes : int, optional
+        For ``estimator="exact"``: refuse with a ``MemoryError`` at the first batch when the
+        accumulator would need more (see ``StreamingCKAMatrix.estimate_memory``). ``None``: no
+        limit. The exact accumulator holds p_i x p_j float64 products, so a convolutional feature
+        map of 16 x 32 x 32 = 16,384 features alone needs 2 GiB: choose narrow layers or the
+        minibatch estimator.
+    measure : {"cka", "dcka", "procrustes"}, default "cka"
+        ``"dcka"``: deconfounded CKA (Cui et al. 2022), every layer's Gram regressed on the
+        confounder's before CKA; ``"procrustes"``: the orthogonal Procrustes similarity
+        (Ding et al. 2021). Both use the exact accumulator
+        (:class:`~cka_sim.StreamingCKAMatrix`).
+    confounder : callable, optional
+        For ``measure="dcka"``: ``confounder(batch)`` gives the (m, ...) confounder of a batch.
+        Default: the model's input itself (the tensor found by ``input_key``, or the first tensor
+        of what an ``input_key`` callable returns), flattened per example: the input's own
+        similarity structure, which every layer inherits.
+
+    Returns
+    -------
+    CKAResult
+        ``values[i, j]`` is the CKA of ``layers_a[i]`` and ``layers_b[j]``. ``metadata`` records
+        the model classes, layer lists, estimator, activation dtype, device, number of batches and
+        the world size.
+
+    Raises
+    ------
+    TypeError
+        If a model is not a ``torch.nn.Module``, a batch is of an unsupported type, or a layer's
+        output holds no tensor.
+    ValueError
+        For a layer name that is not in the model (the message lists close matches), a choice
+        outside those listed, or batches too small for the debiased minibatch estimator.
+    MemoryError
+        For ``estimator="exact"`` when the accumulator would need more than
+        ``memory_budget_bytes``.
+
+    Notes
+    -----
+    Runs under ``torch.inference_mode()`` with both models in eval mode; every submodule's
+    training flag is restored afterwards and the hooks are removed, also when an error is raised.
+    Layer outputs are taken with :func:`first_tensor` and copied before the next layer runs, so
+    in-place operations downstream do not alter them. When a ``torch.distributed`` process group
+    is initialised, each process should iterate over its own shard of the data (e.g. with a
+    ``DistributedSampler``); the accumulators are summed with ``all_reduce`` before the CKA
+    values are computed, so every process returns the result for the union of the shards.
+
+    References
+    ----------
+    Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
+    Revisited*, ICML. Nguyen, Raghu & Kornblith (2021), *Do Wide and Deep Networks Learn the Same
+    Things?*, ICLR.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> from cka_sim.torch import compare_models
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> a = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    >>> b = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    >>> loader = DataLoader(TensorDataset(torch.randn(256, 8)), batch_size=64)
+    >>> result = compare_models(a, b, loader, layers_a=["1", "2"], layers_b=["1", "2"],
+    ...                         estimator="exact", progress=False)
+    >>> result.shape, result.row_names, result.estimator
+    ((2, 2), ['1', '2'], 'linear-debiased')
+    """
+    _check_module(model_a, "model_a")
+    _check_module(model_b, "model_b")
+    measure, estimator, debiased = _measure_settings(measure, estimator, debiased, confounder)
+    names_a = [n for n, _ in _resolve_layers(model_a, _or_default(model_a, layers_a), "layers_a")]
+    names_b = [n for n, _ in _resolve_layers(model_b, _or_default(model_b, layers_b), "layers_b")]
+    if device is not None:
+        device = torch.device(device)
+        model_a.to(device)
+        model_b.to(device)
+    world_size = _distributed_world()
+    accumulator = _make_accumulator(estimator, debiased, memory_budget_bytes, measure)
+    # capture -> accumulate -> result
+    prepare = _preparing(accumulator) if estimator == "minibatch" else None
+    confounder_of = None
+    if measure == "dcka":
+        confounder_of = confounder if confounder is not None else _model_input
+    with _Capture(model_a, model_b, names_a, names_b, input_key, prepare) as capture:
+        n_batches, dtypes = _accumulate(
+            accumulator, capture, loader, progress, world_size, confounder_of
+        )
+    if world_size is not None:
+        accumulator.all_reduce()
+    result = accumulator.compute()
+    if list(result.row_names) != names_a or list(result.col_names) != names_b:
+        raise RuntimeError(
+            f"internal error: the accumulator returned rows {result.row_names} and columns "
+            f"{result.col_names}; expected {names_a} and {names_b}"
+        )
+    result.metadata.update(
+        {
+            "model_a": type(model_a).__name__,
+            "model_b": type(model_b).__name__,
+            "same_model": capture.same_model,
+            "layers_a": names_a,
+            "layers_b": names_b,
+            "estimator": estimator,
+            "debiased": debiased,
+            "measure": measure,
+            "activation_dtype": sorted(dtypes),
+            "device": str(capture.device_a),
+            "device_a": str(capture.device_a),
+            "device_b": str(capture.device_b),
+            "n_batches": n_batches,
+            "world_size": world_size or 1,
+        }
+    )
+    return result
+
+
+def _accumulate(
+    accumulator: Any,
+    capture: _Capture,
+    loader: Iterable[Any],
+    progress: bool,
+    world_size: int | None,
+    confounder_of: Callable[..., Any] | None = None,
+) -> tuple[int, set[str]]:
+    """Feed every batch's recorded layers to the accumulator; the batch count and dtypes seen.
+
+    ``confounder_of`` (``measure="dcka"``): the confounder of a batch, from the batch (a user's
+    callable) or from the batch and the model input (the default, :func:`_model_input`).
+    """
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as err:
+        raise ModuleNotFoundError(
+            "compare_models needs tqdm for its progress bar; install the torch extra: "
+            'pip install "cka-sim[torch]"',
+            name="tqdm",
+        ) from err
+
+    rank = torch.distributed.get_rank() if world_size is not None else 0
+    n_batches, dtypes = 0, set()
+    disable = not progress or rank != 0
+    total = _length(loader)
+    with tqdm(loader, total=total, desc="compare_models", unit="batch", disable=disable) as bar:
+        with torch.inference_mode():
+            for batch in bar:
+                acts_a, acts_b = capture.run(batch, n_batches)
+                dtypes.update(str(t.dtype) for t in (*acts_a.values(), *acts_b.values()))
+                if confounder_of is None:
+                    accumulator.update(acts_a, acts_b)
+                else:
+                    z = _batch_confounder(confounder_of, batch, capture)
+                    accumulator.update(acts_a, acts_b, z)
+                # Free this batch's activations before the next forward pass, not after it.
+                del acts_a, acts_b
+                capture.clear()
+                n_batches += 1
+    if n_batches == 0:
+        raise ValueError("loader yielded no batches; compare_models needs at least one")
+    return n_batches, dtypes
+
+
+def _batch_confounder(confounder_of: Callable[..., Any], batch: Any, capture: _Capture) -> Any:
+    """The confounder of one batch on model A's device, detached."""
+    if confounder_of is _model_input:
+        z = _model_input(batch, capture.inputs)
+    else:
+        z = confounder_of(batch)
+    if not isinstance(z, torch.Tensor):
+        z = torch.as_tensor(z)
+    return z.detach().to(capture.device_a)
+
+
+def _preparing(accumulator: Any) -> Callable[[torch.Tensor], Any]:
+    """The hook transform: a layer output flattened per example and prepared for ``accumulator``.
+
+    Half precision is upcast to float32 and integers to float64 first, as the accumulators do.
+    An output that cannot be a batch is cloned instead, for ``update`` to report.
+    """
+
+    def prepare(tensor: torch.Tensor) -> Any:
+        if tensor.dim() == 0 or tensor.shape[0] == 0 or tensor[0].numel() == 0:
+            return tensor.clone()
+        flat = tensor.reshape(tensor.shape[0], -1) if tensor.dim() != 2 else tensor
+        return accumulator.prepare(flat, "layer output")
+
+    return prepare
+
+
+def _length(loader: Iterable[Any]) -> int | None:
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None

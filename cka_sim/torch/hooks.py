@@ -1,0 +1,287 @@
+"""Layer capture by exact module name: forward hooks that keep each module's latest output.
+
+:func:`record_activations` attaches a forward hook to every requested module and yields an
+:class:`ActivationStore`; a hook on the root model counts calls per forward pass, so a module that
+runs twice is reported (:class:`LayerCalledTwiceWarning`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .layers import LayerSpec, _check_module, _resolve_layers
+from .outputs import Selector, _select, _selectors
+
+
+class LayerCalledTwiceWarning(RuntimeWarning):
+    """A recorded module ran more than once in one forward pass of the model.
+
+    Typical causes: one activation module (``nn.ReLU()``) reused at several places, weight
+    sharing, or a recurrent loop. The store keeps the output of the last call only, so the CKA of
+    that layer describes its last use. Record a module that runs once instead (register separate
+    activation modules, or record the enclosing block).
+    """
+
+
+class ActivationStore(Mapping[str, torch.Tensor]):
+    """Read-only mapping ``layer name -> output of that layer's latest call``.
+
+    Yielded by :func:`record_activations`. Iteration follows the order in which the layers were
+    requested and lists only the layers that have run since the store was created or last
+    :meth:`clear`-ed.
+
+    Parameters
+    ----------
+    layers : sequence of str
+        The recorded layer names, in the order requested.
+
+    Raises
+    ------
+    KeyError
+        On reading a layer that is not recorded, or has not run since the last :meth:`clear`;
+        the message says which.
+
+    References
+    ----------
+    Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
+    Revisited*, ICML.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from cka_sim.torch import record_activations
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    >>> with record_activations(net, ["0", "1"]) as store:
+    ...     before = store.missing()
+    ...     _ = net(torch.randn(3, 4))
+    >>> before, store.missing(), list(store), store.layers
+    (['0', '1'], [], ['0', '1'], ('0', '1'))
+    """
+
+    def __init__(self, layers: Sequence[str]) -> None:
+        self._layers = tuple(layers)
+        self._data: dict[str, torch.Tensor] = {}
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The recorded layer names, in the order requested."""
+        return self._layers
+
+    def missing(self) -> list[str]:
+        """Return the recorded layers that have not run since the last :meth:`clear`.
+
+        Returns
+        -------
+        list of str
+            In the order requested; empty after a complete forward pass.
+        """
+        return [name for name in self._layers if name not in self._data]
+
+    def clear(self) -> None:
+        """Forget every stored output (done by :func:`compare_models` before each batch)."""
+        self._data.clear()
+
+    def _put(self, name: str, value: torch.Tensor) -> None:
+        self._data[name] = value
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        try:
+            return self._data[name]
+        except KeyError:
+            if name in self._layers:
+                raise KeyError(
+                    f"layer {name!r} has not run since the store was created or cleared; call the "
+                    "model inside the `with record_activations(...)` block first"
+                ) from None
+            raise KeyError(
+                f"layer {name!r} is not recorded; recorded layers are {list(self._layers)}"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in self._layers if name in self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        shapes = {name: tuple(self._data[name].shape) for name in self}
+        return f"ActivationStore({shapes}, missing={self.missing()})"
+
+
+class _ForwardTracker:
+    """Counts calls of each recorded layer during one forward pass of the root model."""
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+        self.active = False
+        self.calls: dict[str, int] = {}
+        self.warned: set[str] = set()
+
+    def start(self, module: nn.Module, args: Any) -> None:
+        self.active = True
+        self.calls.clear()
+
+    def stop(self, module: nn.Module, args: Any, output: Any = None) -> None:
+        self.active = False
+
+    def called(self, name: str) -> None:
+        if not self.active:
+            return
+        count = self.calls.get(name, 0) + 1
+        self.calls[name] = count
+        if count == 2 and name not in self.warned:
+            self.warned.add(name)
+            warnings.warn(
+                f"module {name!r} of {self.model_name} ran more than once in one forward pass; "
+                "only its last output is kept. Record a module that runs once (e.g. a separate "
+                "activation module per use) to compare a specific call.",
+                LayerCalledTwiceWarning,
+                stacklevel=2,
+            )
+
+
+def _capture_hook(
+    store: ActivationStore,
+    tracker: _ForwardTracker,
+    name: str,
+    selector: Selector | None,
+    *,
+    detach: bool,
+    clone: bool,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Callable[[nn.Module, Any, Any], None]:
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        tracker.called(name)
+        tensor = _select(output, selector, name)
+        if detach:
+            tensor = tensor.detach()
+        if transform is not None:
+            tensor = transform(tensor)
+        elif clone:
+            tensor = tensor.clone()
+        store._put(name, tensor)
+
+    return hook
+
+
+@contextlib.contextmanager
+def _restore_training_modes(*models: nn.Module) -> Iterator[None]:
+    """Restore every submodule's ``training`` flag on exit (also on exceptions)."""
+    saved = [(module, module.training) for model in models for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, flag in saved:
+            module.training = flag
+
+
+@contextlib.contextmanager
+def record_activations(
+    model: nn.Module,
+    layers: LayerSpec | Iterable[LayerSpec],
+    *,
+    select: Selector | Mapping[str, Selector] | None = None,
+    detach: bool = True,
+    clone: bool = True,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Iterator[ActivationStore]:
+    """Record the outputs of named modules while the model runs.
+
+    Inside the ``with`` block every call of a recorded module stores its output under the module's
+    fully qualified name, replacing the previous one, so after ``model(x)`` the store holds the
+    outputs of that forward pass. On exit, normal or by an exception, the hooks are removed and
+    the ``training`` flag of every submodule is restored to its value on entry.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model; its ``named_modules()`` define the names.
+    layers : str, int or sequence of them
+        Modules to record. A ``str`` is an exact fully qualified name from
+        ``model.named_modules()`` (``""`` is the model itself, so its final output can be
+        recorded); no short-name or suffix matching is done. An ``int`` indexes
+        ``list(model.named_modules())``, root included at index 0, negative from the end. A module
+        registered under several names may be requested by any of them.
+    select : int, str, callable or mapping of layer name to one of those, optional
+        Which tensor to keep from an output that is not a tensor. Default: the first tensor
+        found depth-first (see :func:`first_tensor`): element 0 of a tuple, the first value of a
+        dict or ``ModelOutput``, the first field of a dataclass. An ``int`` indexes a tuple, a
+        ``str`` is a key or attribute (``"logits"``), a callable maps the output to a tensor.
+    detach : bool, default True
+        Store outputs detached from the autograd graph. ``False`` keeps the graph (e.g. to
+        backpropagate through a CKA loss).
+    clone : bool, default True
+        Store a copy. Without it an in-place operation after the layer, such as
+        ``nn.ReLU(inplace=True)`` or a residual ``out += identity``, silently changes the stored
+        output.
+    transform : callable, optional
+        Applied to each recorded output (after ``select`` and ``detach``) and stored instead of
+        a clone; it must return a new tensor (not a view of its input), which then serves as the
+        copy. :func:`compare_models` uses it to flatten and translate the features in the hook.
+
+    Yields
+    ------
+    ActivationStore
+        Mapping ``name -> tensor`` of the latest output of each recorded module that has run.
+
+    Raises
+    ------
+    ValueError
+        A name that is not in ``named_modules()`` (the message lists close matches), an index out
+        of range, or a layer requested twice.
+
+    Warns
+    -----
+    LayerCalledTwiceWarning
+        When a recorded module runs more than once in one forward pass of ``model`` (once per
+        module and ``with`` block).
+
+    References
+    ----------
+    Paszke et al. (2019), *PyTorch: An Imperative Style, High-Performance Deep Learning
+    Library*, NeurIPS (forward hooks, through which the outputs are recorded).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from cka_sim.torch import record_activations
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> with record_activations(net, ["0", "2"]) as acts:
+    ...     _ = net(torch.randn(5, 4))
+    >>> {name: tuple(t.shape) for name, t in acts.items()}
+    {'0': (5, 8), '2': (5, 2)}
+    """
+    _check_module(model, "model")
+    resolved = _resolve_layers(model, layers, "layers")
+    names = [name for name, _ in resolved]
+    selectors = _selectors(select, names)
+    store = ActivationStore(names)
+    tracker = _ForwardTracker(type(model).__name__)
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    with _restore_training_modes(model):
+        try:
+            handles.append(model.register_forward_pre_hook(tracker.start, prepend=True))
+            handles.append(model.register_forward_hook(tracker.stop, always_call=True))
+            for name, module in resolved:
+                hook = _capture_hook(
+                    store,
+                    tracker,
+                    name,
+                    selectors[name],
+                    detach=detach,
+                    clone=clone,
+                    transform=transform,
+                )
+                handles.append(module.register_forward_hook(hook))
+            yield store
+        finally:
+            for handle in handles:
+                handle.remove()
