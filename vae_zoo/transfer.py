@@ -341,20 +341,51 @@ def transfer(
     """
     recipe = get_recipe(recipe)
     out = Path(out_dir)
+    source_file, payload, model = _load_source(source, target, test_data)
+    config = _transfer_config(config, payload, model.config.latent_dim, eval_budgets)
+    record = _source_record(source_file, payload, recipe)
+    _check_existing(out, record)
+    record.update(apply_recipe(model, recipe, seed=config.seed))
+    result = _fine_tune(target, out, config, model, record, test_data, progress)
+    test_loss = {int(r["step"]): float(r["loss"]) for r in read_metrics(out, "test")}
+    _write_transfer_json(out, record, config, target, test_loss, result)
+    return _transfer_result(recipe, out, record, test_loss, result)
+
+
+def _load_source(
+    source: str | Path, target: ImageDataset, test_data: ImageDataset | None
+) -> tuple[Path, dict[str, Any], ConvVAE]:
+    """The source checkpoint's path, payload and model (in training mode), checked to fit the
+    target images."""
     source_file = resolve_checkpoint(source)
     payload = read_checkpoint(source_file)
     model = load_model(source_file).train()
     check_images_fit(model.config, target.channels, target.size, dataset=target.name)
     if test_data is not None:
         check_images_fit(model.config, test_data.channels, test_data.size, dataset=test_data.name)
+    return source_file, payload, model
+
+
+def _transfer_config(
+    config: TrainConfig | None,
+    payload: dict[str, Any],
+    latent_dim: int,
+    eval_budgets: Sequence[int],
+) -> TrainConfig:
+    """``config`` (default: the source run's), with the source model's latent size and the
+    evaluation budgets added to ``eval_at``."""
     if config is None:
         config = TrainConfig.from_dict(payload["train_config"])
-    config = dataclasses.replace(
+    return dataclasses.replace(
         config,
-        latent_dim=model.config.latent_dim,
+        latent_dim=latent_dim,
         eval_at=tuple(sorted({*config.eval_at, *eval_budgets})),
     )
-    record: dict[str, Any] = {
+
+
+def _source_record(source_file: Path, payload: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
+    """What a transfer records about its source and recipe (checked again on resume)."""
+    return {
         "source": str(source_file.resolve()),
         "source_data": payload.get("data"),
         "source_step": payload.get("step"),
@@ -365,40 +396,71 @@ def transfer(
         "recipe_reinit": list(recipe.reinit),
         "description": recipe.description,
     }
-    _check_existing(out, record)
-    params = apply_recipe(model, recipe, seed=config.seed)
-    record.update(params)
-    result = train(
+
+
+def _fine_tune(
+    target: ImageDataset,
+    out: Path,
+    config: TrainConfig,
+    model: ConvVAE,
+    record: dict[str, Any],
+    test_data: ImageDataset | None,
+    progress: bool,
+) -> TrainResult:
+    """Train ``model`` on ``target``, only the parameters ``record`` names as trainable."""
+    return train(
         target,
         out,
         config,
         test_data=test_data,
         init_model=model,
-        trainable=params["trainable"],
-        reinitialised=params["reinitialised"],
+        trainable=record["trainable"],
+        reinitialised=record["reinitialised"],
         metadata={"transfer": record},
         progress=progress,
     )
-    test_loss = {int(r["step"]): float(r["loss"]) for r in read_metrics(out, "test")}
-    if result.complete:
-        write_json_atomic(
-            out / TRANSFER_NAME,
-            {
-                **record,
-                "steps": config.steps,
-                "target_data": data_fingerprint(target),
-                "test_loss": {str(k): v for k, v in test_loss.items()},
-                "final_train": result.train,
-                "final_test": result.test,
-            },
-        )
+
+
+def _write_transfer_json(
+    out: Path,
+    record: dict[str, Any],
+    config: TrainConfig,
+    target: ImageDataset,
+    test_loss: dict[int, float],
+    result: TrainResult,
+) -> None:
+    """Write ``transfer.json`` (the record, the target data and the losses) once the run is
+    complete; an interrupted run writes nothing."""
+    if not result.complete:
+        return
+    write_json_atomic(
+        out / TRANSFER_NAME,
+        {
+            **record,
+            "steps": config.steps,
+            "target_data": data_fingerprint(target),
+            "test_loss": {str(k): v for k, v in test_loss.items()},
+            "final_train": result.train,
+            "final_test": result.test,
+        },
+    )
+
+
+def _transfer_result(
+    recipe: Recipe,
+    out: Path,
+    record: dict[str, Any],
+    test_loss: dict[int, float],
+    result: TrainResult,
+) -> TransferResult:
+    """The :class:`TransferResult` of a transfer run whose parameter lists are in ``record``."""
     return TransferResult(
         recipe=recipe.name,
         out_dir=out,
         checkpoint=result.checkpoint,
-        trainable=params["trainable"],
-        reinitialised=params["reinitialised"],
-        frozen=params["frozen"],
+        trainable=record["trainable"],
+        reinitialised=record["reinitialised"],
+        frozen=record["frozen"],
         test_loss=test_loss,
         train=result,
     )

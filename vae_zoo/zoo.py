@@ -33,8 +33,9 @@ import json
 import multiprocessing
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -336,47 +337,78 @@ def run_zoo(
     >>> [(r.run.seed, r.skipped) for r in results]
     [(0, False), (1, False)]
     """
-    base = config or TrainConfig()
-    loader = loader or DatasetLoader()
-    grid = zoo_grid(datasets, seeds, objectives)
-    jobs: list[_Job] = []
-    for run in grid:
-        cfg = dataclasses.replace(
-            base, seed=run.seed, objective=run.objective, objective_params=dict(run.params)
-        )
-        jobs.append(_Job(run, run.run_dir(out_dir, size), cfg, loader, size, test))
+    jobs = _zoo_jobs(datasets, seeds, objectives, out_dir, size, config, loader, test)
     todo = [job for job in jobs if not is_complete(job.out_dir, job.config.steps)]
-    failures: list[tuple[ZooRun, str | OSError]] = []
-    bar = tqdm(
-        total=len(jobs), initial=len(jobs) - len(todo), desc="zoo", unit="run", disable=not progress
-    )
-    if workers <= 1:
-        outcomes: Iterable[tuple[ZooRun, str | None]] = (_train_job(job) for job in todo)
-        for run, error in outcomes:
-            if error:
-                failures.append((run, error))
-            bar.update(1)
-    elif todo:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-            futures = [pool.submit(_train_job, job) for job in todo]
-            for future in as_completed(futures):
-                run, error = future.result()
-                if error:
-                    failures.append((run, error))
-                bar.update(1)
-    bar.close()
-    for _, error in failures:
-        if isinstance(error, OSError):
-            raise error  # a full disk or unwritable directory is one error, not one per run
-    if failures:
-        lines = [f"- {r.dataset} seed {r.seed} {r.tag}:\n{err}" for r, err in failures]
-        raise ZooError(f"{len(failures)} of {len(todo)} zoo runs failed:\n" + "\n".join(lines))
+    failures = _run_jobs(todo, len(jobs), workers, progress)
+    _raise_failures(failures, len(todo))
     pending = {job.run for job in todo}
     return [
         ZooResult(job.run, job.out_dir, job.out_dir / "checkpoint.pt", job.run not in pending)
         for job in jobs
     ]
+
+
+def _zoo_jobs(
+    datasets: Sequence[str],
+    seeds: Sequence[int],
+    objectives: Sequence[str | tuple[str, dict[str, Any]]],
+    out_dir: str | Path,
+    size: int,
+    config: TrainConfig | None,
+    loader: Loader | None,
+    test: bool,
+) -> list[_Job]:
+    """One job per run of the grid, in grid order: its directory and its own settings."""
+    base = config or TrainConfig()
+    loader = loader or DatasetLoader()
+    jobs: list[_Job] = []
+    for run in zoo_grid(datasets, seeds, objectives):
+        cfg = dataclasses.replace(
+            base, seed=run.seed, objective=run.objective, objective_params=dict(run.params)
+        )
+        jobs.append(_Job(run, run.run_dir(out_dir, size), cfg, loader, size, test))
+    return jobs
+
+
+def _run_jobs(
+    todo: list[_Job], total: int, workers: int, progress: bool
+) -> list[tuple[ZooRun, str | OSError]]:
+    """Train the ``todo`` jobs under one progress bar over all ``total`` runs; return the
+    failures."""
+    failures: list[tuple[ZooRun, str | OSError]] = []
+    bar = tqdm(total=total, initial=total - len(todo), desc="zoo", unit="run", disable=not progress)
+    with closing(_outcomes(todo, workers)) as outcomes:  # an error here also stops the pool
+        for run, error in outcomes:
+            if error:
+                failures.append((run, error))
+            bar.update(1)
+    bar.close()
+    return failures
+
+
+def _outcomes(todo: list[_Job], workers: int) -> Iterator[tuple[ZooRun, str | OSError | None]]:
+    """Train the jobs, one after another here (``workers <= 1``) or in ``spawn`` worker
+    processes; yield each job's outcome (see ``_train_job``) as it finishes."""
+    if workers <= 1:
+        for job in todo:
+            yield _train_job(job)
+    elif todo:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
+            futures = [pool.submit(_train_job, job) for job in todo]
+            for future in as_completed(futures):
+                yield future.result()
+
+
+def _raise_failures(failures: list[tuple[ZooRun, str | OSError]], attempted: int) -> None:
+    """Raise the first file-system error as it is, or one :class:`ZooError` listing every
+    failure of the ``attempted`` runs; nothing when none failed."""
+    for _, error in failures:
+        if isinstance(error, OSError):
+            raise error  # a full disk or unwritable directory is one error, not one per run
+    if failures:
+        lines = [f"- {r.dataset} seed {r.seed} {r.tag}:\n{err}" for r, err in failures]
+        raise ZooError(f"{len(failures)} of {attempted} zoo runs failed:\n" + "\n".join(lines))
 
 
 def build_parser() -> argparse.ArgumentParser:

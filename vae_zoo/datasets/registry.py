@@ -158,19 +158,37 @@ def load(
     _validate(name, split, size, max_examples)
     if name in _GENERATORS:
         return _load_generated(name, split, size, data_dir, grayscale, max_examples, cache)
-    if name == "fashion_mnist":
-        raw = fashion_mnist.read(split, data_dir)
-        split_note = "canonical train/test files"
-        indices = np.arange(len(raw.images))
-    else:
-        raw = _READERS[name](data_dir)
-        train, test = train_test_indices(
-            len(raw.images), TEST_FRACTION[name], labels=raw.labels, seed=SPLIT_SEED
-        )
-        indices = train if split == "train" else test
-        split_note = f"stratified {round(100 * TEST_FRACTION[name])} % test, hash seed {SPLIT_SEED}"
+    raw, indices, split_note = _read_split(name, split, data_dir)
     if max_examples is not None and max_examples < len(indices):
         indices = indices[subset_indices(len(indices), int(max_examples))]
+    return _to_dataset(name, split, size, grayscale, raw, indices, split_note)
+
+
+def _read_split(
+    name: str, split: str, data_dir: PathLike | None
+) -> tuple[RawImages, np.ndarray, str]:
+    """Read a file-backed dataset: its images, the indices of ``split`` and how it was split."""
+    if name == "fashion_mnist":
+        raw = fashion_mnist.read(split, data_dir)
+        return raw, np.arange(len(raw.images)), "canonical train/test files"
+    raw = _READERS[name](data_dir)
+    train, test = train_test_indices(
+        len(raw.images), TEST_FRACTION[name], labels=raw.labels, seed=SPLIT_SEED
+    )
+    split_note = f"stratified {round(100 * TEST_FRACTION[name])} % test, hash seed {SPLIT_SEED}"
+    return raw, train if split == "train" else test, split_note
+
+
+def _to_dataset(
+    name: str,
+    split: str,
+    size: int,
+    grayscale: bool,
+    raw: RawImages,
+    indices: np.ndarray,
+    split_note: str,
+) -> ImageDataset:
+    """The images ``indices`` of ``raw``, resized (and made greyscale), as an ImageDataset."""
     images = raw.images if len(indices) == len(raw.images) else raw.images[indices]
     images = to_grayscale(resize(images, size)) if grayscale else resize(images, size)
     info: dict[str, Any] = dict(raw.info)
