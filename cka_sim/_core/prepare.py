@@ -41,6 +41,9 @@ from .backend import Array, on_host, to_float64
 WINDOW = {"float32": 16, "float64": 200}
 #: Rows whose mean is a layer's centre: it misses the column mean by about σ/√1024 = 0.03 σ.
 SAMPLE_ROWS = 1024
+#: Rows whose mean translates a minibatch layer (:func:`translated`): its Gram is U-centred in
+#: float64 afterwards, so the centre only brings the features near zero (about σ/√32).
+MINIBATCH_SAMPLE_ROWS = 32
 
 
 def exponent(x: Array, xp: Any) -> int | None:
@@ -130,12 +133,13 @@ class Centred:
         return Centred(self.x.to(device), self.centre.to(device), self.constant)
 
 
-def centre(x: Array, xp: Any) -> Centred:
-    """The layer and its centre (see the module docstring); no pass over the data but the
-    constant test, which two rows settle for almost every real layer."""
+def centre(x: Array, xp: Any, sample: int = SAMPLE_ROWS) -> Centred:
+    """The layer and its centre (see the module docstring), the mean of at most ``sample`` rows
+    spread over it; no pass over the data but the constant test, which two rows settle for
+    almost every real layer."""
     if all_rows_equal(x, xp):
         return Centred(x, x[0], True)
-    rows = x[:: max(1, x.shape[0] // SAMPLE_ROWS)]
+    rows = x[:: max(1, x.shape[0] // sample)][:sample]
     if is_torch(rows):
         rows = rows.detach()
     mean = xp.sum(rows, axis=0, dtype=xp.float64) / rows.shape[0]
@@ -167,10 +171,10 @@ def translated(x: Array, xp: Any) -> tuple[Array, Array | None]:
     to restore). On an accelerator ``e`` stays on the device (no synchronisation) and the scaling
     always runs; on the host it runs only outside the float32 :data:`WINDOW`.
     """
-    c = centre(x, xp).centre
+    c = centre(x, xp, MINIBATCH_SAMPLE_ROWS).centre
     if x.dtype != xp.float32:
         return x - c, None
-    probe = x[:: max(1, x.shape[0] // SAMPLE_ROWS)] - c
+    probe = x[:: max(1, x.shape[0] // MINIBATCH_SAMPLE_ROWS)][:MINIBATCH_SAMPLE_ROWS] - c
     largest = xp.maximum(xp.max(probe), -xp.min(probe))
     if is_torch(x):
         import torch
