@@ -273,10 +273,8 @@ def kernel_cka(
         grams = [_call_kernel(kernel, a, name) for a, name in ((xm, "x"), (ym, "y"))]
         k, l, xp = check_gram_pair(*grams, min_size=4 if debiased else 2)
     else:
-        params = (threshold, degree, gamma, coef0)
-        k, l = (
-            _builtin_gram(a, kernel, s, *params, xp) for a, s in zip((xm, ym), sigmas, strict=True)
-        )
+        p = (threshold, degree, gamma, coef0)
+        k, l = (_builtin_gram(a, kernel, s, *p, xp) for a, s in zip((xm, ym), sigmas, strict=True))
     return present(cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y")))
 
 

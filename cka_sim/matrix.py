@@ -28,12 +28,10 @@ def cka_matrix(
 ) -> CKAResult:
     r"""Exact linear CKA (or another measure) between every layer of ``acts_a`` and of ``acts_b``.
 
-    Each entry equals :func:`~cka_sim.linear_cka` of that pair (``debiased`` as given), but each
-    layer is validated and centred once, each self-HSIC is computed once, and each pair uses the
-    cheaper of the feature form (:math:`\lVert \bar Y^\top \bar X\rVert_F^2`, O(n p q)) and the
-    Gram form (inner product of the centred Grams, O(n²) once both Grams exist; a Gram costs
-    O(n² p) once per layer). Pass the same mapping as both arguments to compare a model's layers
-    with each other: then only the pairs i < j are computed.
+    Each entry equals :func:`~cka_sim.linear_cka` of that pair (``debiased`` as given); each layer
+    is validated and centred once, all by the feature form (the moments of one batch, O(n p q)
+    per pair) or, when that costs more flops, the Gram form (O(n² p) per layer). The same mapping
+    as both arguments compares a model's layers with each other (only pairs i < j are computed).
 
     Parameters
     ----------
