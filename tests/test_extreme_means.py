@@ -1,8 +1,8 @@
 """float32 activations whose feature means dwarf their spread (1e5, 1e6 times).
 
-A float32 column mean of 20,000 such values is off by far more than the spread; every path that
-centres float32 data on a float32 mean must notice and fall back to a float64 mean (see
-``cka_sim._backend.centre_float32``), or its products lose every digit.
+A float32 column mean of 20,000 such values is off by far more than the spread; every path must
+take its centre as a float64 mean (``cka_sim._core.prepare.centre``, ``translated``) and remove
+what that centre missed in float64 (``cka_sim._core.moments``), or its products lose every digit.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Small batches of the exact accumulators wait in a block (cka_sim._rowbuffer).
+"""Small batches of the exact accumulators wait in a block (cka_sim.accumulators.rowbuffer).
 
 The statistics must be those of every batch seen, whenever the state is read, and bad input must
 be refused by the update that passed it, not by a later one that happens to fill the block.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cka_sim import StreamingCKA, StreamingCKAMatrix, linear_cka
-from cka_sim._rowbuffer import BLOCK_BYTES, BLOCK_ROWS, RowBuffer, block_rows
+from cka_sim.accumulators.rowbuffer import BLOCK_BYTES, BLOCK_ROWS, RowBuffer, block_rows
 
 
 def _data(n: int = 3000, p1: int = 12, p2: int = 7, seed: int = 0):

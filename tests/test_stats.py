@@ -7,7 +7,7 @@ import pytest
 from scipy import stats as sps
 
 from cka_sim import CKAResult, CKAUndefinedWarning, kernel_cka, linear_cka
-from cka_sim._backend import namespace
+from cka_sim._core.backend import namespace
 from cka_sim.kernels import centered
 from cka_sim.stats import (
     bootstrap_ci,

@@ -126,7 +126,7 @@ def test_cuda_result_stays_on_device(debiased):
 def test_torch_median_matches_numpy_with_and_without_ties(size):
     import array_api_compat.torch as xt
 
-    from cka_sim._backend import median
+    from cka_sim._core.backend import median
 
     rng = np.random.default_rng(size)
     values = rng.standard_normal(size * size)

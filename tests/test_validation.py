@@ -136,7 +136,7 @@ def test_unknown_kernel_and_bad_callable():
 
 
 def test_one_vocabulary_for_choices_and_counts():
-    from cka_sim._validation import check_choice, check_count
+    from cka_sim._core.check import check_choice, check_count
 
     assert check_choice("gram", "method", ("features", "gram")) == "gram"
     with pytest.raises(ValueError, match=r"unknown method 'svd': method must be 'a', 'b' or 'c'"):

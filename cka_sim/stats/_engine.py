@@ -8,7 +8,6 @@ float64, instead of recomputing CKA from the data for each index array.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,9 +16,14 @@ import numpy as np
 from .._core.backend import namespace
 from .._core.moments import debiased_feature_hsic
 from ..hsic import gram_inner
-from ..kernels import centered, gram_rbf
+from ..kernels import centered
 
 Form = Literal["features", "gram"]
+
+# Why CKA is undefined (the CKAUndefinedWarning's reason) for a constant input, or when a
+# self-HSIC of the full data is not positive.
+CONSTANT = "all of its features are constant (zero self-HSIC)"
+NOT_POSITIVE = "a self-HSIC is not positive (constant features or too few examples)"
 
 # Largest number of float64 entries a batch may gather at once (about 32 MiB).
 _BATCH_ENTRIES = 1 << 22
@@ -59,30 +63,16 @@ def choose_form(n: int, widths: list[int], kernel: Any) -> Form:
     return "features" if mean_width * mean_width <= 100.0 * n else "gram"
 
 
-def represent(
-    x: np.ndarray,
-    form: Form,
-    *,
-    kernel: str | Callable[[np.ndarray], Any] = "linear",
-    threshold: float = 1.0,
-    sigma: float | None = None,
-) -> Representation:
-    """Prepare validated float64 activations ``x`` (n, p) in the given form."""
+def represent(x: np.ndarray, form: Form, *, gram: np.ndarray | None = None) -> Representation:
+    """Prepare validated float64 activations ``x`` (n, p) in the given form.
+
+    ``gram``: the raw Gram matrix of a non-linear kernel (checked by
+    :func:`~cka_sim.stats._checks.kernel_gram`); without it the linear kernel's is formed.
+    """
     xc = x - x.mean(axis=0)
     if form == "features":
         return Representation("features", xc)
-    if kernel == "linear":
-        gram = xc @ xc.T
-    elif kernel == "rbf":
-        gram = np.asarray(gram_rbf(x, threshold=threshold, sigma=sigma), dtype=np.float64)
-    else:
-        gram = np.asarray(kernel(x), dtype=np.float64)  # type: ignore[operator]
-        if gram.shape != (x.shape[0], x.shape[0]):
-            raise ValueError(
-                f"the kernel callable returned shape {gram.shape}; it must return the "
-                f"({x.shape[0]}, {x.shape[0]}) Gram matrix of the rows"
-            )
-    return Representation("gram", gram)
+    return Representation("gram", xc @ xc.T if gram is None else gram)
 
 
 @dataclass(frozen=True)

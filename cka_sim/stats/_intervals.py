@@ -21,6 +21,11 @@ def half_sample_scale(n: int) -> float:
     return float(np.sqrt(m / (n - m)))
 
 
+def rescaled(observed: np.ndarray, raw: np.ndarray, n: int) -> np.ndarray:
+    r"""Half-sample replicates :math:`\hat\theta + c\,(\hat\theta_m - \hat\theta)` (..., B) per cell."""
+    return observed[..., None] + half_sample_scale(n) * (raw - observed[..., None])
+
+
 def acceleration(jackknife: np.ndarray) -> np.ndarray:
     r"""BCa acceleration :math:`a = \sum d^3 / (6 (\sum d^2)^{3/2})`, :math:`d = \bar\theta_{(\cdot)} - \theta_{(g)}`."""
     d = jackknife.mean(axis=-1, keepdims=True) - jackknife
@@ -35,6 +40,7 @@ def intervals(
     *,
     method: str,
     confidence_level: float,
+    stacklevel: int = 3,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lower and upper bounds per cell (shape of ``observed``), and where BCa fell back.
 
@@ -42,7 +48,8 @@ def intervals(
     basic interval widened to contain the estimate wherever BCa is undefined (every replicate on
     one side of the estimate) or excludes the estimate (its bias correction exceeds the
     interval's half-width, so its adjusted levels ask for quantiles beyond the replicates); the
-    third array is True in those cells, and a ``RuntimeWarning`` says how many there are.
+    third array is True in those cells, and a ``RuntimeWarning`` says how many there are
+    (``stacklevel`` as in :func:`warnings.warn`, counted from here).
     """
     alpha = 1.0 - confidence_level
     low = np.full(observed.shape, np.nan)
@@ -75,7 +82,7 @@ def intervals(
             "biased CKA with many features); those cells get the basic interval widened to "
             "contain the estimate, as recorded in the result. Prefer debiased=True",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     return low, high, fallback
 

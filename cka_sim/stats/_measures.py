@@ -10,41 +10,13 @@ rows it selects, by the same function a user calls (:func:`~cka_sim.deconfounded
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import numpy as np
 
-from .._core.check import as_matrix
-from .._core.measures import check_confounder_given, check_measure
 from ..deconfounded import deconfounded_cka
 from ..procrustes import procrustes_similarity
-from ._checks import to_numpy
 
 MeasureFn = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], float]
-
-
-def check_measure_options(
-    measure: Any, confounder: Any, debiased: bool, kernel: Any, what: str
-) -> str:
-    """Validate ``measure`` with its options; the measures other than CKA are linear."""
-    measure = check_measure(measure, debiased=debiased)
-    check_confounder_given(measure, confounder, what)
-    if measure != "cka" and (callable(kernel) or kernel != "linear"):
-        raise ValueError(
-            f"{what}: measure={measure!r} is linear; drop kernel= (got {kernel!r}) or use "
-            "measure='cka'"
-        )
-    return measure
-
-
-def confounder_matrix(confounder: Any, n: int) -> np.ndarray:
-    """The confounder as a float64 NumPy (n, q) array, checked against the ``n`` examples."""
-    z = as_matrix(to_numpy(confounder), "confounder")
-    if int(z.shape[0]) != n:
-        raise ValueError(
-            f"confounder must have one row per example, as x; got {z.shape[0]} rows and {n}"
-        )
-    return np.asarray(z, dtype=np.float64)
 
 
 def measure_function(measure: str, debiased: bool) -> MeasureFn:

@@ -7,21 +7,10 @@ never on the batch sizes that memory limits choose later.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
 BLOCK = 16
-
-
-def generator(seed: Any) -> np.random.Generator:
-    """A NumPy Generator from ``None``, an integer, a SeedSequence or a Generator."""
-    try:
-        return np.random.default_rng(seed)
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            f"seed must be None, an integer or a numpy.random.Generator; got {seed!r} ({err})"
-        ) from None
 
 
 def permutations(rng: np.random.Generator, n: int, count: int) -> Iterator[np.ndarray]:

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ._engine import Permuted, Representation, batch_size, cka_from_terms, hsic_terms, restrict
-from ._resampling import split
+from ._intervals import rescaled
+from ._resampling import half_samples, jackknife_groups, split
 
 
 def subset_table(
@@ -86,3 +87,30 @@ def permutation_pvalues(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
     exceed = np.sum(null >= (observed - tolerance)[..., None], axis=-1)
     pvalues = (1.0 + exceed) / (1.0 + null.shape[-1])
     return np.where(np.isnan(observed), np.nan, pvalues)
+
+
+def resample_table(
+    reps_a: Sequence[Representation],
+    reps_b: Sequence[Representation],
+    observed: np.ndarray,
+    n_resamples: int,
+    *,
+    debiased: bool,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Rescaled half-sample replicates (La, Lb, B), one set of half-samples for every cell."""
+    n = reps_a[0].n
+    raw = subset_table(reps_a, reps_b, half_samples(rng, n, n_resamples), debiased=debiased)
+    return rescaled(observed, raw, n)
+
+
+def jackknife_table(
+    reps_a: Sequence[Representation], reps_b: Sequence[Representation], *, debiased: bool
+) -> np.ndarray:
+    """Leave-group-out CKA (La, Lb, G) for the BCa acceleration."""
+    n = reps_a[0].n
+    columns = [
+        subset_table(reps_a, reps_b, [keep[None, :]], debiased=debiased)[:, :, 0]
+        for keep in jackknife_groups(n)
+    ]
+    return np.stack(columns, axis=-1)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from .._core.check import as_matrix, check_choice, check_count
+from .._core.check import check_choice, check_count
 from .._core.measures import Measure, estimator_name
 from .._core.prepare import all_rows_equal
 from .._core.prepare import unit_scaled as power_of_two_scaled
@@ -15,23 +16,30 @@ from .._core.ratio import warn_undefined
 from ..result import CKAResult, default_metadata
 from ._checks import (
     check_confidence_level,
-    check_debiased_rows,
-    to_numpy,
-)
-from ._engine import choose_form, represent
-from ._intervals import METHODS, half_sample_scale, intervals
-from ._measures import (
+    check_half_samples,
     check_measure_options,
+    check_resamples,
+    check_seed,
+    common_rows,
     confounder_matrix,
-    measure_function,
-    permuted_values,
-    subset_values,
+    layer_matrices,
+    min_rows,
 )
-from ._resampling import generator, half_samples, jackknife_groups, permutations
-from ._tables import observed_table, permutation_pvalues, permutation_table
-from .bootstrap import jackknife_table, resample_table
+from ._docs import shared_doc
+from ._engine import CONSTANT, choose_form, represent
+from ._intervals import METHODS, intervals, rescaled
+from ._measures import MeasureFn, measure_function, permuted_values, subset_values
+from ._resampling import half_samples, jackknife_groups, permutations
+from ._tables import (
+    jackknife_table,
+    observed_table,
+    permutation_pvalues,
+    permutation_table,
+    resample_table,
+)
 
 
+@shared_doc
 def cka_matrix_with_uncertainty(
     acts_a: Mapping[str, Any],
     acts_b: Mapping[str, Any],
@@ -51,8 +59,9 @@ def cka_matrix_with_uncertainty(
     ``ci_low``/``ci_high`` come from :func:`~cka_sim.stats.bootstrap_ci`'s half-sampling and
     ``pvalues`` from :func:`~cka_sim.stats.permutation_test`. One set of half-samples and one set
     of permutations serve every cell, so the cells' uncertainties are computed on the same
-    resamples (their errors are correlated, as they are in the data) and the cost of drawing and
-    gathering indices is paid once per layer, not once per cell.
+    resamples (their errors are correlated, as they are in the data) and indices are drawn once
+    per layer. Cost: (B_resample + B_perm) x La x Lb numerator evaluations, O(n p_a p_b) each in
+    feature form or O(n²) in Gram form (chosen from the layer widths; one n x n matrix a layer).
 
     Parameters
     ----------
@@ -65,43 +74,31 @@ def cka_matrix_with_uncertainty(
         Half-samples for the intervals; 0 skips them (``ci_low`` and ``ci_high`` stay None).
     n_permutations : int, default 1000
         Permutations for the p-values; 0 skips them (``pvalues`` stays None).
-    confidence_level : float, default 0.95
-        Two-sided level of the intervals, strictly between 0 and 1.
-    method : {"bca", "percentile", "basic"}, default "bca"
-        Interval method, as in :func:`~cka_sim.stats.bootstrap_ci`.
+    {level}
+    {method}
     seed : None, int or numpy.random.Generator, optional
         Source of the half-samples and permutations; the same seed gives the same result.
     measure : {"cka", "dcka", "procrustes"}, default "cka"
         Deconfounded CKA (adjusted for ``confounder``) or the Procrustes similarity instead of
-        CKA; their replicates are recomputed from the data, cell by cell, on the same
-        half-samples and permutations (see :func:`~cka_sim.stats.permutation_test`).
-    confounder : array_like or torch.Tensor, shape (n, q, ...), optional
-        What ``measure="dcka"`` adjusts for; refused for the other measures.
+        CKA, recomputed from the data for each replicate of each cell.
+    {confounder}
 
     Returns
     -------
     CKAResult
-        With ``ci_low``, ``ci_high`` and ``pvalues`` filled (unless skipped); the settings are in
-        ``metadata``. The p-values are per cell, not corrected for the number of cells.
-        ``metadata["interval_fallback_cells"]`` lists the ``[row, column]`` cells where
-        ``method="bca"`` fell back to the basic interval widened to contain the estimate (see
-        :func:`~cka_sim.stats.bootstrap_ci`). A constant layer gives a NaN row or column (values,
-        intervals and p-values) with a :class:`~cka_sim.CKAUndefinedWarning` naming it.
+        With ``ci_low``, ``ci_high`` and ``pvalues`` (per cell, not corrected for the number of
+        cells) unless skipped, and the settings in ``metadata``, whose
+        ``"interval_fallback_cells"`` lists the ``[row, column]`` cells where BCa fell back (see
+        ``method``). A constant layer gives a NaN row or column with a ``CKAUndefinedWarning``.
 
     Raises
     ------
     TypeError
-        If the activations are not numeric.
+        If ``acts_a`` or ``acts_b`` is not a non-empty mapping, or an activation not numeric.
     ValueError
         If the layers differ in rows or have too few (2; 8 when debiased), no features or NaN or
         infinite values; for a count or level out of range, an unknown choice, or a
-        ``confounder`` missing for ``measure="dcka"`` or given for another measure.
-
-    Notes
-    -----
-    Cost: (B_resample + B_perm) x La x Lb numerator evaluations, each O(n p_a p_b) in feature
-    form or O(n²) in Gram form (chosen from the layer widths; Gram form keeps one n x n matrix
-    per layer in memory).
+        ``confounder`` missing for ``measure="dcka"``, given for another measure or constant.
 
     References
     ----------
@@ -120,91 +117,172 @@ def cka_matrix_with_uncertainty(
     >>> res.pvalues.shape
     (2, 2)
     """
+    args = _layerwise_iv(acts_a, acts_b, debiased, n_resamples, n_permutations,
+                         confidence_level, method, seed, measure, confounder)  # fmt: skip
+    return _result(args, *(_cka_tables(args) if args.fn is None else _measure_tables(args)))
+
+
+@dataclass(frozen=True)
+class _LayerwiseArgs:
+    """The validated, normalised arguments of :func:`cka_matrix_with_uncertainty`.
+
+    ``mats_a`` and ``mats_b`` are float64 NumPy (n, p) layers, for CKA scaled by exact powers of
+    two unless constant; ``constant`` names the constant layers of each side (CKA only).
+    """
+
+    mats_a: dict[str, np.ndarray]
+    mats_b: dict[str, np.ndarray]
+    constant: dict[str, list[str]]
+    z: np.ndarray | None
+    n: int
+    n_resamples: int
+    n_permutations: int
+    level: float
+    method: str
+    debiased: bool
+    fn: MeasureFn | None
+    estimator: str
+    rng: np.random.Generator
+
+
+def _layerwise_iv(
+    acts_a: Any,
+    acts_b: Any,
+    debiased: bool,
+    n_resamples: Any,
+    n_permutations: Any,
+    confidence_level: Any,
+    method: Any,
+    seed: Any,
+    measure: Any,
+    confounder: Any,
+) -> _LayerwiseArgs:
+    """Every check of :func:`cka_matrix_with_uncertainty`, once and in this order."""
     n_resamples = check_count(n_resamples, "n_resamples", minimum=0)
     n_permutations = check_count(n_permutations, "n_permutations", minimum=0)
-    if n_resamples == 1:
-        raise ValueError("n_resamples must be 0 (no intervals) or at least 2; got 1")
+    check_resamples(n_resamples, optional=True)
     level = check_confidence_level(confidence_level)
     check_choice(method, "method", METHODS)
     what = "cka_matrix_with_uncertainty"
     measure = check_measure_options(measure, confounder, debiased, "linear", what)
-    mats_a, mats_b = _layers(acts_a, "acts_a"), _layers(acts_b, "acts_b")
-    n = _common_rows(mats_a, mats_b)
-    if n < (4 if debiased else 2):
-        raise ValueError(f"the layers have {n} examples; CKA needs at least {4 if debiased else 2}")
+    mats_a, mats_b = layer_matrices(acts_a, "acts_a"), layer_matrices(acts_b, "acts_b")
+    n = common_rows(mats_a, mats_b)
+    if n < min_rows(debiased):
+        raise ValueError(f"the layers have {n} examples; CKA needs at least {min_rows(debiased)}")
     if n_resamples:
-        check_debiased_rows(n, debiased, n // 2, "half-sampling")
-    if measure != "cka":
-        zm = None if confounder is None else confounder_matrix(confounder, n)
-        tables = _measure_tables(
-            measure_function(measure, debiased),
-            mats_a,
-            mats_b,
-            zm,
-            (n_resamples, n_permutations),
-            method,
-            level,
-            seed,
-        )
-        return _result(tables, mats_a, mats_b, estimator_name(measure, debiased), n, method, level)
-    constant = {
-        side: [name for name, m in mats.items() if all_rows_equal(m, np)]
-        for side, mats in (("acts_a", mats_a), ("acts_b", mats_b))
-    }
-    for side, names in constant.items():
+        check_half_samples(n, debiased)
+    z = confounder_matrix(confounder, n)
+    fn = None if measure == "cka" else measure_function(measure, debiased)
+    constant: dict[str, list[str]] = {"acts_a": [], "acts_b": []}
+    if fn is None:
+        constant = {
+            side: [name for name, m in mats.items() if all_rows_equal(m, np)]
+            for side, mats in (("acts_a", mats_a), ("acts_b", mats_b))
+        }
+        mats_a = {k: v if k in constant["acts_a"] else _scaled(v) for k, v in mats_a.items()}
+        mats_b = {k: v if k in constant["acts_b"] else _scaled(v) for k, v in mats_b.items()}
+    estimator = estimator_name(measure, debiased)
+    counts = (n_resamples, n_permutations)
+    rng = check_seed(seed)
+    return _LayerwiseArgs(
+        mats_a, mats_b, constant, z, n, *counts, level, method, debiased, fn, estimator, rng
+    )
+
+
+Tables = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None", "np.ndarray | None", Any]
+
+
+def _cka_tables(args: _LayerwiseArgs) -> Tables:
+    """Values, intervals, p-values and BCa fallback cells of linear CKA, from HSIC tables."""
+    for side, names in args.constant.items():
         for name in names:
-            warn_undefined(
-                f"layer {name!r} of {side}", "all of its features are constant (zero self-HSIC)"
-            )
-    mats_a = {k: v if k in constant["acts_a"] else _scaled(v) for k, v in mats_a.items()}
-    mats_b = {k: v if k in constant["acts_b"] else _scaled(v) for k, v in mats_b.items()}
-    widths = [m.shape[1] for m in [*mats_a.values(), *mats_b.values()]]
-    form = choose_form(n // 2 if n_resamples else n, widths, "linear")
-    reps_a = [represent(m, form) for m in mats_a.values()]
-    reps_b = [represent(m, form) for m in mats_b.values()]
+            warn_undefined(f"layer {name!r} of {side}", CONSTANT, 4)
+    n, debiased = args.n, args.debiased
+    widths = [m.shape[1] for m in [*args.mats_a.values(), *args.mats_b.values()]]
+    form = choose_form(n // 2 if args.n_resamples else n, widths, "linear")
+    reps_a = [represent(m, form) for m in args.mats_a.values()]
+    reps_b = [represent(m, form) for m in args.mats_b.values()]
     observed = observed_table(reps_a, reps_b, debiased=debiased)
-    undefined_rows = [i for i, k in enumerate(mats_a) if k in constant["acts_a"]]
-    undefined_cols = [j for j, k in enumerate(mats_b) if k in constant["acts_b"]]
+    undefined_rows = [i for i, k in enumerate(args.mats_a) if k in args.constant["acts_a"]]
+    undefined_cols = [j for j, k in enumerate(args.mats_b) if k in args.constant["acts_b"]]
     observed[undefined_rows, :] = np.nan  # exactly: a constant layer's centred data may
     observed[:, undefined_cols] = np.nan  # not be exactly zero after a float64 mean
-    rng = generator(seed)
     ci_low = ci_high = pvalues = fallback = None
-    if n_resamples:
+    if args.n_resamples:
         replicates = resample_table(
-            reps_a, reps_b, observed, n_resamples, debiased=debiased, seed=rng
+            reps_a, reps_b, observed, args.n_resamples, debiased=debiased, rng=args.rng
         )
-        jack = jackknife_table(reps_a, reps_b, debiased=debiased) if method == "bca" else None
+        jack = jackknife_table(reps_a, reps_b, debiased=debiased) if args.method == "bca" else None
         ci_low, ci_high, fallback = intervals(
-            observed, replicates, jack, method=method, confidence_level=level
+            observed,
+            replicates,
+            jack,
+            method=args.method,
+            confidence_level=args.level,
+            stacklevel=4,
         )
-    if n_permutations:
-        blocks = permutations(rng, n, n_permutations)
+    if args.n_permutations:
+        blocks = permutations(args.rng, n, args.n_permutations)
         null = permutation_table(reps_a, reps_b, blocks, debiased=debiased)
         pvalues = permutation_pvalues(observed, null)
-    tables = (observed, ci_low, ci_high, pvalues, n_resamples, n_permutations, fallback)
-    estimator = "linear-debiased" if debiased else "linear"
-    return _result(tables, mats_a, mats_b, estimator, n, method, level)
+    return observed, ci_low, ci_high, pvalues, fallback
+
+
+def _measure_tables(args: _LayerwiseArgs) -> Tables:
+    """Values, intervals and p-values of a measure recomputed per cell on shared resamples."""
+    fn, zm, n, rng = args.fn, args.z, args.n, args.rng
+    assert fn is not None
+    pairs = [(a, b) for a in args.mats_a.values() for b in args.mats_b.values()]
+    shape = (len(args.mats_a), len(args.mats_b))
+    observed = np.array([fn(a, b, zm) for a, b in pairs]).reshape(shape)
+    ci_low = ci_high = pvalues = fallback = None
+    if args.n_resamples:
+        subsets = [rows for block in half_samples(rng, n, args.n_resamples) for rows in block]
+        raw = np.stack([subset_values(fn, a, b, zm, subsets) for a, b in pairs])
+        replicates = rescaled(observed, raw.reshape(*shape, args.n_resamples), n)
+        jack = None
+        if args.method == "bca":
+            groups = jackknife_groups(n)
+            jack = np.stack([subset_values(fn, a, b, zm, groups) for a, b in pairs])
+            jack = jack.reshape(*shape, len(groups))
+        ci_low, ci_high, fallback = intervals(
+            observed,
+            replicates,
+            jack,
+            method=args.method,
+            confidence_level=args.level,
+            stacklevel=4,
+        )
+    if args.n_permutations:
+        perms = [p for block in permutations(rng, n, args.n_permutations) for p in block]
+        null = np.stack([permuted_values(fn, a, b, zm, [perms]) for a, b in pairs])
+        pvalues = permutation_pvalues(observed, null.reshape(*shape, args.n_permutations))
+    return observed, ci_low, ci_high, pvalues, fallback
 
 
 def _result(
-    tables: tuple, mats_a: dict, mats_b: dict, estimator: str, n: int, method: str, level: float
+    args: _LayerwiseArgs,
+    observed: np.ndarray,
+    ci_low: np.ndarray | None,
+    ci_high: np.ndarray | None,
+    pvalues: np.ndarray | None,
+    fallback: np.ndarray | None,
 ) -> CKAResult:
-    observed, ci_low, ci_high, pvalues, n_resamples, n_permutations, fallback = tables
-    names_a, names_b = list(mats_a), list(mats_b)
+    names_a, names_b = list(args.mats_a), list(args.mats_b)
     fallback_cells = (
         [] if fallback is None else [[names_a[i], names_b[j]] for i, j in np.argwhere(fallback)]
     )
     return CKAResult(
         values=observed,
-        row_names=list(mats_a),
-        col_names=list(mats_b),
-        estimator=estimator,
-        n_examples=n,
+        row_names=names_a,
+        col_names=names_b,
+        estimator=args.estimator,
+        n_examples=args.n,
         metadata=default_metadata(
-            n_resamples=n_resamples,
-            n_permutations=n_permutations,
-            confidence_level=level,
-            interval_method=method,
+            n_resamples=args.n_resamples,
+            n_permutations=args.n_permutations,
+            confidence_level=args.level,
+            interval_method=args.method,
             interval_fallback_cells=fallback_cells,
             resampling="half-sampling without replacement",
         ),
@@ -214,67 +292,6 @@ def _result(
     )
 
 
-def _measure_tables(
-    fn: Any,
-    mats_a: dict[str, np.ndarray],
-    mats_b: dict[str, np.ndarray],
-    zm: np.ndarray | None,
-    counts: tuple[int, int],
-    method: str,
-    level: float,
-    seed: Any,
-) -> tuple:
-    """Values, intervals and p-values of a measure recomputed per cell on shared resamples."""
-    n_resamples, n_permutations = counts
-    pairs = [(a, b) for a in mats_a.values() for b in mats_b.values()]
-    shape = (len(mats_a), len(mats_b))
-    observed = np.array([fn(a, b, zm) for a, b in pairs]).reshape(shape)
-    n = next(iter(mats_a.values())).shape[0]
-    rng = generator(seed)
-    ci_low = ci_high = pvalues = fallback = None
-    if n_resamples:
-        subsets = [rows for block in half_samples(rng, n, n_resamples) for rows in block]
-        raw = np.stack([subset_values(fn, a, b, zm, subsets) for a, b in pairs])
-        raw = raw.reshape(*shape, n_resamples)
-        replicates = observed[..., None] + half_sample_scale(n) * (raw - observed[..., None])
-        jack = None
-        if method == "bca":
-            groups = jackknife_groups(n)
-            jack = np.stack([subset_values(fn, a, b, zm, groups) for a, b in pairs])
-            jack = jack.reshape(*shape, len(groups))
-        ci_low, ci_high, fallback = intervals(
-            observed, replicates, jack, method=method, confidence_level=level
-        )
-    if n_permutations:
-        perms = [p for block in permutations(rng, n, n_permutations) for p in block]
-        null = np.stack([permuted_values(fn, a, b, zm, [perms]) for a, b in pairs])
-        pvalues = permutation_pvalues(observed, null.reshape(*shape, n_permutations))
-    return observed, ci_low, ci_high, pvalues, n_resamples, n_permutations, fallback
-
-
-def _layers(acts: Mapping[str, Any], name: str) -> dict[str, np.ndarray]:
-    if not isinstance(acts, Mapping) or len(acts) == 0:
-        raise TypeError(
-            f"{name} must be a non-empty mapping of layer name to activations, e.g. "
-            f"{{'conv1': array}}; got {type(acts).__name__}"
-        )
-    return {
-        str(key): np.asarray(as_matrix(to_numpy(value), f"{name}[{key!r}]"), dtype=np.float64)
-        for key, value in acts.items()
-    }
-
-
 def _scaled(x: np.ndarray) -> np.ndarray:
     """``x`` times an exact power of two that keeps float64 products in range (CKA unchanged)."""
     return power_of_two_scaled(x, np)[0]
-
-
-def _common_rows(mats_a: dict[str, np.ndarray], mats_b: dict[str, np.ndarray]) -> int:
-    rows = {f"acts_a[{k!r}]": v.shape[0] for k, v in mats_a.items()}
-    rows.update({f"acts_b[{k!r}]": v.shape[0] for k, v in mats_b.items()})
-    if len(set(rows.values())) != 1:
-        listed = ", ".join(f"{k}: {v}" for k, v in rows.items())
-        raise ValueError(
-            f"every layer must hold the same examples (same number of rows); got {listed}"
-        )
-    return next(iter(rows.values()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -10,21 +11,23 @@ import numpy as np
 from .._core.check import check_choice, check_count
 from .._core.measures import Measure
 from .._core.ratio import warn_undefined
-from ._checks import activations_pair, check_kernel, constant_argument, scaled_for_kernel
-from ._engine import choose_form, represent
-from ._measures import (
+from ._checks import (
+    FORMS,
+    Pair,
+    activations_pair,
+    check_kernel,
     check_measure_options,
-    confounder_matrix,
-    measure_function,
-    permuted_values,
+    checked_pair,
 )
-from ._resampling import generator, permutations
-from ._results import PermutationTestResult, estimator_name
+from ._docs import shared_doc
+from ._engine import CONSTANT, NOT_POSITIVE, Form, choose_form, represent
+from ._measures import permuted_values
+from ._resampling import permutations
+from ._results import PermutationTestResult
 from ._tables import observed_table, permutation_pvalues, permutation_table
 
-FORMS = ("auto", "features", "gram")
 
-
+@shared_doc
 def permutation_test(
     x: Any,
     y: Any,
@@ -52,62 +55,37 @@ def permutation_test(
 
     Parameters
     ----------
-    x : array_like or torch.Tensor, shape (n, p1, ...)
-        Activations of the first representation, one row per example.
-    y : array_like or torch.Tensor, shape (n, p2, ...)
-        Activations of the second representation for the same examples.
+    {x_y}
     n_permutations : int, default 1000
-        Number of random permutations ``B`` (at least 1). The smallest attainable p-value is
-        ``1 / (B + 1)``.
+        Number of random permutations ``B`` (at least 1); the smallest p-value is ``1 / (B + 1)``.
     debiased : bool, default False
         Use debiased CKA (unbiased HSIC₁) as the statistic (needs ``n >= 4``).
-    kernel : {"linear", "rbf"} or callable, default "linear"
-        Kernel applied to each representation; a callable maps (n, p) activations to their
-        (n, n) Gram matrix.
-    threshold : float, default 1.0
-        RBF bandwidth as a multiple of the median distance, as in :func:`~cka_sim.kernel_cka`.
-        It is computed once from the data: permuting the rows does not change it.
-    sigma : float, optional
-        Explicit RBF bandwidth; overrides ``threshold``.
+    {kernel}
     method : {"auto", "features", "gram"}, default "auto"
-        How the permuted numerators are computed (linear kernel only; other kernels use
-        ``"gram"``). ``"features"``: one GEMM :math:`\bar X^\top \bar Y_\pi`, O(n p1 p2) per
-        permutation. ``"gram"``: :math:`\sum_{ij}\bar K_{ij}\bar L_{\pi_i\pi_j}`, O(n²) per
-        permutation. ``"auto"`` picks the cheaper.
+        How the permuted numerators are computed, a batch of permutations at a time (permuting
+        ``y`` permutes its centred Gram, :math:`\bar L \mapsto P\bar L P^\top`, so the self-HSIC
+        terms never change). ``"features"``: one GEMM :math:`\bar X^\top \bar Y_\pi`,
+        O(n p1 p2) per permutation (linear kernel only). ``"gram"``:
+        :math:`\sum_{ij}\bar K_{ij}\bar L_{\pi_i\pi_j}`, O(n²). ``"auto"`` picks the cheaper.
     seed : None, int or numpy.random.Generator, optional
         Source of the permutations; the same seed gives the same result.
     measure : {"cka", "dcka", "procrustes"}, default "cka"
         The statistic: CKA, deconfounded CKA (:func:`~cka_sim.deconfounded_cka`, adjusted for
         ``confounder``) or the Procrustes similarity (:func:`~cka_sim.procrustes_similarity`).
-        For the last two the rows of ``y`` are permuted while ``x`` and the confounder stay
-        paired, and the measure is recomputed from the data for each permutation (one call's
-        cost each); they are linear (``kernel="linear"``, ``method="auto"``).
-    confounder : array_like or torch.Tensor, shape (n, q, ...), optional
-        What ``measure="dcka"`` adjusts for; refused for the other measures.
+        The last two are linear (``kernel="linear"``, ``method="auto"``); each permutation of ``y``
+        (``x`` and the confounder stay paired) recomputes them from the data, at one call's cost.
+    {confounder}
 
     Returns
     -------
     PermutationTestResult
-        ``statistic`` (CKA of the data), ``pvalue`` and ``null_distribution`` (shape (B,)).
-        When CKA is undefined (a constant representation) all three are NaN, with a
-        :class:`~cka_sim.exceptions.CKAUndefinedWarning`.
+        ``statistic`` (CKA of the data), ``pvalue`` and ``null_distribution`` (shape (B,)); all
+        three NaN, with a :class:`~cka_sim.exceptions.CKAUndefinedWarning`, when CKA is
+        undefined (a constant representation).
 
     Raises
     ------
-    TypeError
-        If ``x`` or ``y`` is not numeric, or they are of different libraries.
-    ValueError
-        If they differ in rows or have too few (2; 4 when debiased, 8 for half-samples), no
-        features or NaN or infinite values; for a count or level out of range, an unknown
-        choice, or a ``confounder`` missing for ``measure="dcka"`` or given for another measure.
-
-    Notes
-    -----
-    Permuting the rows of ``y`` permutes its centred Gram matrix, :math:`\bar L \mapsto P\bar L
-    P^\top` (for the debiased estimator the U-centred matrix likewise), so the self-HSIC terms in
-    the denominator of CKA never change: only the numerator is recomputed, for a batch of
-    permutations at a time. Everything runs in float64 on NumPy; torch tensors are converted with
-    ``.detach().cpu().numpy()``.
+    {raises}
 
     References
     ----------
@@ -126,56 +104,96 @@ def permutation_test(
     >>> res.pvalue
     0.005
     """
+    args = _permutation_iv(
+        x, y, n_permutations, debiased, kernel, threshold, sigma, method, seed, measure, confounder
+    )
+    return _permutation_result(args, *_null_distribution(args))
+
+
+@dataclass(frozen=True)
+class _PermutationArgs:
+    """The validated, normalised arguments of :func:`permutation_test`."""
+
+    data: Pair
+    n_permutations: int
+    form: Form | None  # how CKA's numerators are computed; None for the other measures
+
+
+def _permutation_iv(
+    x: Any,
+    y: Any,
+    n_permutations: Any,
+    debiased: bool,
+    kernel: Any,
+    threshold: float,
+    sigma: float | None,
+    method: Any,
+    seed: Any,
+    measure: Any,
+    confounder: Any,
+) -> _PermutationArgs:
+    """Every check of :func:`permutation_test`, once and in this order; nothing after it raises."""
     n_permutations = check_count(n_permutations, "n_permutations")
     check_kernel(kernel, threshold, sigma)
     check_choice(method, "method", FORMS)
     measure = check_measure_options(measure, confounder, debiased, kernel, "permutation_test")
-    xm, ym = activations_pair(x, y, min_rows=4 if debiased else 2)
-    n = xm.shape[0]
+    xm, ym = activations_pair(x, y, debiased=debiased)
+    form: Form | None = None
     if measure != "cka":
         if method != "auto":
             raise ValueError(f"method={method!r} applies to measure='cka' only; drop it")
-        zm = None if confounder is None else confounder_matrix(confounder, n)
-        fn, name = measure_function(measure, debiased), estimator_name(measure, debiased)
-        return _measure_test(fn, xm, ym, zm, n_permutations, seed, name)
-    if method == "auto":
-        form = choose_form(n, [xm.shape[1], ym.shape[1]], kernel)
+    elif method == "auto":
+        form = choose_form(xm.shape[0], [xm.shape[1], ym.shape[1]], kernel)
     elif method == "features" and kernel != "linear":
         raise ValueError("method='features' needs kernel='linear'; use method='gram' or 'auto'")
     else:
         form = method
-    name = estimator_name(kernel, debiased)
-    if constant_argument({"x": xm, "y": ym}) is not None:
-        return PermutationTestResult(np.nan, np.nan, np.full(n_permutations, np.nan), name)
-    (xm, sigma_x), (ym, sigma_y) = (scaled_for_kernel(a, kernel, sigma) for a in (xm, ym))
-    options = {"kernel": kernel, "threshold": threshold}
-    rep_x = represent(xm, form, sigma=sigma_x, **options)
-    rep_y = represent(ym, form, sigma=sigma_y, **options)
-    observed = observed_table([rep_x], [rep_y], debiased=debiased)
-    if np.isnan(observed[0, 0]):
-        warn_undefined(
-            "x or y", "a self-HSIC is not positive (constant features or too few examples)"
-        )
-        return PermutationTestResult(np.nan, np.nan, np.full(n_permutations, np.nan), name)
-    blocks = permutations(generator(seed), n, n_permutations)
-    null = permutation_table([rep_x], [rep_y], blocks, debiased=debiased)[0, 0]
-    pvalue = permutation_pvalues(observed, null[None, None, :])[0, 0]
-    return PermutationTestResult(float(observed[0, 0]), float(pvalue), null, name)
+    data = checked_pair(
+        xm,
+        ym,
+        confounder,
+        measure=measure,
+        debiased=debiased,
+        kernel=kernel,
+        threshold=threshold,
+        sigma=sigma,
+        seed=seed,
+    )
+    return _PermutationArgs(data, n_permutations, form)
 
 
-def _measure_test(
-    fn: Any,
-    xm: np.ndarray,
-    ym: np.ndarray,
-    zm: np.ndarray | None,
-    count: int,
-    seed: Any,
-    name: str,
+def _null_distribution(args: _PermutationArgs) -> tuple[float, np.ndarray | None]:
+    """The statistic and its ``B`` values under permutations of ``y`` (None when undefined).
+
+    CKA recomputes only the numerators (:func:`~cka_sim.stats._tables.permutation_table`); the
+    other measures are recomputed from the data (:mod:`~cka_sim.stats._measures`).
+    """
+    d, count = args.data, args.n_permutations
+    if d.fn is not None:
+        observed = d.fn(d.x, d.y, d.z)
+        if np.isnan(observed):  # the measure has warned why
+            return observed, None
+        return observed, permuted_values(d.fn, d.x, d.y, d.z, permutations(d.rng, d.n, count))
+    if d.constant is not None:
+        warn_undefined(d.constant, CONSTANT, 4)
+        return np.nan, None
+    assert args.form is not None
+    gx, gy = d.grams or (None, None)
+    reps = ([represent(d.x, args.form, gram=gx)], [represent(d.y, args.form, gram=gy)])
+    observed = observed_table(*reps, debiased=d.debiased)[0, 0]
+    if np.isnan(observed):
+        warn_undefined("x or y", NOT_POSITIVE, 4)
+        return np.nan, None
+    blocks = permutations(d.rng, d.n, count)
+    return observed, permutation_table(*reps, blocks, debiased=d.debiased)[0, 0]
+
+
+def _permutation_result(
+    args: _PermutationArgs, observed: float, null: np.ndarray | None
 ) -> PermutationTestResult:
-    """The test for a measure recomputed from the data (see :mod:`cka_sim.stats._measures`)."""
-    observed = fn(xm, ym, zm)
-    if np.isnan(observed):  # the measure has warned why
-        return PermutationTestResult(np.nan, np.nan, np.full(count, np.nan), name)
-    null = permuted_values(fn, xm, ym, zm, permutations(generator(seed), xm.shape[0], count))
+    """The p-value of the statistic against its null distribution (NaN when undefined)."""
+    name = args.data.name
+    if null is None:
+        return PermutationTestResult(np.nan, np.nan, np.full(args.n_permutations, np.nan), name)
     pvalue = permutation_pvalues(np.array([[observed]]), null[None, None, :])[0, 0]
-    return PermutationTestResult(observed, float(pvalue), null, name)
+    return PermutationTestResult(float(observed), float(pvalue), null, name)

@@ -195,9 +195,9 @@ def record_activations(
     """Record the outputs of named modules while the model runs.
 
     Inside the ``with`` block every call of a recorded module stores its output under the module's
-    fully qualified name, replacing the previous one, so after ``model(x)`` the store holds the
-    outputs of that forward pass. On exit, normal or by an exception, the hooks are removed and
-    the ``training`` flag of every submodule is restored to its value on entry.
+    fully qualified name, replacing the previous one. On exit, normal or by an exception, the
+    hooks are removed and the ``training`` flag of every submodule is restored to its value on
+    entry.
 
     Parameters
     ----------
@@ -211,9 +211,8 @@ def record_activations(
         registered under several names may be requested by any of them.
     select : int, str, callable or mapping of layer name to one of those, optional
         Which tensor to keep from an output that is not a tensor. Default: the first tensor
-        found depth-first (see :func:`first_tensor`): element 0 of a tuple, the first value of a
-        dict or ``ModelOutput``, the first field of a dataclass. An ``int`` indexes a tuple, a
-        ``str`` is a key or attribute (``"logits"``), a callable maps the output to a tensor.
+        found depth-first (:func:`first_tensor`). An ``int`` indexes a tuple, a ``str`` is a key
+        or attribute (``"logits"``), a callable maps the output to a tensor.
     detach : bool, default True
         Store outputs detached from the autograd graph. ``False`` keeps the graph (e.g. to
         backpropagate through a CKA loss).
@@ -224,12 +223,12 @@ def record_activations(
     transform : callable, optional
         Applied to each recorded output (after ``select`` and ``detach``) and stored instead of
         a clone; it must return a new tensor (not a view of its input), which then serves as the
-        copy. :func:`compare_models` uses it to flatten and translate the features in the hook.
+        copy (:func:`compare_models` prepares each layer's batch this way).
 
     Yields
     ------
     ActivationStore
-        Mapping ``name -> tensor`` of the latest output of each recorded module that has run.
+        Mapping ``name -> tensor``: after ``model(x)``, the outputs of that forward pass.
 
     Raises
     ------
@@ -259,29 +258,66 @@ def record_activations(
     >>> {name: tuple(t.shape) for name, t in acts.items()}
     {'0': (5, 8), '2': (5, 2)}
     """
-    _check_module(model, "model")
-    resolved = _resolve_layers(model, layers, "layers")
-    names = [name for name, _ in resolved]
-    selectors = _selectors(select, names)
-    store = ActivationStore(names)
-    tracker = _ForwardTracker(type(model).__name__)
-    handles: list[torch.utils.hooks.RemovableHandle] = []
-    with _restore_training_modes(model):
+    recording = _Recording(model, layers, select, detach=detach, clone=clone, transform=transform)
+    with _restore_training_modes(model), recording as store:
+        yield store
+
+
+class _Recording:
+    """The hooks of one :func:`record_activations` block (a context manager yielding the store).
+
+    Building one checks the model and the layers and makes the hooks; entering attaches them
+    (first the call counter on the root model, then one capture hook per layer) and exiting, also
+    after an error, removes them.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: LayerSpec | Iterable[LayerSpec],
+        select: Selector | Mapping[str, Selector] | None,
+        *,
+        detach: bool,
+        clone: bool,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None,
+    ) -> None:
+        _check_module(model, "model")
+        resolved = _resolve_layers(model, layers, "layers")
+        names = [name for name, _ in resolved]
+        selectors = _selectors(select, names)
+        self.model = model
+        self.store = ActivationStore(names)
+        self.tracker = _ForwardTracker(type(model).__name__)
+        self.hooks: list[tuple[nn.Module, Callable[[nn.Module, Any, Any], None]]] = []
+        for name, module in resolved:
+            hook = _capture_hook(
+                self.store,
+                self.tracker,
+                name,
+                selectors[name],
+                detach=detach,
+                clone=clone,
+                transform=transform,
+            )
+            self.hooks.append((module, hook))
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def __enter__(self) -> ActivationStore:
         try:
-            handles.append(model.register_forward_pre_hook(tracker.start, prepend=True))
-            handles.append(model.register_forward_hook(tracker.stop, always_call=True))
-            for name, module in resolved:
-                hook = _capture_hook(
-                    store,
-                    tracker,
-                    name,
-                    selectors[name],
-                    detach=detach,
-                    clone=clone,
-                    transform=transform,
-                )
+            handles = self._handles
+            handles.append(self.model.register_forward_pre_hook(self.tracker.start, prepend=True))
+            handles.append(self.model.register_forward_hook(self.tracker.stop, always_call=True))
+            for module, hook in self.hooks:
                 handles.append(module.register_forward_hook(hook))
-            yield store
-        finally:
-            for handle in handles:
-                handle.remove()
+        except BaseException:
+            self._remove()
+            raise
+        return self.store
+
+    def __exit__(self, *exc: Any) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()

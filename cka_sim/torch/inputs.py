@@ -83,37 +83,45 @@ def extract_inputs(batch: Any, input_key: InputKey | None = None) -> Any:
             )
         return batch
     if isinstance(batch, Mapping):
-        if input_key is not None:
-            if input_key not in batch:
-                raise ValueError(
-                    f"input_key={input_key!r} is not a key of the batch; keys are {list(batch)}"
-                )
-            return batch[input_key]
-        for key in INPUT_KEYS:
-            if key in batch:
-                return batch[key]
-        tensors = [key for key, value in batch.items() if isinstance(value, torch.Tensor)]
-        if len(tensors) == 1:
-            return batch[tensors[0]]
-        raise ValueError(
-            f"cannot tell which entry of the dict batch is the model input (keys {list(batch)}); "
-            f"pass input_key='<key>' or input_key=callable (tried {list(INPUT_KEYS)})"
-        )
+        return _from_mapping(batch, input_key)
     if isinstance(batch, (tuple, list)):
-        index = 0 if input_key is None else input_key
-        if not isinstance(index, int) or isinstance(index, bool):
-            raise ValueError(
-                f"input_key={input_key!r}: a tuple or list batch needs an int index or a callable"
-            )
-        if not -len(batch) <= index < len(batch):
-            raise ValueError(
-                f"input_key={index} is out of range for a batch of {len(batch)} elements"
-            )
-        return batch[index]
+        return _from_sequence(batch, input_key)
     raise TypeError(
         f"unsupported batch type {type(batch).__name__}: batches must be tensors, (x, y) tuples "
         "or lists, or dicts; pass input_key=callable to extract the input yourself"
     )
+
+
+def _from_mapping(batch: Mapping[Any, Any], input_key: int | str | None) -> Any:
+    """``batch[input_key]``; without a key the first of :data:`INPUT_KEYS`, or the only tensor."""
+    if input_key is not None:
+        if input_key not in batch:
+            raise ValueError(
+                f"input_key={input_key!r} is not a key of the batch; keys are {list(batch)}"
+            )
+        return batch[input_key]
+    for key in INPUT_KEYS:
+        if key in batch:
+            return batch[key]
+    tensors = [key for key, value in batch.items() if isinstance(value, torch.Tensor)]
+    if len(tensors) == 1:
+        return batch[tensors[0]]
+    raise ValueError(
+        f"cannot tell which entry of the dict batch is the model input (keys {list(batch)}); "
+        f"pass input_key='<key>' or input_key=callable (tried {list(INPUT_KEYS)})"
+    )
+
+
+def _from_sequence(batch: tuple[Any, ...] | list[Any], input_key: int | str | None) -> Any:
+    """Element ``input_key`` (default 0) of a tuple or list batch."""
+    index = 0 if input_key is None else input_key
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise ValueError(
+            f"input_key={input_key!r}: a tuple or list batch needs an int index or a callable"
+        )
+    if not -len(batch) <= index < len(batch):
+        raise ValueError(f"input_key={index} is out of range for a batch of {len(batch)} elements")
+    return batch[index]
 
 
 def _to_device(value: Any, device: torch.device) -> Any:

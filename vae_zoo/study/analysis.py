@@ -219,34 +219,59 @@ def cka_claims(
     stats = group_stats(evals, measure, config)
     enc = stats.indices(ENCODER_CLAIM_LAYERS, mode)
     dec = stats.indices(DECODER_CLAIM_LAYERS, mode)
-
-    def side(st: GroupStats, meas: str, idx: list[int]) -> dict[str, Any]:
-        g_point, g_reps = st.g_index(idx)
-        return {
-            "G": _interval(g_point, g_reps, level),
-            "G_replicates": g_reps,
-            "margin": seed_margin(evals, meas, idx, st),
-            "means": {g: _interval(*st.mean(g, idx), level).to_dict() for g in GROUPS},
-        }
-
-    readings = {"enc": side(stats, measure, enc), "dec": side(stats, measure, dec)}
-    contrast_reps = readings["enc"]["G_replicates"] - readings["dec"]["G_replicates"]
-    contrast = _interval(
-        readings["enc"]["G"].estimate - readings["dec"]["G"].estimate, contrast_reps, level
-    )
-    deconf: dict[str, Any] | None = None
+    sides = (("enc", enc), ("dec", dec))
+    readings = {key: _reading(evals, stats, measure, idx, level) for key, idx in sides}
+    contrast = _contrast(readings, level)
+    dstats: GroupStats | None = None
+    deconf: dict[str, dict[str, Any]] | None = None
     if second is not None:
         dstats = group_stats(evals, "deconfounded", config)
-        deconf = {
-            "enc": side(dstats, "deconfounded", enc),
-            "dec": side(dstats, "deconfounded", dec),
-        }
-        d_contrast = _interval(
-            deconf["enc"]["G"].estimate - deconf["dec"]["G"].estimate,
-            deconf["enc"]["G_replicates"] - deconf["dec"]["G_replicates"],
-            level,
-        )
-    common = {
+        deconf = {key: _reading(evals, dstats, "deconfounded", idx, level) for key, idx in sides}
+    common = _common_evidence(evals, stats, measure, mode)
+    claim1 = encoders_generic(
+        readings["enc"]["G"], readings["enc"]["margin"], _evidence(common, readings, deconf, "enc")
+    )
+    claim2 = decoders_specific(
+        readings["dec"]["G"],
+        readings["dec"]["margin"],
+        contrast,
+        {**_evidence(common, readings, deconf, "dec"), "encoder_G": readings["enc"]["G"].to_dict()},
+    )
+    return claim1, claim2, _claims_extra(stats, dstats, deconf, level, measure, mode)
+
+
+def _reading(
+    evals: Sequence[Mapping[str, Any]],
+    stats: GroupStats,
+    measure: str,
+    idx: list[int],
+    level: float,
+) -> dict[str, Any]:
+    """One side (encoder or decoder layers ``idx``) of one measure: G, its replicates, the
+    margin and the group means."""
+    g_point, g_reps = stats.g_index(idx)
+    return {
+        "G": _interval(g_point, g_reps, level),
+        "G_replicates": g_reps,
+        "margin": seed_margin(evals, measure, idx, stats),
+        "means": {g: _interval(*stats.mean(g, idx), level).to_dict() for g in GROUPS},
+    }
+
+
+def _contrast(readings: Mapping[str, Mapping[str, Any]], level: float) -> Interval:
+    """Encoder G minus decoder G, with its interval on the joint replicates."""
+    return _interval(
+        readings["enc"]["G"].estimate - readings["dec"]["G"].estimate,
+        readings["enc"]["G_replicates"] - readings["dec"]["G_replicates"],
+        level,
+    )
+
+
+def _common_evidence(
+    evals: Sequence[Mapping[str, Any]], stats: GroupStats, measure: str, mode: str
+) -> dict[str, Any]:
+    """The evidence claims 1 and 2 share: the reading, the data and the layers."""
+    return {
         "measure": measure,
         "decoder_driven_by": mode,
         "evaluation_datasets": [e["meta"].get("dataset", "") for e in evals],
@@ -259,35 +284,45 @@ def cka_claims(
         "decoder_layers": list(DECODER_CLAIM_LAYERS),
     }
 
-    def evidence(key: str) -> dict[str, Any]:
-        r = readings[key]
-        out = {**common, "means": r["means"]}
-        if deconf is not None:
-            out["deconfounded_G"] = deconf[key]["G"].to_dict()
-            out["deconfounded_margin"] = deconf[key]["margin"]
-        return out
 
-    claim1 = encoders_generic(readings["enc"]["G"], readings["enc"]["margin"], evidence("enc"))
-    claim2 = decoders_specific(
-        readings["dec"]["G"],
-        readings["dec"]["margin"],
-        contrast,
-        {**evidence("dec"), "encoder_G": readings["enc"]["G"].to_dict()},
-    )
-    extra: dict[str, Any] = {"stats": stats, "units": stats.units}
+def _evidence(
+    common: Mapping[str, Any],
+    readings: Mapping[str, Mapping[str, Any]],
+    deconf: Mapping[str, Mapping[str, Any]] | None,
+    key: str,
+) -> dict[str, Any]:
+    """The evidence of one side (``"enc"`` or ``"dec"``), with the deconfounded reading."""
+    out = {**common, "means": readings[key]["means"]}
     if deconf is not None:
+        out["deconfounded_G"] = deconf[key]["G"].to_dict()
+        out["deconfounded_margin"] = deconf[key]["margin"]
+    return out
+
+
+def _claims_extra(
+    stats: GroupStats,
+    dstats: GroupStats | None,
+    deconf: Mapping[str, Mapping[str, Any]] | None,
+    level: float,
+    measure: str,
+    mode: str,
+) -> dict[str, Any]:
+    """The third value of :func:`cka_claims`: statistics, tables, deconfounded claims and
+    the bootstrap replicates of every group."""
+    extra: dict[str, Any] = {"stats": stats, "units": stats.units}
+    if dstats is not None:
         extra["deconfounded_stats"] = dstats
-    extra["layers"] = _layer_table(
-        stats, deconf_stats=extra.get("deconfounded_stats"), level=level, mode=mode
-    )
+    extra["layers"] = _layer_table(stats, deconf_stats=dstats, level=level, mode=mode)
     extra["depth"] = _depth_table(stats, level, mode)
     if deconf is not None:
         extra["deconfounded_claims"] = (
             encoders_generic(deconf["enc"]["G"], deconf["enc"]["margin"], {}),
-            decoders_specific(deconf["dec"]["G"], deconf["dec"]["margin"], d_contrast, {}),
+            decoders_specific(
+                deconf["dec"]["G"], deconf["dec"]["margin"], _contrast(deconf, level), {}
+            ),
         )
     extra["replicates"] = {f"{g}_{measure}_{mode}": stats.replicates[g] for g in GROUPS}
-    return claim1, claim2, extra
+    return extra
 
 
 def _layer_table(

@@ -20,6 +20,7 @@ Outputs (one ``.npz`` per evaluation set):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 
@@ -35,6 +36,12 @@ __all__ = ["measure_evaluation_set"]
 
 def _gram32(acts: np.ndarray) -> np.ndarray:
     return np.asarray(gram_linear(acts), dtype=np.float32)
+
+
+def _input_gram(images: np.ndarray) -> np.ndarray:
+    """The Gram of the pixels (in [0, 1]): the confounder of the deconfounded measure."""
+    flat = images.reshape(len(images), -1).astype(np.float64) / 255
+    return np.asarray(gram_linear(flat), dtype=np.float64)
 
 
 def _onehot_gram(labels: np.ndarray) -> np.ndarray:
@@ -73,71 +80,135 @@ def measure_evaluation_set(
     device : str
     """
     ids = list(models)
-    n_models, n = len(ids), len(images)
     units = unit_layers()
+    n = len(images)
     rng = np.random.default_rng(seed)
     halves = [np.sort(rng.choice(n, n // 2, replace=False)) for _ in range(half_samples)]
-    shape = (n_models, n_models, len(units))
-    out: dict[str, np.ndarray] = {"labels": labels}
-    for measure in MEASURES:
-        out[f"{measure}_full"] = np.full(shape, np.nan)
-        out[f"{measure}_halves"] = np.full((half_samples, *shape), np.nan)
-    for measure in ("debiased", "biased"):
-        out[f"{measure}_labels"] = np.full((n_models, len(units)), np.nan)
-    out["own_init"] = np.full((n_models, len(units)), np.nan)
-    confounder = np.asarray(
-        gram_linear(images.reshape(n, -1).astype(np.float64) / 255), dtype=np.float64
+    out = _empty_arrays(labels, len(ids), len(units), half_samples)
+    targets = _Targets(
+        confounder=_input_gram(images),
+        label_gram=_onehot_gram(labels),
+        halves=halves,
+        heat_rows=[ids.index(m) for m in heatmap_models],
+        heat_units=[u for u in units if u[1] == "mean"],
     )
-    label_gram = _onehot_gram(labels)
-    heat_rows = [ids.index(m) for m in heatmap_models]
-    heat_units = [u for u in units if u[1] == "mean"]
     heat_banks: dict[tuple[str, str], np.ndarray] = {}
-    channels = int(images.shape[1])
     for chunk_mode in ("mean", "sample"):
         chunk = [u for u in units if u[1] == chunk_mode]
-        stacks = {u: np.empty((n_models, n, n), dtype=np.float32) for u in chunk}
-        for i, model_id in enumerate(ids):
-            acts = model_activations(models[model_id], images, noise_seed=i, device=device)
-            for u in chunk:
-                stacks[u][i] = _gram32(acts[u])
-            if chunk_mode == "mean" and not model_id.startswith("random/"):
-                init_acts = model_activations(initial(model_id, channels), images, device=device)
-                for u in chunk:
-                    pair = np.stack([stacks[u][i], _gram32(init_acts[u])])
-                    bank = unit_bank(pair, "debiased")
-                    out["own_init"][i, units.index(u)] = _pair_value(bank)
-            del acts
+        stacks = _chunk_grams(
+            models, images, chunk, chunk_mode, initial, out["own_init"], device=device
+        )
         for u in chunk:
-            col = units.index(u)
-            for measure in MEASURES:
-                if measure == "deconfounded" and chunk_mode != "mean":
-                    continue
-                bank = unit_bank(stacks[u], measure, confounder=confounder)
-                out[f"{measure}_full"][:, :, col] = _values(bank)
-                if measure in ("debiased", "biased"):
-                    target = unit_bank(label_gram[None], measure)[0]
-                    zero = ~np.any(bank != 0, axis=1)
-                    out[f"{measure}_labels"][:, col] = np.where(zero, np.nan, bank @ target)
-                if measure == "debiased" and u in heat_units:
-                    heat_banks[u] = bank[heat_rows].astype(np.float32)
-                for h, subset in enumerate(halves):
-                    sub = unit_bank(stacks[u], measure, confounder=confounder, subset=subset)
-                    out[f"{measure}_halves"][h, :, :, col] = _values(sub)
+            _measure_unit(stacks[u], u, units.index(u), targets, out, heat_banks)
         del stacks
-    heat = np.full((len(heat_rows), len(heat_units), len(heat_rows), len(heat_units)), np.nan)
-    for a, u in enumerate(heat_units):
-        for b, v in enumerate(heat_units):
-            heat[:, a, :, b] = _values_between(heat_banks[u], heat_banks[v])
-    out["heatmap"] = heat
+    out["heatmap"] = _heatmap(heat_banks, targets.heat_units, len(targets.heat_rows))
     meta = {
         "models": ids,
         "units": [list(u) for u in units],
         "n_examples": n,
         "heatmap_models": list(heatmap_models),
-        "heatmap_units": [list(u) for u in heat_units],
+        "heatmap_units": [list(u) for u in targets.heat_units],
     }
     out["meta"] = np.array(json.dumps(meta))
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Targets:
+    """What every unit's banks are measured against: the confounder (the input's Gram), the
+    labels' Gram, the random halves and the heatmap's models and units."""
+
+    confounder: np.ndarray
+    label_gram: np.ndarray
+    halves: list[np.ndarray]
+    heat_rows: list[int]
+    heat_units: list[tuple[str, str]]
+
+
+def _empty_arrays(
+    labels: np.ndarray, n_models: int, n_units: int, half_samples: int
+) -> dict[str, np.ndarray]:
+    """The output arrays, NaN until measured (see the module docstring)."""
+    shape = (n_models, n_models, n_units)
+    out: dict[str, np.ndarray] = {"labels": labels}
+    for measure in MEASURES:
+        out[f"{measure}_full"] = np.full(shape, np.nan)
+        out[f"{measure}_halves"] = np.full((half_samples, *shape), np.nan)
+    for measure in ("debiased", "biased"):
+        out[f"{measure}_labels"] = np.full((n_models, n_units), np.nan)
+    out["own_init"] = np.full((n_models, n_units), np.nan)
+    return out
+
+
+def _chunk_grams(
+    models: dict[str, torch.nn.Module],
+    images: np.ndarray,
+    chunk: list[tuple[str, str]],
+    mode: str,
+    initial: Callable[[str, int], torch.nn.Module],
+    own_init: np.ndarray,
+    *,
+    device: str,
+) -> dict[tuple[str, str], np.ndarray]:
+    """The float32 centred Grams ``(M, n, n)`` of every model at each unit of ``chunk``.
+
+    ``mode``: the decoder input of the chunk's units. At the mean-driven chunk, also fills ``own_init`` (models x all units): the debiased CKA of
+    each trained model with its own initial weights.
+    """
+    ids = list(models)
+    units = unit_layers()
+    n = len(images)
+    channels = int(images.shape[1])
+    stacks = {u: np.empty((len(ids), n, n), dtype=np.float32) for u in chunk}
+    for i, model_id in enumerate(ids):
+        acts = model_activations(models[model_id], images, noise_seed=i, device=device)
+        for u in chunk:
+            stacks[u][i] = _gram32(acts[u])
+        if mode == "mean" and not model_id.startswith("random/"):
+            init_acts = model_activations(initial(model_id, channels), images, device=device)
+            for u in chunk:
+                pair = np.stack([stacks[u][i], _gram32(init_acts[u])])
+                bank = unit_bank(pair, "debiased")
+                own_init[i, units.index(u)] = _pair_value(bank)
+        del acts
+    return stacks
+
+
+def _measure_unit(
+    stack: np.ndarray,
+    unit: tuple[str, str],
+    col: int,
+    targets: _Targets,
+    out: dict[str, np.ndarray],
+    heat_banks: dict[tuple[str, str], np.ndarray],
+) -> None:
+    """Every measure at one unit (column ``col``): all examples, the halves, the labels, and
+    the debiased bank of the heatmap's models at mean-driven units."""
+    for measure in MEASURES:
+        if measure == "deconfounded" and unit[1] != "mean":
+            continue
+        bank = unit_bank(stack, measure, confounder=targets.confounder)
+        out[f"{measure}_full"][:, :, col] = _values(bank)
+        if measure in ("debiased", "biased"):
+            target = unit_bank(targets.label_gram[None], measure)[0]
+            zero = ~np.any(bank != 0, axis=1)
+            out[f"{measure}_labels"][:, col] = np.where(zero, np.nan, bank @ target)
+        if measure == "debiased" and unit in targets.heat_units:
+            heat_banks[unit] = bank[targets.heat_rows].astype(np.float32)
+        for h, subset in enumerate(targets.halves):
+            sub = unit_bank(stack, measure, confounder=targets.confounder, subset=subset)
+            out[f"{measure}_halves"][h, :, :, col] = _values(sub)
+
+
+def _heatmap(
+    heat_banks: dict[tuple[str, str], np.ndarray], heat_units: list[tuple[str, str]], rows: int
+) -> np.ndarray:
+    """Debiased CKA ``(K, V, K, V)`` between all mean-driven units of the heatmap's models."""
+    heat = np.full((rows, len(heat_units), rows, len(heat_units)), np.nan)
+    for a, u in enumerate(heat_units):
+        for b, v in enumerate(heat_units):
+            heat[:, a, :, b] = _values_between(heat_banks[u], heat_banks[v])
+    return heat
 
 
 def _values(bank: np.ndarray) -> np.ndarray:

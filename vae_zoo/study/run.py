@@ -208,11 +208,38 @@ def analyse(
     """Claims, secondary readings, tables and figures from the stored measurements."""
     config = study.config
     figures = study.out / "figures"
-    evals = []
-    for name in config.datasets:
-        data = study.load_cka(name)
-        data["meta"]["dataset"] = name
-        evals.append(data)
+    evals = [_load_eval(study, name) for name in config.datasets]
+    primary, variants, tables = _cka_readings(study, evals, figures)
+    claim3, tables["transfer_gains"] = _sweep_reading(study, evals, figures)
+    claim4 = _visual_reading(study, evals, models, probes, figures)
+    _samples(study, models, figures / "samples.png")
+    return {
+        "config": config.to_dict(),
+        "rules_version": RULES_VERSION,
+        "claims": [claim.to_dict() for claim in (*primary, claim3, claim4)],
+        "secondary": variants,
+        "tables": tables,
+        "models": study.model_records(),
+        "evaluation_sets": study.evaluation_sets(),
+        "probe_sets": study.probe_sets(),
+        "probe_accuracy": probes,
+        "figures": sorted(str(p.relative_to(study.out)) for p in figures.glob("*.png")),
+    }
+
+
+def _load_eval(study: Study, name: str) -> dict[str, Any]:
+    """The stage-2 arrays of one evaluation set, its ``meta`` naming the dataset."""
+    data = study.load_cka(name)
+    data["meta"]["dataset"] = name
+    return data
+
+
+def _cka_readings(
+    study: Study, evals: list[dict[str, Any]], figures: Path
+) -> tuple[list[Claim], dict[str, dict[str, Any]], dict[str, Any]]:
+    """Claims 1 and 2 under every reading of :data:`VARIANTS`, with their curves, heatmaps and
+    replicates: the primary claims, the secondary readings and the CKA tables."""
+    config = study.config
     variants: dict[str, dict[str, Any]] = {}
     primary: list[Claim] = []
     tables: dict[str, Any] = {}
@@ -223,21 +250,14 @@ def analyse(
         claim1, claim2, extra = cka_claims(
             evals, config, measure=measure, mode=mode, second=evals if is_primary else None
         )
-        variants[f"{measure}/{mode}"] = {
-            "encoders-generic": claim1.to_dict(),
-            "decoders-specific": claim2.to_dict(),
-        }
+        variants[f"{measure}/{mode}"] = _variant(claim1, claim2)
         replicates.update(extra["replicates"])
         if is_primary:
             primary += [claim1, claim2]
             tables["layers"] = extra["layers"]
             tables["depth_matched"] = extra["depth"]
             tables["init_control"] = init_control(evals, extra["stats"], config)
-            d1, d2 = extra["deconfounded_claims"]
-            variants["deconfounded/mean"] = {
-                "encoders-generic": d1.to_dict(),
-                "decoders-specific": d2.to_dict(),
-            }
+            variants["deconfounded/mean"] = _variant(*extra["deconfounded_claims"])
             curves.append(("debiased CKA (decoder driven by the mean)", extra["stats"], "mean"))
             curves.append(("deconfounded CKA", extra["deconfounded_stats"], "mean"))
         else:
@@ -247,7 +267,19 @@ def analyse(
     g_curves(curves[:2], config.confidence_level, figures / "cka_G_curves.png")
     _heatmaps(evals, figures)
     _save_replicates(study.out / "analysis" / "replicates.npz", replicates)
+    return primary, variants, tables
 
+
+def _variant(claim1: Claim, claim2: Claim) -> dict[str, Any]:
+    """One reading of claims 1 and 2 in ``results.json``'s ``secondary``."""
+    return {"encoders-generic": claim1.to_dict(), "decoders-specific": claim2.to_dict()}
+
+
+def _sweep_reading(
+    study: Study, evals: list[dict[str, Any]], figures: Path
+) -> tuple[Claim, dict[str, Any]]:
+    """Claim 3 from the freeze-depth sweep, with its figures; and the gains over scratch."""
+    config = study.config
     runs, scratch = study.sweep_losses()
     profiles = {
         (source, target): pair_g_profile(
@@ -256,31 +288,26 @@ def analyse(
         for source, target in config.sweep_pairs
     }
     claim3, gains = sweep_claim(runs, scratch, profiles, config)
-    primary.append(claim3)
-    tables["transfer_gains"] = gains
     freeze_depth_curves(runs, scratch, profiles, config, figures / "freeze_depth.png")
     transfer_curves(runs, scratch, config, figures / "transfer_curves.png")
+    return claim3, gains
 
+
+def _visual_reading(
+    study: Study,
+    evals: list[dict[str, Any]],
+    models: dict[str, Any],
+    probes: dict[str, dict[str, float]],
+    figures: Path,
+) -> Claim:
+    """Claim 4 from the real transfers, with a visual check per target and its validation."""
     checks = study.check_losses()
     points, panels = _visual_points(study, evals, models, probes, checks)
-    claim4 = visual_claim(points, config)
-    primary.append(claim4)
+    claim4 = visual_claim(points, study.config)
     for target, (rows, originals, units) in panels.items():
         visual_check(target, rows, originals, units, figures / f"visual_check_{target}.png")
     visual_validation(points, claim4.evidence, figures / "visual_check_validation.png")
-    _samples(study, models, figures / "samples.png")
-    return {
-        "config": config.to_dict(),
-        "rules_version": RULES_VERSION,
-        "claims": [claim.to_dict() for claim in primary],
-        "secondary": variants,
-        "tables": tables,
-        "models": study.model_records(),
-        "evaluation_sets": study.evaluation_sets(),
-        "probe_sets": study.probe_sets(),
-        "probe_accuracy": probes,
-        "figures": sorted(str(p.relative_to(study.out)) for p in figures.glob("*.png")),
-    }
+    return claim4
 
 
 def _save_replicates(path: Path, replicates: dict[str, np.ndarray]) -> None:
