@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cka_sim import linear_cka  # noqa: E402
-from cka_sim._backend import gram, namespace, numpy_views, transposed_product  # noqa: E402
+from cka_sim._core.backend import gram, namespace, numpy_views  # noqa: E402
 
 
 @pytest.fixture
@@ -48,22 +48,6 @@ def test_tensors_that_must_stay_in_torch_do(case, two_threads):
     else:
         torch.set_num_threads(1)
     assert numpy_views(x, y) is None
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_transposed_product_is_the_matrix_product(threads, dtype):
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        x, y = _data(dtype)
-        got = transposed_product(y, x, namespace(x))
-        assert isinstance(got, torch.Tensor) and got.dtype == dtype and got.shape == (7, 12)
-        np.testing.assert_allclose(got.numpy(), y.numpy().T @ x.numpy(), rtol=1e-5, atol=1e-5)
-        gram = transposed_product(x, x, namespace(x))
-        np.testing.assert_allclose(gram.numpy(), x.numpy().T @ x.numpy(), rtol=1e-5, atol=1e-5)
-    finally:
-        torch.set_num_threads(saved)
 
 
 @pytest.mark.parametrize("debiased", [False, True])

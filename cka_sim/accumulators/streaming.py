@@ -73,7 +73,7 @@ from .._core.measures import (
     nuclear_norm,
 )
 from .._core.moments import Moments
-from .._core.prepare import Centred, centre
+from .._core.prepare import Centred, PreparedGram, centre
 from .._core.ratio import CONSTANT, ratio, warn_undefined
 from ..deconfounded import (
     DCKA_PAIRS,
@@ -118,7 +118,7 @@ def _checked(acc: Any, what: str) -> Moments:
 
 def _pair_units(x_batch: Any, y_batch: Any) -> list[Array | Centred]:
     """The two validated units of a :meth:`StreamingCKA.update` batch."""
-    if isinstance(x_batch, Centred) or isinstance(y_batch, Centred):
+    if isinstance(x_batch, (Centred, PreparedGram)) or isinstance(y_batch, (Centred, PreparedGram)):
         return check_batch_layers([("x", x_batch), ("y", y_batch)], "batch", exact=True)[0]
     x_batch, y_batch = (a.detach() if hasattr(a, "detach") else a for a in (x_batch, y_batch))
     names, on_numpy = ("x_batch", "y_batch"), isinstance(x_batch, np.ndarray)

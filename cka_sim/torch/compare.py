@@ -108,26 +108,22 @@ def compare_models(
     .. math:: \mathrm{CKA}(X, Y) = \frac{\mathrm{HSIC}(XX^\top, YY^\top)}
               {\sqrt{\mathrm{HSIC}(XX^\top, XX^\top)\,\mathrm{HSIC}(YY^\top, YY^\top)}}.
 
-    ``estimator="minibatch"`` (Nguyen, Raghu & Kornblith 2021) averages the unbiased HSIC₁ of each
-    batch in the numerator and both denominators; memory does not grow with the widths, but it
-    estimates a different quantity from full-data CKA and needs batches of at least 4 examples.
-    ``estimator="exact"`` is the full-data linear CKA of all examples (Kornblith et al. 2019),
-    accumulated from centred feature statistics; its memory grows with the squared widths.
-
     Parameters
     ----------
     model_a, model_b : torch.nn.Module
         The models. Passing the same object twice runs one forward pass per batch.
     loader : iterable of batches
-        E.g. a ``DataLoader``. A batch is a tensor, an ``(x, y, ...)`` tuple or list, or a dict
-        (see ``input_key``).
+        E.g. a ``DataLoader``; tensors, ``(x, y, ...)`` tuples or lists, or dicts (``input_key``).
     layers_a, layers_b : sequence of str or int, optional
-        Layers of each model (exact names or indices into ``named_modules()``, as in
-        :func:`record_activations`). Rows follow ``layers_a`` and columns ``layers_b`` in the
-        order given. Default: :func:`default_layers` (leaf modules that own parameters).
+        Rows and columns, in the order given: exact names or indices into ``named_modules()``, as
+        in :func:`record_activations`. Default: :func:`default_layers`.
     estimator : {"minibatch", "exact"}, optional
-        Default: ``"minibatch"`` for ``measure="cka"``, ``"exact"`` (the only one they have) for
-        the other measures.
+        ``"minibatch"`` (Nguyen, Raghu & Kornblith 2021) averages the unbiased HSIC₁ of each
+        batch in the numerator and both denominators; memory does not grow with the widths, but
+        it estimates a different quantity from full-data CKA and needs batches of at least 4
+        examples. ``"exact"`` is the full-data linear CKA of all examples (Kornblith et al. 2019),
+        accumulated from centred feature statistics. Default: ``"minibatch"`` for
+        ``measure="cka"``, ``"exact"`` (the only one they have) for the other measures.
     debiased : bool, optional
         Use the unbiased HSIC₁ (Song et al. 2012) instead of the biased HSIC. Default: True for
         CKA and dCKA; Procrustes has no debiased form.
@@ -138,27 +134,21 @@ def compare_models(
     progress : bool, default True
         Show a tqdm progress bar (on rank 0 only under ``torch.distributed``).
     input_key : int, str or callable, optional
-        How to find the model input in a batch: an index for tuple batches (default 0), a key
-        for dict batches (default: the first of ``"x", "input", "inputs", "pixel_values",
-        "image", "images", "input_ids"`` present, or the only tensor), or ``callable(batch)``;
-        a tuple from the callable is passed as positional arguments, a dict as keyword
-        arguments.
+        How to find the model input in a batch, as :func:`extract_inputs` does (by default
+        element 0 of a tuple, the first of :data:`INPUT_KEYS` in a dict, or the only tensor).
     memory_budget_bytes : int, optional
-        For ``estimator="exact"``: refuse with a ``MemoryError`` at the first batch when the
-        accumulator would need more (see ``StreamingCKAMatrix.estimate_memory``). ``None``: no
-        limit. The exact accumulator holds p_i x p_j float64 products, so a convolutional feature
-        map of 16 x 32 x 32 = 16,384 features alone needs 2 GiB: choose narrow layers or the
-        minibatch estimator.
+        For ``estimator="exact"``, whose memory grows with the squared widths (it holds p_i x p_j
+        float64 products: a feature map of 16 x 32 x 32 = 16,384 features alone needs 2 GiB):
+        refuse with a ``MemoryError`` at the first batch when the accumulator would need more
+        (see ``StreamingCKAMatrix.estimate_memory``). ``None``: no limit.
     measure : {"cka", "dcka", "procrustes"}, default "cka"
         ``"dcka"``: deconfounded CKA (Cui et al. 2022), every layer's Gram regressed on the
         confounder's before CKA; ``"procrustes"``: the orthogonal Procrustes similarity
-        (Ding et al. 2021). Both use the exact accumulator
-        (:class:`~cka_sim.StreamingCKAMatrix`).
+        (Ding et al. 2021).
     confounder : callable, optional
         For ``measure="dcka"``: ``confounder(batch)`` gives the (m, ...) confounder of a batch.
-        Default: the model's input itself (the tensor found by ``input_key``, or the first tensor
-        of what an ``input_key`` callable returns), flattened per example: the input's own
-        similarity structure, which every layer inherits.
+        Default: the model's input itself (its first tensor), flattened per example: the input's
+        own similarity structure, which every layer inherits.
 
     Returns
     -------
@@ -176,18 +166,16 @@ def compare_models(
         For a layer name that is not in the model (the message lists close matches), a choice
         outside those listed, or batches too small for the debiased minibatch estimator.
     MemoryError
-        For ``estimator="exact"`` when the accumulator would need more than
-        ``memory_budget_bytes``.
+        When the exact accumulator would need more than ``memory_budget_bytes``.
 
     Notes
     -----
-    Runs under ``torch.inference_mode()`` with both models in eval mode; every submodule's
-    training flag is restored afterwards and the hooks are removed, also when an error is raised.
-    Layer outputs are taken with :func:`first_tensor` and copied before the next layer runs, so
-    in-place operations downstream do not alter them. When a ``torch.distributed`` process group
-    is initialised, each process should iterate over its own shard of the data (e.g. with a
-    ``DistributedSampler``); the accumulators are summed with ``all_reduce`` before the CKA
-    values are computed, so every process returns the result for the union of the shards.
+    Runs under ``torch.inference_mode()`` with both models in eval mode, recording as
+    :func:`record_activations` does (outputs copied; hooks removed and training flags restored,
+    also on errors). When a ``torch.distributed`` process group is initialised, each process
+    should iterate over its own shard of the data (e.g. with a ``DistributedSampler``); the
+    accumulators are summed with ``all_reduce`` before the CKA values are computed, so every
+    process returns the result for the union of the shards.
 
     References
     ----------
@@ -213,24 +201,49 @@ def compare_models(
     """
     _check_module(model_a, "model_a")
     _check_module(model_b, "model_b")
-    measure, estimator, debiased = _measure_settings(measure, estimator, debiased, confounder)
-    names_a = [n for n, _ in _resolve_layers(model_a, _or_default(model_a, layers_a), "layers_a")]
-    names_b = [n for n, _ in _resolve_layers(model_b, _or_default(model_b, layers_b), "layers_b")]
-    if device is not None:
-        device = torch.device(device)
-        model_a.to(device)
-        model_b.to(device)
+    settings = _measure_settings(measure, estimator, debiased, confounder)
+    measure, estimator, debiased = settings
+    names_a = _layer_names(model_a, layers_a, "layers_a")
+    names_b = _layer_names(model_b, layers_b, "layers_b")
+    _move_to(device, model_a, model_b)
     world_size = _distributed_world()
     accumulator = _make_accumulator(estimator, debiased, memory_budget_bytes, measure)
     # capture -> accumulate -> result
     prepare = _preparing(accumulator) if estimator == "minibatch" else None
-    confounder_of = None
-    if measure == "dcka":
-        confounder_of = confounder if confounder is not None else _model_input
+    confounder_of = _confounder_rule(measure, confounder)
     with _Capture(model_a, model_b, names_a, names_b, input_key, prepare) as capture:
         n_batches, dtypes = _accumulate(
             accumulator, capture, loader, progress, world_size, confounder_of
         )
+    result = _computed(accumulator, world_size, names_a, names_b)
+    result.metadata.update(_metadata(capture, settings, dtypes, n_batches, world_size))
+    return result
+
+
+def _layer_names(model: nn.Module, layers: Iterable[LayerSpec] | None, argument: str) -> list[str]:
+    """The names of the requested layers (or of :func:`default_layers`), checked, in order."""
+    return [name for name, _ in _resolve_layers(model, _or_default(model, layers), argument)]
+
+
+def _move_to(device: str | torch.device | None, *models: nn.Module) -> None:
+    """Move the models to ``device`` with ``Module.to`` (nothing when it is None)."""
+    if device is not None:
+        device = torch.device(device)
+        for model in models:
+            model.to(device)
+
+
+def _confounder_rule(measure: str, confounder: Callable[[Any], Any] | None) -> Any:
+    """How :func:`_accumulate` finds a batch's confounder: None unless ``measure="dcka"``."""
+    if measure != "dcka":
+        return None
+    return confounder if confounder is not None else _model_input
+
+
+def _computed(
+    accumulator: Any, world_size: int | None, names_a: list[str], names_b: list[str]
+) -> CKAResult:
+    """The accumulator's result, summed over the processes first under ``torch.distributed``."""
     if world_size is not None:
         accumulator.all_reduce()
     result = accumulator.compute()
@@ -239,25 +252,35 @@ def compare_models(
             f"internal error: the accumulator returned rows {result.row_names} and columns "
             f"{result.col_names}; expected {names_a} and {names_b}"
         )
-    result.metadata.update(
-        {
-            "model_a": type(model_a).__name__,
-            "model_b": type(model_b).__name__,
-            "same_model": capture.same_model,
-            "layers_a": names_a,
-            "layers_b": names_b,
-            "estimator": estimator,
-            "debiased": debiased,
-            "measure": measure,
-            "activation_dtype": sorted(dtypes),
-            "device": str(capture.device_a),
-            "device_a": str(capture.device_a),
-            "device_b": str(capture.device_b),
-            "n_batches": n_batches,
-            "world_size": world_size or 1,
-        }
-    )
     return result
+
+
+def _metadata(
+    capture: _Capture,
+    settings: tuple[str, str, bool],
+    dtypes: set[str],
+    n_batches: int,
+    world_size: int | None,
+) -> dict[str, Any]:
+    """What ``compare_models`` adds to the result's metadata: the models, layers and run."""
+    model_a, model_b = capture.models
+    measure, estimator, debiased = settings
+    return {
+        "model_a": type(model_a).__name__,
+        "model_b": type(model_b).__name__,
+        "same_model": capture.same_model,
+        "layers_a": capture.names_a,
+        "layers_b": capture.names_b,
+        "estimator": estimator,
+        "debiased": debiased,
+        "measure": measure,
+        "activation_dtype": sorted(dtypes),
+        "device": str(capture.device_a),
+        "device_a": str(capture.device_a),
+        "device_b": str(capture.device_b),
+        "n_batches": n_batches,
+        "world_size": world_size or 1,
+    }
 
 
 def _accumulate(
