@@ -6,6 +6,7 @@ here, not in review."""
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -147,7 +148,7 @@ def _profile(call) -> tuple[int, int, int]:
     finally:
         sys.setprofile(None)
     files = [f for f, _ in calls]
-    return len(calls), len(set(calls)), sum(a != b for a, b in zip(files, files[1:], strict=False))
+    return len(calls), len(set(calls)), sum(a != b for a, b in itertools.pairwise(files))
 
 
 def test_linear_cka_reaches_its_arithmetic_in_a_short_path():

@@ -134,8 +134,9 @@ def compare_models(
     progress : bool, default True
         Show a tqdm progress bar (on rank 0 only under ``torch.distributed``).
     input_key : int, str or callable, optional
-        How to find the model input in a batch, as :func:`extract_inputs` does (by default
-        element 0 of a tuple, the first of :data:`INPUT_KEYS` in a dict, or the only tensor).
+        How to find the model input in a batch, as in :func:`extract_inputs` (by default element
+        0 of a tuple, a usual key such as ``"x"`` or ``"pixel_values"`` of a dict, or its only
+        tensor).
     memory_budget_bytes : int, optional
         For ``estimator="exact"``, whose memory grows with the squared widths (it holds p_i x p_j
         float64 products: a feature map of 16 x 32 x 32 = 16,384 features alone needs 2 GiB):
