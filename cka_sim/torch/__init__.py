@@ -26,8 +26,9 @@ except ImportError as _err:
 from .compare import compare_models
 from .hooks import ActivationStore, LayerCalledTwiceWarning, record_activations
 
-# Importable from here, outside __all__ (as in the single module this package replaces): the
-# helpers the API pages document beside __all__, and the type aliases of the signatures.
+# Also importable from here, as from the single module this package replaces: the helpers that
+# the API page documents beside __all__, and the type aliases of the signatures (``X as X``: a
+# re-export outside __all__).
 from .inputs import INPUT_KEYS as INPUT_KEYS
 from .inputs import InputKey as InputKey
 from .inputs import extract_inputs as extract_inputs
