@@ -16,8 +16,9 @@ and multi-block inputs of the blocked CPU feature form), float32 and float64, fe
 * memory of the feature form on large float32 input;
 * Kornblith's reference values.
 
-Tolerances (absolute, on CKA; the worst errors measured on the code at the commit that added this
-file, on a 2-core CPU, are in the comments next to each tolerance).
+Tolerances are absolute, on CKA. The comment next to each gives the worst error measured on the
+cka_sim of the commit before this file's (2-core CPU, OpenBLAS, default and 1 thread), over these
+cases and over scans of seeds, n and feature means made while choosing them.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ TOL_PATHS = 1e-12
 #: 1.4e-11 from linear_cka and 4.7e-11 from the oracle at 1e6 with a one-row chunk, pinned at
 #: 0.5 ε m (1.1e-10 at 1e6).
 PATH_PER_MEAN = {"one-shot": 0.1 * EPS64, "merged": 0.5 * EPS64}
-#: Exact power-of-two scaling: float64 and float32 input.
+#: Exact power-of-two scaling: float64 and float32 input. Measured: 0 (bit-identical results).
 TOL_SCALE = {"float64": 1e-12, "float32": 1e-6}
 
 
@@ -238,7 +239,6 @@ CASES = [
     Case("torch-n70000-f32-mean1e4-multi-block", 70_000, 64, 64, "float32", 1e4, "torch"),
 ]
 SMALL = [c for c in CASES if c.small]
-NUMPY = [c for c in CASES if c.lib == "numpy"]
 
 
 def by_name(cases: list[Case]) -> dict:
