@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cka_sim import CKAResult, CKAUndefinedWarning, MinibatchCKA, StreamingCKA
+from cka_sim._core.prepare import PreparedGram
 
 
 def _hsic1(k: np.ndarray, l: np.ndarray) -> float:
@@ -162,7 +163,7 @@ def test_torch_no_loop_over_pairs_and_on_device():
     )
 
 
-# --- float32 batches at any offset (cka_sim._core.prepare.translated) ---------
+# --- float32 batches at any offset (translated by a sampled centre: cka_sim._core.prepare) ---
 
 
 def _relu_layers(rng, m, offset):
@@ -196,7 +197,8 @@ def test_prepare_keeps_the_gram_not_a_view_of_the_activations():
     acc = MinibatchCKA()
     relu = layers["relu"].copy()
     prepared = acc.prepare(relu, "relu")
-    assert prepared.gram.shape == (64, 64)
+    assert isinstance(prepared, PreparedGram) and prepared.gram.shape == (64, 64)
+    assert prepared.scale is None  # within the float32 window: nothing to restore
     relu[:] = 0.0  # a later in-place operation on the caller's array
     direct = MinibatchCKA().update({"relu": layers["relu"]}, {"pre": layers["pre"]})
     via = MinibatchCKA().update({"relu": prepared}, {"pre": layers["pre"]})

@@ -134,7 +134,7 @@ def test_merge_with_an_empty_state_is_the_other_state(lib):
 
 
 @pytest.mark.parametrize("lib", ["numpy", "torch"])
-def test_recentred_gives_the_sums_about_the_new_mean_and_back_the_original(lib):
+def test_recentred_gives_the_sums_about_the_new_point(lib):
     rng = np.random.default_rng(11)
     rows = [rng.normal(2.0, 1.0, (60, 5)), rng.normal(-1.0, 3.0, (60, 3))]
     batch = _batch(rows, [rng.normal(0, 0.3, 5), rng.normal(0, 0.3, 3)], lib)
@@ -145,9 +145,33 @@ def test_recentred_gives_the_sums_about_the_new_mean_and_back_the_original(lib):
     for got, c in zip(moved.mean, points, strict=True):
         np.testing.assert_array_equal(_numpy(got), c)
     _assert_fields(moved, _direct(rows, points))
-    back = moved.recentred(batch.mean, batch.namespace())
-    _assert_fields(back, original, rtol=1e-11, atol=1e-9)
     _assert_fields(batch, original, rtol=0, atol=0)  # the original is not modified
+    same = batch.recentred(batch.mean, batch.namespace())  # about its own mean: unchanged
+    _assert_fields(same, original, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_sums_recentred_on_the_shared_mean_add_up_to_the_merge(lib):
+    """What an all-reduce does: each part moved to the global mean, then the sums added."""
+    rng = np.random.default_rng(13)
+    first, second = _two_batches(rng)
+    parts = [
+        _batch(first, [rng.normal(0, 0.5, 5), rng.normal(0, 1.0, 3)], lib),
+        _batch(second, [rng.normal(0, 0.7, 5), rng.normal(0, 0.5, 3)], lib),
+    ]
+    whole = [np.vstack([f, s]) for f, s in zip(first, second, strict=True)]
+    shared = [_lib(x.mean(axis=0), lib) for x in whole]
+    moved = [part.recentred(shared, part.namespace()) for part in parts]
+    added = {
+        name: [a + b for a, b in zip(va, vb, strict=True)]
+        for (name, va), (_, vb) in zip(moved[0].sum_fields(), moved[1].sum_fields(), strict=True)
+    }
+    added = {name: [_numpy(v) for v in values] for name, values in added.items()}
+    _assert_fields(parts[0].combined(parts[1], parts[0].namespace()), added, rtol=1e-11)
+    direct = _direct(whole)
+    for name, values in added.items():
+        for got, want in zip(values, direct[name], strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-9, err_msg=name)
 
 
 @pytest.mark.parametrize("lib", ["numpy", "torch"])
