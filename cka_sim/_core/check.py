@@ -25,7 +25,8 @@ def as_array(value: Any, name: str) -> Array:
     """Return ``value`` as a NumPy array or torch tensor, converting array-likes with NumPy.
 
     Refuses masked arrays (the mask would be dropped or applied silently), non-numeric and
-    complex dtypes, and torch tensors on the ``meta`` device (shapes without values).
+    complex dtypes (:func:`as_matrix` and :func:`check_gram` refuse tensors on the ``meta``
+    device, after the pair's library and device are compared).
     """
     if isinstance(value, np.ma.MaskedArray):
         raise TypeError(
@@ -37,12 +38,6 @@ def as_array(value: Any, name: str) -> Array:
         array = value
     elif is_torch_array(value):
         array = value
-        if array.device.type == "meta":
-            raise ValueError(
-                f"{name} is a tensor on the 'meta' device, which has a shape but no values; run "
-                "the model on real weights and inputs (e.g. model.to_empty(device='cpu') and load "
-                "a state_dict) before comparing its activations"
-            )
     else:
         try:
             array = np.asarray(value)
@@ -59,6 +54,15 @@ def as_array(value: Any, name: str) -> Array:
     if "complex" in kind:
         raise TypeError(f"{name} must be real; got dtype {kind}")
     return array
+
+
+def _meta_error(name: str) -> ValueError:
+    """The error for a tensor on the meta device: it has a shape but no values."""
+    return ValueError(
+        f"{name} is a tensor on the 'meta' device, which has a shape but no values; run "
+        "the model on real weights and inputs (e.g. model.to_empty(device='cpu') and load "
+        "a state_dict) before comparing its activations"
+    )
 
 
 def _same_library(x: Array, y: Array, names: tuple[str, str]) -> None:
@@ -100,6 +104,8 @@ def as_matrix(value: Any, name: str, *, min_rows: int = 2, check_values: bool = 
     batch, and check their accumulated state instead).
     """
     x = as_array(value, name)
+    if is_torch_array(x) and x.device.type == "meta":
+        raise _meta_error(name)
     if x.ndim < 2:
         raise ValueError(
             f"{name} must have shape (n_examples, n_features, ...); got shape {tuple(x.shape)}. "
@@ -162,6 +168,8 @@ def check_pair(
 def check_gram(value: Any, name: str, *, min_size: int = 2) -> Array:
     """Validate a kernel (Gram) matrix: square, symmetric, finite, at least ``min_size`` rows."""
     k = as_array(value, name)
+    if is_torch_array(k) and k.device.type == "meta":
+        raise _meta_error(name)
     if k.ndim != 2 or k.shape[0] != k.shape[1]:
         raise ValueError(f"{name} must be a square (n, n) Gram matrix; got shape {tuple(k.shape)}")
     n = int(k.shape[0])
