@@ -207,9 +207,7 @@ def kernel_cka(
     gamma: float | None = None,
     coef0: float = 1.0,
 ) -> Any:
-    r"""CKA with a kernel applied to each set of activations.
-
-    Builds a Gram matrix for ``x`` and one for ``y`` and returns :func:`cka` of the two.
+    r"""CKA with a kernel applied to each set of activations: :func:`cka` of their Grams.
 
     Parameters
     ----------

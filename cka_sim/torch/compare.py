@@ -102,104 +102,86 @@ def compare_models(
 ) -> CKAResult:
     r"""Linear CKA between every layer of ``model_a`` and every layer of ``model_b``.
 
-    Both models see the same batches. For each pair of layers with flattened outputs
-    :math:`X` (n x p₁) and :math:`Y` (n x p₂),
-
-    .. math:: \mathrm{CKA}(X, Y) = \frac{\mathrm{HSIC}(XX^\top, YY^\top)}
-              {\sqrt{\mathrm{HSIC}(XX^\top, XX^\top)\,\mathrm{HSIC}(YY^\top, YY^\top)}}.
+    Both models see the same batches in eval mode under ``torch.inference_mode()``, recorded as
+    by :func:`record_activations`; every option in full: ``docs/model_comparison.md``.
 
     Parameters
     ----------
     model_a, model_b : torch.nn.Module
-        The models. Passing the same object twice runs one forward pass per batch.
+        The models; the same object twice runs one forward pass per batch.
     loader : iterable of batches
-        E.g. a ``DataLoader``; tensors, ``(x, y, ...)`` tuples or lists, or dicts (``input_key``).
+        Tensors, ``(x, y, ...)`` tuples or lists, or dicts (see ``input_key``).
     layers_a, layers_b : sequence of str or int, optional
-        Rows and columns, in the order given: exact names or indices into ``named_modules()``, as
-        in :func:`record_activations`. Default: :func:`default_layers`.
+        Rows and columns: exact module names or indices; default :func:`default_layers`.
     estimator : {"minibatch", "exact"}, optional
-        ``"minibatch"`` (Nguyen, Raghu & Kornblith 2021) averages the unbiased HSIC₁ of each
-        batch in the numerator and both denominators; memory does not grow with the widths, but
-        it estimates a different quantity from full-data CKA and needs batches of at least 4
-        examples. ``"exact"`` is the full-data linear CKA of all examples (Kornblith et al. 2019),
-        accumulated from centred feature statistics. Default: ``"minibatch"`` for
-        ``measure="cka"``, ``"exact"`` (the only one they have) for the other measures.
+        Nguyen et al.'s minibatch estimator (a different quantity, batches of at least 4) or
+        full-data CKA; default ``"minibatch"`` for CKA, ``"exact"`` for the other measures.
     debiased : bool, optional
-        Use the unbiased HSIC₁ (Song et al. 2012) instead of the biased HSIC. Default: True for
-        CKA and dCKA; Procrustes has no debiased form.
+        Unbiased HSIC₁ (Song et al. 2012); default True for CKA and dCKA.
     device : str or torch.device, optional
-        Where to run. Default: each model where its first parameter (or buffer) lives, with
-        inputs moved there. When given, both models are moved there with ``Module.to`` and left
-        there.
+        Where to run; default each model's own device. Given, both models are moved there.
     progress : bool, default True
-        Show a tqdm progress bar (on rank 0 only under ``torch.distributed``).
+        A tqdm progress bar (rank 0 only under ``torch.distributed``).
     input_key : int, str or callable, optional
-        How to find the model input in a batch, as in :func:`extract_inputs` (by default element
-        0 of a tuple, a usual key such as ``"x"`` or ``"pixel_values"`` of a dict, or its only
-        tensor).
+        How to find the model input in a batch, as in :func:`extract_inputs`.
     memory_budget_bytes : int, optional
-        For ``estimator="exact"``, whose memory grows with the squared widths (it holds p_i x p_j
-        float64 products: a feature map of 16 x 32 x 32 = 16,384 features alone needs 2 GiB):
-        refuse with a ``MemoryError`` at the first batch when the accumulator would need more
-        (see ``StreamingCKAMatrix.estimate_memory``). ``None``: no limit.
+        For ``estimator="exact"``: a ``MemoryError`` at the first batch beyond it.
     measure : {"cka", "dcka", "procrustes"}, default "cka"
-        ``"dcka"``: deconfounded CKA (Cui et al. 2022), every layer's Gram regressed on the
-        confounder's before CKA; ``"procrustes"``: the orthogonal Procrustes similarity
-        (Ding et al. 2021).
+        CKA, deconfounded CKA (Cui et al. 2022) or the Procrustes similarity (Ding et al. 2021).
     confounder : callable, optional
-        For ``measure="dcka"``: ``confounder(batch)`` gives the (m, ...) confounder of a batch.
-        Default: the model's input itself (its first tensor), flattened per example: the input's
-        own similarity structure, which every layer inherits.
+        For ``"dcka"``: ``confounder(batch)``; default the flattened model input.
 
     Returns
     -------
     CKAResult
-        ``values[i, j]`` is the CKA of ``layers_a[i]`` and ``layers_b[j]``. ``metadata`` records
-        the model classes, layer lists, estimator, activation dtype, device, number of batches and
-        the world size.
+        ``values[i, j]`` for ``layers_a[i]`` and ``layers_b[j]``, over every process's shard under
+        ``torch.distributed``; ``metadata`` records models, layers, estimator, dtype and device.
 
     Raises
     ------
     TypeError
-        If a model is not a ``torch.nn.Module``, a batch is of an unsupported type, or a layer's
-        output holds no tensor.
+        For a non-module model, an unsupported batch, or a layer output without a tensor.
     ValueError
-        For a layer name that is not in the model (the message lists close matches), a choice
-        outside those listed, or batches too small for the debiased minibatch estimator.
-    MemoryError
-        When the exact accumulator would need more than ``memory_budget_bytes``.
-
-    Notes
-    -----
-    Runs under ``torch.inference_mode()`` with both models in eval mode, recording as
-    :func:`record_activations` does (outputs copied; hooks removed and training flags restored,
-    also on errors). When a ``torch.distributed`` process group is initialised, each process
-    should iterate over its own shard of the data (e.g. with a ``DistributedSampler``); the
-    accumulators are summed with ``all_reduce`` before the CKA values are computed, so every
-    process returns the result for the union of the shards.
+        For an unknown layer name (close matches are listed), an unknown choice, or batches too
+        small for the debiased minibatch estimator. (``MemoryError``: see ``memory_budget_bytes``.)
 
     References
     ----------
-    Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
-    Revisited*, ICML. Nguyen, Raghu & Kornblith (2021), *Do Wide and Deep Networks Learn the Same
-    Things?*, ICLR.
+    Kornblith et al. (2019), *Similarity of Neural Network Representations Revisited*, ICML.
+    Nguyen, Raghu & Kornblith (2021), *Do Wide and Deep Networks Learn the Same Things?*, ICLR.
 
     Examples
     --------
     >>> import torch
-    >>> from torch import nn
     >>> from torch.utils.data import DataLoader, TensorDataset
     >>> from cka_sim.torch import compare_models
-    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-    <torch._C.Generator object at ...>
-    >>> a = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
-    >>> b = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    >>> a = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    >>> b = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
     >>> loader = DataLoader(TensorDataset(torch.randn(256, 8)), batch_size=64)
     >>> result = compare_models(a, b, loader, layers_a=["1", "2"], layers_b=["1", "2"],
     ...                         estimator="exact", progress=False)
     >>> result.shape, result.row_names, result.estimator
     ((2, 2), ['1', '2'], 'linear-debiased')
     """
+    return _compare(**locals())  # every argument, by name
+
+
+def _compare(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    loader: Iterable[Any],
+    layers_a: Iterable[LayerSpec] | None,
+    layers_b: Iterable[LayerSpec] | None,
+    estimator: str | None,
+    debiased: bool | None,
+    device: Any,
+    progress: bool,
+    input_key: InputKey | None,
+    memory_budget_bytes: int | None,
+    measure: str,
+    confounder: Callable[[Any], Any] | None,
+) -> CKAResult:
+    """:func:`compare_models`: check, then capture -> accumulate -> result."""
     _check_module(model_a, "model_a")
     _check_module(model_b, "model_b")
     settings = _measure_settings(measure, estimator, debiased, confounder)
