@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, validated reads, and loading a trained :class:`ConvVAE`.
+"""Checkpoints: atomic writes, validated reads, and loading a trained :class:`~vae_zoo.models.ConvVAE`.
 
 A checkpoint is one ``torch.save`` file (``checkpoint.pt`` in a run directory) holding a dict:
 
@@ -343,7 +343,7 @@ def load_model(
     decode_from: DecodeFrom = "sample",
     expect: ModelConfig | None = None,
 ) -> ConvVAE:
-    """Load a trained :class:`ConvVAE` from a checkpoint file or run directory, in eval mode.
+    """Load a trained :class:`~vae_zoo.models.ConvVAE` from a checkpoint file or run directory, in eval mode.
 
     The global torch RNG is left as it was.
 

@@ -1,4 +1,4 @@
-r"""Exact full-data linear CKA over batches: :class:`StreamingCKA`, :class:`StreamingCKAMatrix`.
+r"""Exact full-data linear CKA over batches: :class:`~cka_sim.StreamingCKA`, :class:`~cka_sim.StreamingCKAMatrix`.
 
 Both keep centred sufficient statistics, never examples, and give exactly what
 :func:`~cka_sim.linear_cka` gives on all the data seen (biased or debiased), whatever the batch
