@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("torch")
 
-from vae_zoo.study import quick_config
+from vae_zoo.study import StudyConfig, quick_config
 from vae_zoo.study.pipeline import Study
 from vae_zoo.study.sampling import (
     init_seed,
@@ -104,3 +104,26 @@ def test_no_two_zoo_models_or_baselines_share_an_initialisation(tmp_path):
     a = make_model(1, 32, seed=init_seed("mnist", 0)).encoder.conv1.weight
     b = make_model(1, 32, seed=init_seed("dsprites", 0)).encoder.conv1.weight
     assert not np.allclose(a.detach().numpy(), b.detach().numpy())
+
+
+def test_every_seed_a_study_plans_is_distinct():
+    """Every name counts in full: scratch/<target>/<i> seeds differ by target and index (the
+    v3 bug kept only a prefix, so the five scratch models of a target were one)."""
+    from vae_zoo.study.sampling import planned_seeds, scratch_seed
+
+    for config in (StudyConfig(), quick_config()):
+        seeds = planned_seeds(config)
+        assert len(set(seeds.values())) == len(seeds), "two names of the study share a seed"
+        expected = len(config.datasets) * (
+            len(config.seeds) + config.scratch_seeds + config.tie_repeats + 1 + 4
+        )
+        assert len(seeds) == expected + config.random_models
+    assert len({scratch_seed(t, i) for t in ("mnist", "digits") for i in range(5)}) == 10
+
+
+def test_derived_seed_uses_the_whole_name():
+    from vae_zoo.study.sampling import derived_seed
+
+    assert derived_seed("probe/train/mnist") != derived_seed("probe/train/digits")
+    assert derived_seed("abcd" + "x" * 40) != derived_seed("abcd" + "x" * 39 + "y")
+    assert 0 <= derived_seed("eval/mnist") < 2**31

@@ -35,6 +35,9 @@ ENCODER_BLOCKS: tuple[tuple[str, ...], ...] = (
     ("encoder.mu", "encoder.logvar"),
 )
 SWEEP_RECIPES: tuple[str, ...] = tuple(f"freeze{k}" for k in range(len(ENCODER_BLOCKS) + 1))
+#: Claim 3's graded test (rules version 4): freeze depths 0-5 on every ordered pair of datasets
+#: (``freeze6``, the whole encoder with its heads, is in the long curves only).
+GRADED_DEPTHS: tuple[int, ...] = tuple(range(len(ENCODER_BLOCKS)))
 
 #: Settings that change how fast the study runs but not its results (every training process
 #: uses one thread whatever the worker count): a study directory may be resumed with others.
@@ -60,21 +63,35 @@ class StudyConfig:
         VAE objective of every zoo model (default β-VAE with β = 1, a plain VAE).
     objective_params : dict, optional
         Its hyper-parameters; by default ``{"beta": 1.0}``.
-    train_steps : int, default 2000
+    train_steps : int, default 3000
         Optimisation steps of each zoo model.
+    training_lengths : tuple of int, default (750, 1500, 3000)
+        Steps of the zoo runs at which a checkpoint is kept and CKA is measured (the training-
+        length check: the same runs, no extra training); increasing, the last ``train_steps``.
     train_examples : int or None, default 20000
         Cap on each dataset's training split (None: all of it).
-    transfer_steps : int, default 4800
-        Step budget of the freeze-depth sweep (claim 3): every recipe, the same budget.
-    transfer_budgets : tuple of int, default (0, 600, 1200, 2400, 4800)
-        Steps at which the sweep records the target test loss (0 = before fine-tuning).
+    transfer_steps : int, default 2400
+        Step budget of claim 3's long curves on ``sweep_pairs`` (a secondary reading).
+    transfer_budgets : tuple of int, default (0, 600, 1200, 2400)
+        Steps at which the long curves record the target test loss (0 = before fine-tuning).
+    long_depths : tuple of int, default (0, 3, 6)
+        Freeze depths of the long curves (beside ``recipes``).
+    sweep_steps : int, default 600
+        Budget of claim 3's graded test: freeze depths :data:`GRADED_DEPTHS` and ``paper`` on
+        every ordered (source, target) pair, scored against the target's scratch models of
+        claim 4 (the same budget).
+    tie_repeats : int, default 2
+        Extra training seeds of one sweep recipe (``freeze2``, from the first other dataset)
+        per target, for the tie band: the seed noise of a recipe.
     transfer_examples : int or None, default 1000
         Training images of the target in every transfer (the data-scarce setting; None: the
         training split, capped at ``train_examples``).
     sweep_pairs : tuple of (str, str), default (('mnist', 'digits'), ('fashion_mnist', 'mnist'))
-        (source, target) pairs of the freeze-depth sweep.
+        (source, target) pairs of claim 3's long curves.
     transfer_source_seed : int, default 0
-        Zoo seed whose models are the transfer sources.
+        Zoo seed whose models are the sources of claim 3 (the graded test and the long curves).
+    check_source_seeds : tuple of int, default (0, 1, 2)
+        Zoo seeds whose models are claim 4's sources: its score and gain are means over them.
     recipes : tuple of str, default ('paper', 'all', 'scratch')
         Recipes run beside the sweep (see :mod:`vae_zoo.transfer`); ``scratch`` runs once per
         sweep target.
@@ -82,7 +99,9 @@ class StudyConfig:
         Fine-tuning budget of claim 4: every source transferred to every target with ``all``,
         against ``scratch`` at the same budget.
     scratch_seeds : int, default 5
-        Scratch models per target in claim 4 (their mean is the baseline of the gain).
+        Scratch models per target at ``check_steps`` (each its own seed; their mean is the
+        baseline of claim 4's gain and of claim 3's graded test, so ``sweep_steps`` must equal
+        ``check_steps``).
     cka_examples : int, default 500
         Held-out, de-duplicated test examples of each dataset fed to every model for CKA, drawn
         as a seeded sample stratified by label (fewer where a test split has fewer distinct
@@ -109,8 +128,10 @@ class StudyConfig:
     ValueError
         For fewer than two datasets, seeds, random models or scratch seeds, a transfer source
         seed outside ``seeds``, unknown recipes or none called ``scratch``, fewer than 16 CKA
-        examples, a confidence level outside (0, 1), budgets beyond ``transfer_steps``, or sweep
-        pairs that are not two different datasets of the zoo.
+        examples, a confidence level outside (0, 1), budgets beyond ``transfer_steps``, sweep
+        pairs that are not two different datasets of the zoo, training lengths that do not
+        increase to ``train_steps``, claim-4 source seeds outside ``seeds``, ``sweep_steps``
+        other than ``check_steps``, or long-curve depths outside 0-6.
 
     References
     ----------
@@ -131,13 +152,18 @@ class StudyConfig:
     random_models: int = 8
     objective: str = "beta_vae"
     objective_params: dict[str, Any] = field(default_factory=lambda: {"beta": 1.0})
-    train_steps: int = 2000
+    train_steps: int = 3000
+    training_lengths: tuple[int, ...] = (750, 1500, 3000)
     train_examples: int | None = 20000
-    transfer_steps: int = 4800
-    transfer_budgets: tuple[int, ...] = (0, 600, 1200, 2400, 4800)
+    transfer_steps: int = 2400
+    transfer_budgets: tuple[int, ...] = (0, 600, 1200, 2400)
+    long_depths: tuple[int, ...] = (0, 3, 6)
+    sweep_steps: int = 600
+    tie_repeats: int = 2
     transfer_examples: int | None = 1000
     sweep_pairs: tuple[tuple[str, str], ...] = (("mnist", "digits"), ("fashion_mnist", "mnist"))
     transfer_source_seed: int = 0
+    check_source_seeds: tuple[int, ...] = (0, 1, 2)
     recipes: tuple[str, ...] = ("paper", "all", "scratch")
     check_steps: int = 600
     scratch_seeds: int = 5
@@ -187,6 +213,26 @@ class StudyConfig:
                 )
         if self.scratch_seeds < 2:
             raise ValueError(f"scratch_seeds must be at least 2; got {self.scratch_seeds}")
+        lengths = self.training_lengths
+        if not lengths or list(lengths) != sorted(set(lengths)) or lengths[0] < 1:
+            raise ValueError(f"training_lengths must be increasing positive steps; got {lengths}")
+        if lengths[-1] != self.train_steps:
+            raise ValueError(
+                f"the last of training_lengths {lengths} must be train_steps ({self.train_steps})"
+            )
+        if not set(self.check_source_seeds) <= set(self.seeds) or not self.check_source_seeds:
+            raise ValueError(
+                f"check_source_seeds {self.check_source_seeds} must be seeds of the zoo {self.seeds}"
+            )
+        if self.sweep_steps != self.check_steps:
+            raise ValueError(
+                f"sweep_steps ({self.sweep_steps}) must equal check_steps ({self.check_steps}): "
+                "claim 3's graded test is scored against claim 4's scratch models"
+            )
+        if not set(self.long_depths) <= set(range(len(ENCODER_BLOCKS) + 1)):
+            raise ValueError(f"long_depths must be freeze depths 0-6; got {self.long_depths}")
+        if self.tie_repeats < 0:
+            raise ValueError(f"tie_repeats must be at least 0; got {self.tie_repeats}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings in JSON-serialisable form (recorded in ``results.json``).
@@ -275,11 +321,16 @@ def quick_config(**overrides: Any) -> StudyConfig:
         "datasets": ("dsprites", "mnist", "animals", "digits"),
         "random_models": 4,
         "train_steps": 150,
+        "training_lengths": (38, 75, 150),
         "train_examples": 2000,
         "transfer_steps": 40,
-        "transfer_budgets": (0, 10, 20, 30, 40),
+        "transfer_budgets": (0, 20, 40),
+        "long_depths": (0, 6),
+        "sweep_steps": 20,
+        "tie_repeats": 1,
         "transfer_examples": 300,
         "sweep_pairs": (("mnist", "digits"),),
+        "check_source_seeds": (0, 1),
         "check_steps": 20,
         "scratch_seeds": 2,
         "cka_examples": 128,

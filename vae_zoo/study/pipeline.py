@@ -28,7 +28,6 @@ from .config import StudyConfig
 from .stages import cka, probes, transfer, zoo
 from .stages.cka import CKAStage, EvaluationSets
 from .stages.common import StudyContext, check_config, check_datasets
-from .stages.common import _stable_seed as _stable_seed
 from .stages.common import write_json as write_json
 from .stages.common import write_npz as write_npz
 from .stages.probes import ProbeSets, ProbeStage
@@ -39,7 +38,7 @@ from .stages.zoo import ZooModel, ZooStage
 
 __all__ = ["Study"]
 
-# ``_stable_seed``, ``write_json``, ``write_npz`` and ``sweep_recipe`` (each imported as itself
+# ``write_json``, ``write_npz`` and ``sweep_recipe`` (each imported as itself
 # above) were defined here before the stages moved to vae_zoo.study.stages: re-exported for the
 # code that imports them from here.
 

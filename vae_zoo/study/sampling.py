@@ -10,35 +10,118 @@ share give all they have, the rest going to the others), then does the same insi
 with the next key, and draws uniformly at random at the last level. dSprites is stratified by
 shape x scale, then spread over orientation quarters x position quadrants.
 
-Seeds: every model's initialisation seed is derived from its (dataset, seed) pair with a hash
-(:func:`init_seed`), so no two models of the zoo start from the same weights; the untrained
-baselines draw theirs from another name space (:func:`random_seed`).
+Seeds: every seed of the study is derived from a name with a hash of the whole name
+(:func:`derived_seed`): each zoo model's from its (dataset, seed) pair (:func:`init_seed`), so no
+two models start from the same weights; the untrained baselines', the scratch models', the
+transfers', the evaluation sets', the halves' and the probe sets' from names of their own.
+:func:`planned_seeds` lists every seed one configuration uses, by name (all distinct).
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..datasets import ImageDataset
 
-__all__ = ["init_seed", "random_seed", "strata_keys", "stratified_indices"]
+if TYPE_CHECKING:
+    from .config import StudyConfig
+
+__all__ = [
+    "derived_seed",
+    "eval_seed",
+    "halves_seed",
+    "init_seed",
+    "planned_seeds",
+    "probe_seed",
+    "random_seed",
+    "scratch_seed",
+    "strata_keys",
+    "stratified_indices",
+    "transfer_seed",
+]
 
 
-def _hash_seed(text: str) -> int:
-    """A stable 31-bit seed from a string (SHA-256, not Python's salted ``hash``)."""
+def derived_seed(text: str) -> int:
+    """A stable 31-bit seed from the whole of ``text``.
+
+    The first four bytes of its SHA-256 digest (not Python's salted ``hash``), so every
+    character of the name counts and names differing anywhere get unrelated seeds.
+
+    Examples
+    --------
+    >>> from vae_zoo.study.sampling import derived_seed
+    >>> derived_seed("scratch/mnist/0") != derived_seed("scratch/mnist/1")
+    True
+    """
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
 
 
 def init_seed(dataset: str, seed: int) -> int:
     """Training seed (initialisation, batch order, noise) of the zoo model ``dataset/s{seed}``."""
-    return _hash_seed(f"zoo/{dataset}/{seed}")
+    return derived_seed(f"zoo/{dataset}/{seed}")
 
 
 def random_seed(index: int) -> int:
     """Initialisation seed of the ``index``-th untrained baseline model."""
-    return _hash_seed(f"untrained/{index}")
+    return derived_seed(f"untrained/{index}")
+
+
+def scratch_seed(target: str, index: int) -> int:
+    """Training seed of the ``index``-th scratch model on ``target``."""
+    return derived_seed(f"scratch/{target}/{index}")
+
+
+def transfer_seed(target: str, repeat: int = 0) -> int:
+    """Training seed (re-initialised layers, batch order) of every transfer onto ``target``.
+
+    Every recipe and source of one target shares the seed of its ``repeat`` (common random
+    numbers: recipes are compared on the same batches); repeats ``1, 2, ...`` measure the seed
+    noise of a recipe (the tie band of claim 3).
+    """
+    return derived_seed(f"transfer/{target}/{repeat}")
+
+
+def eval_seed(dataset: str) -> int:
+    """Seed of the draw of ``dataset``'s evaluation set."""
+    return derived_seed(f"eval/{dataset}")
+
+
+def halves_seed(dataset: str) -> int:
+    """Seed of the random halves of ``dataset``'s evaluation set."""
+    return derived_seed(f"halves/{dataset}")
+
+
+def probe_seed(split: str, dataset: str) -> int:
+    """Seed of the draw of ``dataset``'s probe set from ``split``."""
+    return derived_seed(f"probe/{split}/{dataset}")
+
+
+def planned_seeds(config: StudyConfig) -> dict[str, int]:
+    """Every seed the study with ``config`` uses, by name.
+
+    Parameters
+    ----------
+    config : StudyConfig
+
+    Returns
+    -------
+    dict
+        ``{name: seed}``; the study needs them all distinct (``tests/test_study_sampling.py``).
+    """
+    seeds = {f"zoo/{d}/{s}": init_seed(d, s) for d in config.datasets for s in config.seeds}
+    seeds.update({f"untrained/{i}": random_seed(i) for i in range(config.random_models)})
+    for d in config.datasets:
+        seeds.update({f"scratch/{d}/{i}": scratch_seed(d, i) for i in range(config.scratch_seeds)})
+        seeds.update(
+            {f"transfer/{d}/{r}": transfer_seed(d, r) for r in range(config.tie_repeats + 1)}
+        )
+        seeds[f"eval/{d}"] = eval_seed(d)
+        seeds[f"halves/{d}"] = halves_seed(d)
+        seeds.update({f"probe/{split}/{d}": probe_seed(split, d) for split in ("train", "test")})
+    return seeds
 
 
 def _allocate(sizes: np.ndarray, n: int) -> np.ndarray:

@@ -22,8 +22,15 @@ from ...checkpoint import load_model
 from ...models import make_model
 from ..analysis import RANDOM, parse_model
 from ..measurement import measure_evaluation_set
-from ..sampling import init_seed, random_seed, strata_keys, stratified_indices
-from .common import StudyContext, _stable_seed, write_npz
+from ..sampling import (
+    eval_seed,
+    halves_seed,
+    init_seed,
+    random_seed,
+    strata_keys,
+    stratified_indices,
+)
+from .common import StudyContext, write_npz
 from .runner import Stage, Verified
 
 __all__ = ["CKAStage", "EvaluationSets", "cka_path", "load_cka"]
@@ -53,7 +60,7 @@ class EvaluationSets:
             distinct = _first_distinct(data.images)
             n = min(self.ctx.config.cka_examples, len(distinct))
             keys = strata_keys(data)[distinct]
-            chosen = stratified_indices(keys, n, _stable_seed(f"eval/{name}"))
+            chosen = stratified_indices(keys, n, eval_seed(name))
             self._indices[name] = distinct[chosen]
         return self._indices[name]
 
@@ -191,7 +198,7 @@ class CKAStage(Stage):
             labels=labels,
             heatmap_models=tuple(heatmap_models(self.ctx)),
             half_samples=c.half_samples,
-            seed=_stable_seed(f"halves/{name}"),
+            seed=halves_seed(name),
             device=c.device,
         )
 

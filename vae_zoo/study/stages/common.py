@@ -120,8 +120,3 @@ class StudyContext:
 @functools.lru_cache(maxsize=8)
 def _cached_load(loader: DatasetLoader, name: str, split: str, size: int) -> ImageDataset:
     return loader(name, split, size)
-
-
-def _stable_seed(text: str) -> int:
-    # Known bug, kept until its own fix: only the first 4 characters of ``text`` count.
-    return int.from_bytes(text.encode()[:8].ljust(8, b"\0"), "little") % 2**32

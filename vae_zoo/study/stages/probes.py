@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ...checkpoint import load_model
-from ..sampling import strata_keys, stratified_indices
-from .common import StudyContext, _stable_seed, write_json
+from ..sampling import probe_seed, strata_keys, stratified_indices
+from .common import StudyContext, write_json
 from .runner import Stage, Verified
 from .transfer import check_dir
 
@@ -66,7 +66,7 @@ class ProbeSets:
             for split, n in (("train", c.probe_train_examples), ("test", c.probe_test_examples)):
                 data = self.ctx.dataset(target, split)
                 keys = strata_keys(data)
-                seed = _stable_seed(f"probe/{split}/{target}")
+                seed = probe_seed(split, target)
                 out.append(stratified_indices(keys, min(n, len(data)), seed))
             self._indices[target] = (out[0], out[1])
         return self._indices[target]

@@ -19,7 +19,8 @@ from ...train import TrainConfig
 from ...transfer import Recipe, transfer
 from ...zoo import DatasetLoader
 from ..config import ENCODER_BLOCKS
-from .common import StudyContext, _cached_load, _stable_seed
+from ..sampling import scratch_seed
+from .common import StudyContext, _cached_load
 from .runner import Stage, Verified
 
 __all__ = [
@@ -199,9 +200,7 @@ class TransferStage(Stage):
                     out_dir = check_dir(ctx, source, target)
                     jobs.append(self._job(source, target, "all", out_dir, config, budgets))
             for i in range(c.scratch_seeds):
-                scratch = ctx.train_config(
-                    c.check_steps, seed=_stable_seed(f"scratch/{target}/{i}")
-                )
+                scratch = ctx.train_config(c.check_steps, seed=scratch_seed(target, i))
                 out_dir = check_dir(ctx, "scratch", target, i)
                 jobs.append(self._job(target, target, "scratch", out_dir, scratch, budgets))
         return jobs
