@@ -10,18 +10,21 @@ pytest.importorskip("torch")
 from vae_zoo.study.analysis import (
     cka_claims,
     model_masks,
-    predicted_depth,
-    sweep_claim,
     visual_claim,
     within_target_test,
 )
-from vae_zoo.study.config import StudyConfig, quick_config
+from vae_zoo.study.claim3 import predicted_depth
+from vae_zoo.study.config import quick_config
 from vae_zoo.study.criteria import (
     G_FALL,
+    MIN_SPAN,
+    PERMUTATION_ALPHA,
+    RHO_MIN,
     RULES_VERSION,
     Interval,
     decoders_specific,
     encoders_generic,
+    paper_recipe,
     retrain_which,
     visual_transfer_check,
 )
@@ -72,17 +75,44 @@ def test_decoders_specific_with_an_unresolvable_margin_fails_only_on_the_differe
 
 
 @pytest.mark.parametrize(
-    ("predicted", "best", "expected"),
+    ("rho", "pvalue", "expected"),
     [
-        ({"a->b": 3, "c->d": 1}, {"a->b": [3], "c->d": [2]}, True),  # within one block
-        ({"a->b": 3, "c->d": 1}, {"a->b": [6], "c->d": [4, 5]}, False),
-        ({"a->b": 3, "c->d": 1}, {"a->b": [3], "c->d": [5]}, None),  # mixed
-        ({"a->b": 0}, {"a->b": [2, 6]}, False),
+        (0.6, 0.001, True),
+        (RHO_MIN, PERMUTATION_ALPHA, True),  # both bounds are inclusive
+        (0.6, 0.2, None),  # strong but not beyond chance
+        (0.2, 0.01, None),  # beyond chance but weaker than pre-registered
+        (RHO_MIN - 1e-9, 0.0001, None),
+        (1e-9, 0.4, None),  # positive, however little, is not a failure
+        (0.0, 0.5, False),  # no relation
+        (-0.5, 0.99, False),  # deeper similarity with shallower reuse
+        (-0.5, 0.01, False),  # a p-value cannot rescue a negative ρ
+        (float("nan"), float("nan"), None),  # a constant side: undefined
     ],
 )
-def test_retrain_which_rule(predicted, best, expected):
-    claim = retrain_which(predicted, best, {})
+def test_retrain_which_rule(rho, pvalue, expected):
+    claim = retrain_which(rho, pvalue, {"n_pairs": 20})
     assert claim.holds is expected
+    assert claim.id == "retrain-which"
+    assert claim.evidence["rules_version"] == RULES_VERSION
+    assert claim.evidence["n_pairs"] == 20
+    assert f"ρ ≥ {RHO_MIN}" in claim.criterion and f"{MIN_SPAN}" in claim.criterion
+
+
+@pytest.mark.parametrize(
+    ("gain", "expected"),
+    [
+        (Interval(0.08, 0.02, 0.15), True),  # the recipe beats scratch
+        (Interval(-0.3, -0.5, -0.1), False),  # loses to scratch
+        (Interval(0.02, -0.03, 0.07), None),  # straddles 0
+        (Interval(0.0, 0.0, 0.1), None),  # touching 0 is not above it
+        (Interval(float("nan"), float("nan"), float("nan")), None),
+    ],
+)
+def test_paper_recipe_rule(gain, expected):
+    claim = paper_recipe(gain, {"n_pairs": 20})
+    assert claim.holds is expected
+    assert claim.id == "paper-recipe"
+    assert claim.evidence["gain"] == gain.to_dict()
     assert claim.evidence["rules_version"] == RULES_VERSION
 
 
@@ -197,44 +227,6 @@ def test_predicted_depth_counts_leading_blocks_above_the_threshold():
     assert predicted_depth([0.2, 0.9]) == 0
     assert predicted_depth([0.9] * 6) == 6
     assert predicted_depth([G_FALL, float("nan")]) == 1
-
-
-def _sweep(best_k: int, pairs=(("a", "b"), ("c", "d"))):
-    """Losses with a minimum at freeze depth ``best_k`` at every budget."""
-    from vae_zoo.study.config import SWEEP_RECIPES
-
-    runs = {}
-    for pair in pairs:
-        runs[pair] = {
-            r: {b: 100.0 + 10 * abs(k - best_k) + 1000 / (b + 1) for b in (0, 2, 4)}
-            for k, r in enumerate(SWEEP_RECIPES)
-        }
-        runs[pair]["paper"] = {b: 130.0 + 1000 / (b + 1) for b in (0, 2, 4)}
-        runs[pair]["all"] = {b: 105.0 + 1000 / (b + 1) for b in (0, 2, 4)}
-    scratch = {t: {b: 120.0 + 1000 / (b + 1) for b in (0, 2, 4)} for _, t in pairs}
-    return runs, scratch
-
-
-SWEEP_CONFIG = StudyConfig(
-    datasets=("a", "b", "c", "d"),
-    transfer_steps=4,
-    transfer_budgets=(0, 2, 4),
-    sweep_pairs=(("a", "b"), ("c", "d")),
-    bootstrap_resamples=50,
-)
-
-
-@pytest.mark.parametrize(("best_k", "expected"), [(3, True), (6, False), (2, True)])
-def test_sweep_claim_from_losses(best_k, expected):
-    profile = [0.9, 0.9, 0.9, 0.2, 0.1, 0.0]  # G falls after block 3: predicted depth 3
-    runs, scratch = _sweep(best_k)
-    claim, gains = sweep_claim(runs, scratch, dict.fromkeys(runs, profile), SWEEP_CONFIG)
-    assert claim.holds is expected
-    assert claim.evidence["best_depths"]["a->b"] == [best_k]
-    # The paper's recipe is 10 above scratch at every budget: its gain is negative, reported.
-    assert all(v < 0 for v in gains["paper"].values())
-    assert all(v > 0 for v in gains["best freeze depth"].values())
-    assert set(gains["paper"]) == {"2", "4"}
 
 
 def _check_points(slope: float, noise: float, offsets=(0.0, 0.3, -0.2, 0.5)):

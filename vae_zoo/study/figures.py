@@ -158,104 +158,148 @@ def _sweep_colours(n: int) -> list[Any]:
     return [cmap(i / max(n - 1, 1)) for i in range(n)]
 
 
+def _recipe_colour(name: str) -> Any:
+    """``freeze{k}`` on the viridis scale by k (0 dark, 6 light); other recipes by name."""
+    if name.startswith("freeze"):
+        from .config import SWEEP_RECIPES
+
+        return _sweep_colours(len(SWEEP_RECIPES))[int(name[len("freeze") :])]
+    return RECIPE_COLOURS.get(name, "tab:grey")
+
+
 def transfer_curves(
     runs: Mapping[tuple[str, str], Mapping[str, Mapping[int, float]]],
     scratch: Mapping[str, Mapping[int, float]],
     config: Any,
     path: Path,
 ) -> Path:
-    """Target test loss against fine-tuning steps, one panel per sweep pair.
+    """Claim 3's long curves relative to scratch, one panel per pair.
 
-    Every freeze depth (``freeze0`` dark to ``freeze6`` light), the paper's recipe, ``all`` and
-    ``scratch``. Each line is one run (no replicate, so no band).
+    At each budget after 0: 100 (loss_recipe − loss_scratch) / loss_scratch, the target test
+    loss of each recipe against the target's scratch run at the same budget (0: as good as
+    scratch; below: better). Every line and the scratch reference are single runs (one
+    training seed each, no band): drawn with markers, and labelled so.
     """
-    from .config import SWEEP_RECIPES
-
     plt = _pyplot()
     pairs = list(runs)
     fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4.0), squeeze=False)
-    colours = dict(zip(SWEEP_RECIPES, _sweep_colours(len(SWEEP_RECIPES)), strict=True))
-    colours.update({k: v for k, v in RECIPE_COLOURS.items() if k in ("paper", "all", "scratch")})
     for ax, (source, target) in zip(axes[0], pairs, strict=True):
-        lines = dict(runs[(source, target)])
-        if target in scratch:
-            lines["scratch"] = scratch[target]
-        for name, record in lines.items():
-            steps = sorted(record)
-            style = "--" if name in ("paper", "all", "scratch") else "-"
-            ax.plot(
-                steps,
-                [record[b] for b in steps],
-                style,
-                marker="o",
-                ms=3,
-                color=colours.get(name),
-                label=name,
-            )
+        base = scratch[target]
+        for name, record in runs[(source, target)].items():
+            steps = [b for b in sorted(record) if b > 0]
+            rel = [100 * (record[b] - base[b]) / base[b] for b in steps]
+            style = "--" if name in ("paper", "all") else "-"
+            ax.plot(steps, rel, style, marker="o", ms=4, color=_recipe_colour(name), label=name)
+        ax.axhline(0, color="black", lw=1, label="scratch (= 0)")
+        ax.set_xticks([b for b in sorted(base) if b > 0])
         ax.set_title(f"{source} → {target}", fontsize=10)
         ax.set_xlabel("fine-tuning steps", fontsize=10)
         ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("target test loss", fontsize=10)
+    axes[0, 0].set_ylabel("target test loss vs scratch (%)", fontsize=10)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9)
+    fig.suptitle(
+        "Long curves: each point is a single run (one training seed), scratch too; below 0 "
+        "beats scratch",
+        fontsize=10,
+    )
     fig.tight_layout()
     return _save(fig, path)
 
 
-def freeze_depth_curves(
-    runs: Mapping[tuple[str, str], Mapping[str, Mapping[int, float]]],
-    scratch: Mapping[str, Mapping[int, float]],
-    profiles: Mapping[tuple[str, str], Sequence[float]],
-    config: Any,
-    path: Path,
-) -> Path:
-    """Claim 3 per sweep pair: final loss against freeze depth, beside the pair's G profile.
+def freeze_depth_curves(evidence: Mapping[str, Any], path: Path) -> Path:
+    """Claim 3's graded test per target: loss against freeze depth beside the G profiles.
 
-    Top: target test loss at each budget (one line per budget, the largest darkest) against the
-    number of frozen encoder blocks; the dashed line marks the predicted depth. Bottom: the
-    pair-level G of each block, with the fall threshold.
+    Top, one line per source (single runs, markers): 100 (loss − m) / m at freeze depth k, m the
+    mean of the target's scratch models; a star marks the predicted depth (at 5 when it is 6,
+    the whole encoder with its heads). Bottom: the pair-level G of each block, the bar at k
+    showing block k (the deepest block frozen at depth k); hatched bars are unresolved blocks
+    (passed over by the prediction); the dashed line is the fall threshold.
     """
-    from .analysis import predicted_depth
-    from .config import ENCODER_BLOCKS, SWEEP_RECIPES
+    from .config import ENCODER_BLOCKS, GRADED_DEPTHS
     from .criteria import G_FALL
 
     plt = _pyplot()
-    pairs = list(runs)
+    rows = list(evidence["pairs"].values())
+    targets = list(dict.fromkeys(r["target"] for r in rows))
     fig, axes = plt.subplots(
-        2, len(pairs), figsize=(5.0 * len(pairs), 6.4), squeeze=False, sharex="col"
+        2, len(targets), figsize=(3.6 * len(targets), 5.8), squeeze=False, sharex=True
     )
-    budgets = [b for b in config.transfer_budgets if b > 0]
-    greys = plt.get_cmap("Greys")
-    depths = np.arange(len(SWEEP_RECIPES))
-    for col, (source, target) in enumerate(pairs):
+    depths = np.array(GRADED_DEPTHS)
+    blocks = np.arange(1, len(ENCODER_BLOCKS) + 1)
+    for col, target in enumerate(targets):
         ax, gax = axes[0, col], axes[1, col]
-        predicted = predicted_depth(profiles[(source, target)])
-        for i, b in enumerate(budgets):
-            loss = [runs[(source, target)][r][b] for r in SWEEP_RECIPES]
-            ax.plot(
-                depths, loss, marker="o", ms=3, color=greys(0.35 + 0.65 * i / max(len(budgets) - 1, 1)),
-                label=f"{b} steps",
-            )  # fmt: skip
-            if target in scratch:
-                ax.axhline(scratch[target][b], color=greys(0.35 + 0.65 * i / max(len(budgets) - 1, 1)), lw=0.6, ls=":")  # fmt: skip
-        ax.axvline(predicted, color="tab:red", ls="--", lw=1, label="predicted depth")
-        ax.set_title(f"{source} → {target}", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=9)
-        gax.bar(np.arange(1, len(ENCODER_BLOCKS) + 1) - 0.5, profiles[(source, target)], width=0.8,
-                color="tab:blue", alpha=0.7)  # fmt: skip
+        mine = [r for r in rows if r["target"] == target]
+        width = 0.8 / len(mine)
+        for i, r in enumerate(mine):
+            rel = [100 * (r["relative_losses"][f"freeze{k}"] - 1) for k in depths]
+            ax.plot(depths, rel, marker="o", ms=3, color=f"C{i}", label=f"from {r['source']}")
+            k = min(r["predicted_depth"], int(depths[-1]))
+            ax.plot(k, rel[k], marker="*", ms=11, color=f"C{i}", mec="black", mew=0.5, ls="")
+            g = np.nan_to_num(np.asarray(r["profile"]["G"], dtype=float), nan=0.0)
+            hatch = [b in r["profile"]["unresolved"] for b in r["profile"]["blocks"]]
+            for x, value, h in zip(blocks, g, hatch, strict=True):
+                gax.bar(x - 0.4 + width * (i + 0.5), value, width=width, color=f"C{i}",
+                        alpha=0.35 if h else 0.8, hatch="///" if h else None,
+                        edgecolor="black" if h else None, lw=0.4)  # fmt: skip
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_title(f"target {target}", fontsize=10)
+        ax.legend(fontsize=7)
         gax.axhline(G_FALL, color="tab:red", lw=0.8, ls="--")
-        gax.axvline(predicted, color="tab:red", ls="--", lw=1)
-        gax.set_xticks(depths, [str(k) for k in depths], fontsize=9)
-        gax.set_xlabel("frozen encoder blocks k (recipe freeze{k})", fontsize=10)
-        gax.tick_params(labelsize=9)
-        gax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("target test loss", fontsize=10)
+        gax.set_xlabel("freeze depth k", fontsize=10)
+        for a in (ax, gax):
+            a.grid(alpha=0.3)
+            a.tick_params(labelsize=9)
+    axes[1, 0].set_xticks(np.arange(len(ENCODER_BLOCKS) + 1))
+    axes[0, 0].set_ylabel("loss vs scratch mean (%)", fontsize=10)
     axes[1, 0].set_ylabel("pair-level G of block k", fontsize=10)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.6), fontsize=9)
+    fig.suptitle(
+        "Graded test: single runs per (source, depth); star: predicted depth; hatched: "
+        "unresolved block",
+        fontsize=10,
+    )
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def graded_test(evidence: Mapping[str, Any], path: Path, *, seed: int = 0) -> Path:
+    """Claim 3's graded test: best against predicted freeze depth over every pair.
+
+    Points are jittered (±0.15, seeded) so pairs at the same depths stay visible; one colour
+    per target; open markers are pairs whose best and second-best depth lie inside the tie
+    band. The dashed diagonal is a perfect prediction.
+    """
+    plt = _pyplot()
+    rows = list(evidence["pairs"].values())
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    rng = np.random.default_rng(seed)
+    fig, ax = plt.subplots(figsize=(6.0, 4.6))
+    for i, target in enumerate(targets):
+        for inside in (False, True):
+            mine = [r for r in rows if r["target"] == target and r["in_tie_band"] is inside]
+            if not mine:
+                continue
+            x = np.array([r["predicted_depth"] for r in mine]) + rng.uniform(-0.15, 0.15, len(mine))
+            y = np.array([r["best_depth"] for r in mine]) + rng.uniform(-0.15, 0.15, len(mine))
+            ax.scatter(x, y, s=36, color=f"C{i}" if not inside else "none", edgecolors=f"C{i}",
+                       label=f"target {target}" if not inside else f"{target}, inside tie band")  # fmt: skip
+    ax.plot([0, 6], [0, 6], ls="--", color="grey", lw=0.8)
+    ax.set_xlabel("predicted depth (leading blocks with G ≥ threshold)", fontsize=10)
+    ax.set_ylabel("best freeze depth (lowest target loss)", fontsize=10)
+    ax.set_xticks(range(7))
+    ax.set_yticks(range(6))
+    test, power, band = evidence["permutation"], evidence["power"], evidence["tie_band"]
+    kind = "exact" if test["exact"] else f"Monte Carlo ± {test['standard_error']:.4f}"
+    ax.set_title(
+        f"{evidence['n_pairs']} pairs, single runs: Spearman ρ = {evidence['rho']:.2f}, "
+        f"p = {test['pvalue']:.4f} ({kind})\npower {power['power']:.2f} "
+        f"(± {power['standard_error']:.2f}); tie band {100 * band['band']:.2f} % of scratch, "
+        f"{len(band['pairs_inside'])} pairs inside",
+        fontsize=9,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, path)
 
 

@@ -163,29 +163,47 @@ class Study:
         """Targets of every transfer: ``transfer_examples`` training images (data-scarce)."""
         return transfer.transfer_loader(self.context)
 
-    def sweep_recipes(self) -> list[str | Recipe]:
-        """The freeze-depth sweep, then the configured recipes (``scratch`` last)."""
-        return transfer.sweep_recipes(self.context)
+    def graded_recipes(self) -> list[str | Recipe]:
+        """Claim 3's graded test: ``freeze0..5``, then ``paper``."""
+        return transfer.graded_recipes()
+
+    def long_recipes(self) -> list[str | Recipe]:
+        """Claim 3's long curves: ``freeze{k}`` for ``long_depths``, then the configured
+        recipes but ``scratch`` (run once per target)."""
+        return transfer.long_recipes(self.context)
 
     def transfer_jobs(self, checkpoints: dict[str, Path]) -> list[_TransferJob]:
-        """Claim 3's sweep on ``sweep_pairs``, and claim 4's ``all`` and ``scratch`` runs."""
+        """Every run of stage 3: the long curves, the graded test, the tie repeats, claim 4."""
         return TransferStage(self.context, checkpoints).plan()
 
-    def check_dir(self, source: str, target: str, seed: int | None = None) -> Path:
-        """Run directory of a claim-4 transfer (``source == "scratch"``: the ``seed``-th)."""
+    def check_dir(self, source: str, target: str, seed: int) -> Path:
+        """Run directory of a claim-4 run (``all`` from the source of zoo seed ``seed``; for
+        ``source == "scratch"``, the ``seed``-th scratch model)."""
         return transfer.check_dir(self.context, source, target, seed)
 
     def run_transfers(self, checkpoints: dict[str, Path]) -> None:
-        """Stage 3: claim 3's freeze-depth sweep and claim 4's transfers, each resumable."""
+        """Stage 3: claim 3's graded test, tie repeats and long curves, and claim 4's
+        transfers, each resumable."""
         self.run(TransferStage(self.context, checkpoints))
 
-    def sweep_losses(self) -> tuple[dict[tuple[str, str], dict[str, dict[int, float]]], dict]:
-        """Claim 3's target test losses: ``{(source, target): {recipe: {step: loss}}}`` and
+    def graded_losses(self) -> dict[tuple[str, str], dict[str, float]]:
+        """Claim 3's graded test: ``{(source, target): {recipe: loss at sweep_steps}}``."""
+        return transfer.graded_losses(self.context)
+
+    def tie_losses(self) -> dict[str, list[float]]:
+        """The tie repeats: ``{target: [loss of freeze2, repeat 0, 1, ...]}``."""
+        return transfer.tie_losses(self.context)
+
+    def long_losses(
+        self,
+    ) -> tuple[dict[tuple[str, str], dict[str, dict[int, float]]], dict[str, dict[int, float]]]:
+        """Claim 3's long curves: ``{(source, target): {recipe: {step: loss}}}`` and
         ``{target: {step: loss}}`` of scratch."""
-        return transfer.sweep_losses(self.context)
+        return transfer.long_losses(self.context)
 
     def check_losses(self) -> dict[str, Any]:
-        """Claim 4's final target test losses: ``{"all": {(s, t): loss}, "scratch": {t: [...]}}``."""
+        """Claim 4's target test losses: ``{"all": {(source, target, seed): loss},
+        "scratch": {target: [...]}}``."""
         return transfer.check_losses(self.context)
 
     # -- stage 4: probes (vae_zoo.study.stages.probes) ------------------------------------------

@@ -34,6 +34,7 @@ __all__ = [
     "eval_seed",
     "halves_seed",
     "init_seed",
+    "long_scratch_seed",
     "planned_seeds",
     "probe_seed",
     "random_seed",
@@ -72,6 +73,12 @@ def random_seed(index: int) -> int:
 def scratch_seed(target: str, index: int) -> int:
     """Training seed of the ``index``-th scratch model on ``target``."""
     return derived_seed(f"scratch/{target}/{index}")
+
+
+def long_scratch_seed(target: str) -> int:
+    """Training seed of the scratch run of claim 3's long curves on ``target`` (its own name:
+    not one of claim 4's ``scratch_seeds`` scratch models)."""
+    return derived_seed(f"scratch-long/{target}")
 
 
 def transfer_seed(target: str, repeat: int = 0) -> int:
@@ -118,6 +125,8 @@ def planned_seeds(config: StudyConfig) -> dict[str, int]:
         seeds.update(
             {f"transfer/{d}/{r}": transfer_seed(d, r) for r in range(config.tie_repeats + 1)}
         )
+        if any(t == d for _, t in config.sweep_pairs):
+            seeds[f"scratch-long/{d}"] = long_scratch_seed(d)
         seeds[f"eval/{d}"] = eval_seed(d)
         seeds[f"halves/{d}"] = halves_seed(d)
         seeds.update({f"probe/{split}/{d}": probe_seed(split, d) for split in ("train", "test")})

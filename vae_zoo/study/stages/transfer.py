@@ -1,8 +1,28 @@
-"""Stage 3, transfer: claim 3's freeze-depth sweep and claim 4's transfers against scratch.
+"""Stage 3, transfer: claim 3's graded test, tie repeats and long curves; claim 4's transfers.
 
 Every job is one resumable fine-tuning run (:func:`vae_zoo.transfer.transfer`) on the
-data-scarce target, finished when its ``transfer.json`` verifies; jobs run in ``workers``
-processes. The sweep runs under ``transfer/sweep/``, claim 4's runs under ``transfer/check/``.
+data-scarce target (``transfer_examples`` training images), finished when its
+``transfer.json`` verifies; jobs run in ``workers`` processes. Four parts, each in its own
+directory under ``transfer/``:
+
+- **graded** (``graded/<source>-to-<target>/<recipe>``): every ordered (source, target) pair
+  with ``freeze0`` ... ``freeze5`` (:data:`~vae_zoo.study.config.GRADED_DEPTHS`) and ``paper``,
+  ``sweep_steps`` steps from the source model of seed ``transfer_source_seed``, training seed
+  ``transfer_seed(target, 0)``;
+- **tie** (``graded/<source>-to-<target>/freeze2-r<r>``): per target, ``freeze2`` from the
+  first other dataset (:func:`tie_source`) with training seeds ``transfer_seed(target, r)``,
+  r = 1 ... ``tie_repeats`` (repeat 0 is the graded run);
+- **long** (``long/<source>-to-<target>/<recipe>``, ``long/scratch-<target>``): on
+  ``sweep_pairs``, ``freeze{k}`` for k in ``long_depths`` and the configured recipes,
+  ``transfer_steps`` steps with the test loss at ``transfer_budgets``, and scratch once per
+  target (seed ``long_scratch_seed(target)``);
+- **check** (``check/<source>-to-<target>/s<seed>``, ``check/scratch-<target>/s<i>``): claim 4,
+  ``all`` from every source dataset to every other from the model of each of
+  ``check_source_seeds``, ``check_steps`` steps, and ``scratch_seeds`` scratch models per target
+  (``scratch_seed(target, i)``).
+
+Every transfer onto one target shares its training seed of repeat 0 (common random numbers:
+recipes and sources are compared on the same batches and re-initialisations).
 """
 
 from __future__ import annotations
@@ -18,20 +38,41 @@ import torch
 from ...train import TrainConfig
 from ...transfer import Recipe, transfer
 from ...zoo import DatasetLoader
-from ..config import ENCODER_BLOCKS
-from ..sampling import scratch_seed
+from ..config import ENCODER_BLOCKS, GRADED_DEPTHS
+from ..sampling import long_scratch_seed, scratch_seed, transfer_seed
 from .common import StudyContext, _cached_load
 from .runner import Stage, Verified
 
 __all__ = [
+    "PARTS",
+    "TIE_DEPTH",
+    "TIE_RECIPE",
     "TransferStage",
     "check_dir",
     "check_losses",
-    "sweep_losses",
+    "graded_dir",
+    "graded_losses",
+    "graded_recipes",
+    "long_dir",
+    "long_losses",
+    "long_recipes",
     "sweep_recipe",
-    "sweep_recipes",
+    "tie_dir",
+    "tie_losses",
+    "tie_source",
     "transfer_loader",
 ]
+
+#: The stage's parts, in the order of the announce line, with their names there.
+PARTS: dict[str, str] = {
+    "graded": "graded test",
+    "tie": "tie repeats",
+    "long": "long curves",
+    "check": "claim 4",
+}
+#: The freeze depth repeated with other training seeds for the tie band, and its recipe.
+TIE_DEPTH = 2
+TIE_RECIPE = f"freeze{TIE_DEPTH}"
 
 
 def sweep_recipe(k: int) -> Recipe:
@@ -49,18 +90,35 @@ def sweep_recipe(k: int) -> Recipe:
     )
 
 
-def sweep_recipes(ctx: StudyContext) -> list[str | Recipe]:
-    """The freeze-depth sweep, then the configured recipes (``scratch`` last)."""
-    return [*(sweep_recipe(k) for k in range(len(ENCODER_BLOCKS) + 1)), *ctx.config.recipes]
+def graded_recipes() -> list[str | Recipe]:
+    """The graded test's recipes: ``freeze{k}`` for k in :data:`GRADED_DEPTHS`, then ``paper``."""
+    return [*(sweep_recipe(k) for k in GRADED_DEPTHS), "paper"]
+
+
+def long_recipes(ctx: StudyContext) -> list[str | Recipe]:
+    """The long curves' recipes: ``freeze{k}`` for k in ``long_depths``, then the configured
+    recipes but ``scratch`` (which runs once per target)."""
+    c = ctx.config
+    return [*(sweep_recipe(k) for k in c.long_depths), *(r for r in c.recipes if r != "scratch")]
 
 
 def _recipe_name(recipe: str | Recipe) -> str:
     return recipe if isinstance(recipe, str) else recipe.name
 
 
-def _sweep_targets(ctx: StudyContext) -> list[str]:
-    """The sweep's targets, each once, in the order of ``sweep_pairs``."""
+def _pairs(datasets: Sequence[str]) -> list[tuple[str, str]]:
+    """Every ordered (source, target) pair, by target, sources in dataset order."""
+    return [(s, t) for t in datasets for s in datasets if s != t]
+
+
+def _long_targets(ctx: StudyContext) -> list[str]:
+    """The long curves' targets, each once, in the order of ``sweep_pairs``."""
     return list(dict.fromkeys(t for _, t in ctx.config.sweep_pairs))
+
+
+def tie_source(datasets: Sequence[str], target: str) -> str:
+    """The source of ``target``'s tie repeats: the first other dataset in ``datasets`` order."""
+    return next(d for d in datasets if d != target)
 
 
 def transfer_loader(ctx: StudyContext) -> DatasetLoader:
@@ -70,12 +128,34 @@ def transfer_loader(ctx: StudyContext) -> DatasetLoader:
     return DatasetLoader(max_examples=cap, max_test_examples=c.test_examples)
 
 
-def check_dir(ctx: StudyContext, source: str, target: str, seed: int | None = None) -> Path:
-    """Run directory of a claim-4 transfer (``source == "scratch"``: the ``seed``-th)."""
+def graded_dir(ctx: StudyContext, source: str, target: str, recipe: str) -> Path:
+    """Run directory of one graded-test transfer."""
+    return ctx.out / "transfer" / "graded" / f"{source}-to-{target}" / recipe
+
+
+def tie_dir(ctx: StudyContext, target: str, repeat: int) -> Path:
+    """Run directory of ``target``'s tie repeat ``repeat`` (1, 2, ...; 0 is the graded run)."""
+    source = tie_source(ctx.config.datasets, target)
+    if repeat == 0:
+        return graded_dir(ctx, source, target, TIE_RECIPE)
+    return graded_dir(ctx, source, target, f"{TIE_RECIPE}-r{repeat}")
+
+
+def long_dir(ctx: StudyContext, source: str, target: str, recipe: str = "scratch") -> Path:
+    """Run directory of a long-curve run (``source == "scratch"``: the target's scratch run)."""
+    root = ctx.out / "transfer" / "long"
+    if source == "scratch":
+        return root / f"scratch-{target}"
+    return root / f"{source}-to-{target}" / recipe
+
+
+def check_dir(ctx: StudyContext, source: str, target: str, seed: int) -> Path:
+    """Run directory of a claim-4 run: ``all`` from the source model of zoo seed ``seed``, or,
+    for ``source == "scratch"``, the ``seed``-th scratch model of ``target``."""
     root = ctx.out / "transfer" / "check"
     if source == "scratch":
         return root / f"scratch-{target}" / f"s{seed}"
-    return root / f"{source}-to-{target}"
+    return root / f"{source}-to-{target}" / f"s{seed}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +168,7 @@ class _TransferJob:
     budgets: tuple[int, ...]
     loader: DatasetLoader
     size: int
+    part: str = "graded"
 
 
 def _run_transfer(job: _TransferJob) -> str:
@@ -112,12 +193,24 @@ def _transfer_file(run_dir: str | Path) -> Path:
 
 
 def _read_transfer(run_dir: Path) -> dict[int, float]:
-    record = json.loads(_transfer_file(run_dir).read_text())
+    """``{step: target test loss}`` of a finished run."""
+    path = _transfer_file(run_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: the transfer stage has not finished this run")
+    record = json.loads(path.read_text())
     return {int(step): float(loss) for step, loss in record["test_loss"].items()}
 
 
+def _final(run_dir: Path, steps: int) -> float:
+    """The target test loss of a finished run at ``steps``."""
+    record = _read_transfer(run_dir)
+    if steps not in record:
+        raise KeyError(f"{run_dir}: no test loss at step {steps} (has {sorted(record)})")
+    return record[steps]
+
+
 class TransferStage(Stage):
-    """Claim 3's sweep on ``sweep_pairs``, and claim 4's ``all`` and ``scratch`` runs.
+    """Claim 3's graded test, tie repeats and long curves, and claim 4's transfers.
 
     Parameters
     ----------
@@ -134,21 +227,23 @@ class TransferStage(Stage):
         self.loader = transfer_loader(ctx)
 
     def plan(self) -> list[_TransferJob]:
-        return [*self._sweep_jobs(), *self._sweep_scratch_jobs(), *self._check_jobs()]
+        """Every job: the long curves first (the longest runs), then the graded test, the tie
+        repeats and claim 4."""
+        return [*self._long_jobs(), *self._graded_jobs(), *self._tie_jobs(), *self._check_jobs()]
 
     def _job(
         self,
-        source: str,
+        model: str,
         target: str,
         recipe: str | Recipe,
         out_dir: Path,
         config: TrainConfig,
         budgets: tuple[int, ...],
+        part: str,
     ) -> _TransferJob:
-        """A run on ``target`` from the transfer-source model of dataset ``source``."""
-        checkpoint = self.checkpoints[f"{source}/s{self.ctx.config.transfer_source_seed}"]
+        """A run on ``target`` from the zoo model ``model`` (``"<dataset>/s<seed>"``)."""
         return _TransferJob(
-            str(checkpoint),
+            str(self.checkpoints[model]),
             target,
             recipe,
             str(out_dir),
@@ -156,61 +251,102 @@ class TransferStage(Stage):
             budgets,
             self.loader,
             self.ctx.size,
+            part,
         )
 
-    def _sweep_config(self) -> TrainConfig:
-        c = self.ctx.config
-        return self.ctx.train_config(c.transfer_steps, seed=c.transfer_source_seed)
+    def _source(self, dataset: str) -> str:
+        """The model id of claim 3's source on ``dataset``."""
+        return f"{dataset}/s{self.ctx.config.transfer_source_seed}"
 
-    def _sweep_jobs(self) -> list[_TransferJob]:
-        """Every sweep recipe but scratch on every (source, target) of ``sweep_pairs``."""
-        c = self.ctx.config
-        config, budgets = self._sweep_config(), tuple(c.transfer_budgets)
-        root = self.ctx.out / "transfer" / "sweep"
-        return [
-            self._job(
-                source, target, recipe, root / f"{source}-to-{target}" / name, config, budgets
+    def _graded_jobs(self) -> list[_TransferJob]:
+        """Every graded recipe on every ordered pair, ``sweep_steps`` steps."""
+        c, ctx = self.ctx.config, self.ctx
+        budgets = (0, c.sweep_steps)
+        jobs = []
+        for source, target in _pairs(c.datasets):
+            config = ctx.train_config(c.sweep_steps, seed=transfer_seed(target, 0))
+            for recipe in graded_recipes():
+                out_dir = graded_dir(ctx, source, target, _recipe_name(recipe))
+                jobs.append(
+                    self._job(
+                        self._source(source), target, recipe, out_dir, config, budgets, "graded"
+                    )
+                )
+        return jobs
+
+    def _tie_jobs(self) -> list[_TransferJob]:
+        """``freeze2`` from the first other dataset, repeats 1..tie_repeats, per target."""
+        c, ctx = self.ctx.config, self.ctx
+        budgets, recipe = (0, c.sweep_steps), sweep_recipe(TIE_DEPTH)
+        jobs = []
+        for target in c.datasets:
+            source = self._source(tie_source(c.datasets, target))
+            for r in range(1, c.tie_repeats + 1):
+                config = ctx.train_config(c.sweep_steps, seed=transfer_seed(target, r))
+                out_dir = tie_dir(ctx, target, r)
+                jobs.append(self._job(source, target, recipe, out_dir, config, budgets, "tie"))
+        return jobs
+
+    def _long_jobs(self) -> list[_TransferJob]:
+        """The long curves on ``sweep_pairs``, then scratch once per long-curve target."""
+        c, ctx = self.ctx.config, self.ctx
+        budgets = tuple(c.transfer_budgets)
+        jobs = []
+        for source, target in c.sweep_pairs:
+            config = ctx.train_config(c.transfer_steps, seed=transfer_seed(target, 0))
+            for recipe in long_recipes(ctx):
+                out_dir = long_dir(ctx, source, target, _recipe_name(recipe))
+                jobs.append(
+                    self._job(
+                        self._source(source), target, recipe, out_dir, config, budgets, "long"
+                    )
+                )
+        for target in _long_targets(ctx):
+            config = ctx.train_config(c.transfer_steps, seed=long_scratch_seed(target))
+            out_dir = long_dir(ctx, "scratch", target)
+            jobs.append(
+                self._job(self._source(target), target, "scratch", out_dir, config, budgets, "long")
             )
-            for source, target in c.sweep_pairs
-            for recipe in sweep_recipes(self.ctx)
-            if (name := _recipe_name(recipe)) != "scratch"
-        ]
-
-    def _sweep_scratch_jobs(self) -> list[_TransferJob]:
-        """Scratch once per sweep target (when ``scratch`` is among the recipes)."""
-        c = self.ctx.config
-        if "scratch" not in c.recipes:
-            return []
-        config, budgets = self._sweep_config(), tuple(c.transfer_budgets)
-        root = self.ctx.out / "transfer" / "sweep"
-        return [
-            self._job(target, target, "scratch", root / f"scratch-{target}", config, budgets)
-            for target in _sweep_targets(self.ctx)
-        ]
+        return jobs
 
     def _check_jobs(self) -> list[_TransferJob]:
-        """Claim 4, per target: ``all`` from every other dataset, then ``scratch_seeds`` scratch."""
+        """Claim 4, per target: ``all`` from every other dataset and source seed, then
+        ``scratch_seeds`` scratch models."""
         c, ctx = self.ctx.config, self.ctx
-        config = ctx.train_config(c.check_steps, seed=c.transfer_source_seed)
         budgets = (0, c.check_steps)
         jobs = []
         for target in c.datasets:
+            config = ctx.train_config(c.check_steps, seed=transfer_seed(target, 0))
             for source in c.datasets:
-                if source != target:
-                    out_dir = check_dir(ctx, source, target)
-                    jobs.append(self._job(source, target, "all", out_dir, config, budgets))
+                if source == target:
+                    continue
+                for seed in c.check_source_seeds:
+                    out_dir = check_dir(ctx, source, target, seed)
+                    model = f"{source}/s{seed}"
+                    jobs.append(self._job(model, target, "all", out_dir, config, budgets, "check"))
             for i in range(c.scratch_seeds):
                 scratch = ctx.train_config(c.check_steps, seed=scratch_seed(target, i))
                 out_dir = check_dir(ctx, "scratch", target, i)
-                jobs.append(self._job(target, target, "scratch", out_dir, scratch, budgets))
+                model = self._source(target)  # the architecture only: every layer is re-initialised
+                jobs.append(self._job(model, target, "scratch", out_dir, scratch, budgets, "check"))
         return jobs
 
     def is_done(self, job: _TransferJob, verified: Verified) -> bool:
         return verified(_transfer_file(job.out_dir))
 
     def announce(self, jobs: Sequence[_TransferJob], todo: Sequence[_TransferJob]) -> str:
+        """``[3/5] transfer: N runs, S steps in all (T to run); graded test n runs x s steps,
+        ...``: runs and steps of every part."""
         steps = sum(job.config.steps for job in jobs)
-        return f"[3/5] transfer: {len(jobs)} runs, {steps} steps in all ({len(todo)} to run)"
+        parts = []
+        for part, label in PARTS.items():
+            mine = [job for job in jobs if job.part == part]
+            if mine:
+                parts.append(f"{label} {len(mine)} runs, {sum(j.config.steps for j in mine)} steps")
+        return (
+            f"[3/5] transfer: {len(jobs)} runs, {steps} steps in all ({len(todo)} to run); "
+            + "; ".join(parts)
+        )
 
     def worker(self) -> Callable[[_TransferJob], str]:
         return _run_transfer  # looked up at each run, so a test can stand in for it
@@ -219,39 +355,58 @@ class TransferStage(Stage):
         return [_transfer_file(result)]
 
 
-def sweep_losses(
+def graded_losses(ctx: StudyContext) -> dict[tuple[str, str], dict[str, float]]:
+    """Claim 3's graded test: ``{(source, target): {recipe: target test loss at sweep_steps}}``,
+    recipes ``freeze0..5`` and ``paper``, pairs by target."""
+    c = ctx.config
+    return {
+        (source, target): {
+            name: _final(graded_dir(ctx, source, target, name), c.sweep_steps)
+            for name in map(_recipe_name, graded_recipes())
+        }
+        for source, target in _pairs(c.datasets)
+    }
+
+
+def tie_losses(ctx: StudyContext) -> dict[str, list[float]]:
+    """The tie repeats: ``{target: [loss of repeat 0, 1, ..., tie_repeats]}`` of ``freeze2``
+    from :func:`tie_source` at ``sweep_steps`` (repeat 0 is the graded test's run)."""
+    c = ctx.config
+    return {
+        target: [_final(tie_dir(ctx, target, r), c.sweep_steps) for r in range(c.tie_repeats + 1)]
+        for target in c.datasets
+    }
+
+
+def long_losses(
     ctx: StudyContext,
-) -> tuple[dict[tuple[str, str], dict[str, dict[int, float]]], dict]:
-    """Claim 3's target test losses: ``{(source, target): {recipe: {step: loss}}}`` and
+) -> tuple[dict[tuple[str, str], dict[str, dict[int, float]]], dict[str, dict[int, float]]]:
+    """The long curves: ``{(source, target): {recipe: {step: loss}}}`` on ``sweep_pairs`` and
     ``{target: {step: loss}}`` of scratch."""
     c = ctx.config
-    root = ctx.out / "transfer" / "sweep"
-    runs: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
-    for source, target in c.sweep_pairs:
-        runs[(source, target)] = {}
-        for recipe in sweep_recipes(ctx):
-            name = _recipe_name(recipe)
-            if name != "scratch":
-                runs[(source, target)][name] = _read_transfer(root / f"{source}-to-{target}" / name)
-    scratch = {
-        t: _read_transfer(root / f"scratch-{t}")
-        for t in _sweep_targets(ctx)
-        if "scratch" in c.recipes
+    runs = {
+        (source, target): {
+            name: _read_transfer(long_dir(ctx, source, target, name))
+            for name in map(_recipe_name, long_recipes(ctx))
+        }
+        for source, target in c.sweep_pairs
     }
+    scratch = {t: _read_transfer(long_dir(ctx, "scratch", t)) for t in _long_targets(ctx)}
     return runs, scratch
 
 
 def check_losses(ctx: StudyContext) -> dict[str, Any]:
-    """Claim 4's final target test losses: ``{"all": {(s, t): loss}, "scratch": {t: [...]}}``."""
+    """Claim 4's target test losses at ``check_steps``: ``{"all": {(source, target, seed):
+    loss}, "scratch": {target: [loss of scratch model 0, 1, ...]}}``."""
     c = ctx.config
     out: dict[str, Any] = {"all": {}, "scratch": {}}
+    for source, target in _pairs(c.datasets):
+        for seed in c.check_source_seeds:
+            loss = _final(check_dir(ctx, source, target, seed), c.check_steps)
+            out["all"][(source, target, seed)] = loss
     for target in c.datasets:
-        for source in c.datasets:
-            if source != target:
-                record = _read_transfer(check_dir(ctx, source, target))
-                out["all"][(source, target)] = record[c.check_steps]
         out["scratch"][target] = [
-            _read_transfer(check_dir(ctx, "scratch", target, i))[c.check_steps]
+            _final(check_dir(ctx, "scratch", target, i), c.check_steps)
             for i in range(c.scratch_seeds)
         ]
     return out
