@@ -33,7 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="study directory (default runs/study, or runs/study-quick with --quick)",
     )
-    parser.add_argument("--quick", action="store_true", help="the whole pipeline at toy size")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the whole pipeline at toy size: its verdicts test the pipeline, not the paper "
+        "(the committed full run's verdicts are shown beside them)",
+    )
     parser.add_argument("--size", type=int, choices=(32, 64), help="image size (default 32)")
     parser.add_argument("--datasets", nargs="+", help="datasets of the zoo")
     parser.add_argument("--seeds", type=int, nargs="+", help="zoo seeds (at least two)")
@@ -51,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cka-examples", type=int, help="held-out examples fed to every model")
     parser.add_argument("--workers", type=int, help="training processes (one thread each)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="where to train and run models")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress output (in a terminal a bar per stage; in a log, a line per job)",
+    )
     return parser
 
 
@@ -90,8 +99,21 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     return quick_config(**overrides) if args.quick else StudyConfig(**overrides)
 
 
+def _line_buffered_log() -> None:
+    """In a log that is not a terminal (stdout redirected to a file or a pipe), write every
+    line when it is printed, not when a block buffer fills: the stage messages and progress
+    lines then show as the study goes."""
+    stdout = sys.stdout
+    if not stdout.isatty() and hasattr(stdout, "reconfigure"):
+        try:
+            stdout.reconfigure(line_buffering=True)
+        except (OSError, ValueError):  # a stream that cannot change its buffering
+            pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _line_buffered_log()
     try:
         config = config_from_args(args)
     except (TypeError, ValueError) as err:

@@ -62,12 +62,21 @@ def _depth_axis(ax: Any, units: Sequence[tuple[str, str]], keep: Sequence[int]) 
     ax.grid(alpha=0.3)
 
 
+def _group_label(group: str, n_pairs: int) -> str:
+    """A group's legend entry with its size; a single pair says that it has no band."""
+    if n_pairs == 1:
+        return f"{GROUP_LABELS[group]}: a single pair per evaluation set (markers, no band)"
+    return f"{GROUP_LABELS[group]}: {n_pairs} pairs per evaluation set"
+
+
 def layer_curves(panels: Sequence[tuple[str, Any, str]], level: float, path: Path) -> Path:
     """Same-layer CKA of two models along depth, per comparison group, with interval bands.
 
     ``panels``: (title, :class:`~vae_zoo.study.analysis.GroupStats`, decode mode) per panel.
     Lines: group means over model pairs and evaluation sets; bands: model-level bootstrap
-    intervals; dotted line: the latent bottleneck (encoder left, decoder right).
+    intervals; dotted line: the latent bottleneck (encoder left, decoder right). The legend
+    gives each group's pairs per evaluation set; a group resting on a single pair is drawn as
+    markers only, without a band, and its label says so.
     """
     from .bootstrap import percentile_interval
 
@@ -85,16 +94,16 @@ def layer_curves(panels: Sequence[tuple[str, Any, str]], level: float, path: Pat
         x = np.arange(len(keep))
         for group in GROUPS:
             est = stats.point[group][keep]
+            n = int(stats.n_pairs.get(group, 0))
+            style = {"ls": "none", "marker": "D", "ms": 5} if n == 1 else {"marker": "o", "ms": 3}
+            ax.plot(x, est, color=COLOURS[group], label=_group_label(group, n), **style)
+            if n == 1:
+                continue
             bands = [percentile_interval(stats.replicates[group][:, i], level) for i in keep]
-            ax.plot(x, est, marker="o", ms=3, color=COLOURS[group], label=GROUP_LABELS[group])
             ax.fill_between(
-                x,
-                [b[0] for b in bands],
-                [b[1] for b in bands],
-                color=COLOURS[group],
-                alpha=0.2,
-                lw=0,
-            )
+                x, [b[0] for b in bands], [b[1] for b in bands], color=COLOURS[group],
+                alpha=0.2, lw=0,
+            )  # fmt: skip
         _depth_axis(ax, stats.units, keep)
         ax.set_title(title, fontsize=10)
     axes[0].set_ylabel("CKA of the same layer in two models", fontsize=10)
@@ -105,7 +114,13 @@ def layer_curves(panels: Sequence[tuple[str, Any, str]], level: float, path: Pat
 
 
 def g_curves(panels: Sequence[tuple[str, Any, str]], level: float, path: Path) -> Path:
-    """G = (cross − random) / (same − random) per layer, with its model-level interval."""
+    """G = (cross − random) / (same − random) per layer, with its model-level interval.
+
+    The legend gives the pairs per evaluation set that each G rests on (cross / same / floor);
+    where one of them is a single pair, the curve is drawn as markers only, without a band.
+    """
+    from .bootstrap import percentile_interval
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
     styles = ["-", "--"]
@@ -116,14 +131,22 @@ def g_curves(panels: Sequence[tuple[str, Any, str]], level: float, path: Path) -
         est, low, high = [], [], []
         for i in keep:
             g, reps = stats.g_index([i])
-            from .bootstrap import percentile_interval
-
             lo, hi = percentile_interval(reps, level)
             est.append(g)
             low.append(lo)
             high.append(hi)
-        line = ax.plot(x, est, ls=style, marker="o", ms=3, label=title)[0]
-        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0)
+        sizes = [int(stats.n_pairs.get(g, 0)) for g in GROUPS]
+        single = min(sizes) == 1
+        label = f"{title} ({' / '.join(map(str, sizes))} cross / same / floor pairs per set"
+        label += "; a single pair: markers, no band)" if single else ")"
+        kwargs = (
+            {"ls": "none", "marker": "D", "ms": 5}
+            if single
+            else {"ls": style, "marker": "o", "ms": 3}
+        )
+        line = ax.plot(x, est, label=label, **kwargs)[0]
+        if not single:
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0)
         _depth_axis(ax, stats.units, keep)
     ax.axhline(1, color="tab:blue", lw=0.8)
     ax.axhline(0, color="tab:grey", lw=0.8)
@@ -133,20 +156,36 @@ def g_curves(panels: Sequence[tuple[str, Any, str]], level: float, path: Path) -
     return _save(fig, path)
 
 
+def _shared_limits(values: Sequence[np.ndarray]) -> tuple[float, float]:
+    """One colour scale for every panel: 0..1, or -v..v (v = max(1, max |value|)) when a finite
+    value is negative (debiased CKA), as :func:`cka_sim.plot.heatmap` picks for one matrix."""
+    finite = [v[np.isfinite(v)] for v in values]
+    low = min((float(f.min()) for f in finite if f.size), default=0.0)
+    if low >= 0:
+        return 0.0, 1.0
+    v = max(1.0, max(float(np.abs(f).max()) for f in finite if f.size))
+    return -v, v
+
+
 def group_heatmaps(
-    matrices: Mapping[str, tuple[np.ndarray, list[str]]], path: Path, title: str
+    matrices: Mapping[str, tuple[np.ndarray, list[str]]],
+    path: Path,
+    title: str,
 ) -> Path:
-    """Layer x layer CKA heatmaps, one per entry of ``matrices`` (name -> (values, layer names))."""
+    """Layer x layer CKA heatmaps, one per entry of ``matrices`` (name -> (values, layer names)),
+    side by side on one colour scale, so that a panel (the floor: trained against untrained) can
+    be read against the others."""
     plt = _pyplot()
     from cka_sim.plot import heatmap
 
+    vmin, vmax = _shared_limits([values for values, _ in matrices.values()])
     fig, axes = plt.subplots(1, len(matrices), figsize=(7.4 * len(matrices), 6.4))
     fig.subplots_adjust(wspace=0.45)
     for ax, (name, (values, names)) in zip(np.atleast_1d(axes), matrices.items(), strict=True):
         result = CKAResult(
             values, [short(n) for n in names], [short(n) for n in names], "linear-debiased", 0
         )
-        heatmap(result, ax=ax, title=name, colorbar=True)
+        heatmap(result, ax=ax, title=name, colorbar=True, vmin=vmin, vmax=vmax)
         ax.tick_params(labelsize=9)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)

@@ -1,27 +1,49 @@
 """``report.md``: for each claim, what the paper says, what we measured, the verdict, and where
-and why we differ; every figure once, with a caption that says what to read from it."""
+and why we differ; every figure once, with a caption that says what to read from it.
+
+The report is generated from ``results.json`` alone (:func:`render`): no number is written
+here, and a key that older results lack is skipped with a sentence that says so. A run whose
+settings are not the full study's (the toy-size ``--quick`` run above all) opens with a caveat
+and the committed full run's verdicts beside its own (:mod:`vae_zoo.study.full_run`). The
+per-claim text is in :mod:`vae_zoo.study.report_claims`, the summary in
+:mod:`vae_zoo.study.report_summary`.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..storage import atomic_write
+from .report_claims import (
+    SHORT,
+    VERDICT,
+    cka_details,
+    measurement,
+    paper_details,
+    retrain_details,
+    visual_details,
+)
+from .report_summary import summary_lines, training_length_lines
 
-VERDICT = {True: "**holds**", False: "**does not hold**", None: "**inconclusive**"}
-PLAIN = {True: "holds", False: "does not hold", None: "is inconclusive"}
+#: :mod:`vae_zoo.study.full_run` is imported where it is used: the package imports this module,
+#: and ``python -m vae_zoo.study.full_run`` must find that module not yet imported.
+_FULL_RUN = "vae_zoo.study.full_run"
+
+__all__ = ["CAPTIONS", "caveat_section", "final_verdict_lines", "render", "write_report"]
 
 CAPTIONS = {
     "cka_layer_curves": (
         "Same-layer debiased CKA of two models along depth, per comparison group: red, models "
         "trained on different datasets; blue, the same dataset with another seed (the ceiling); "
         "grey, a trained against an untrained model (the floor). Bands: 95 % model-level "
-        "bootstrap intervals. The dotted line is the latent bottleneck (encoder left, decoder "
-        "right). One panel per reading: debiased and biased CKA, the decoder driven by the "
-        "posterior mean or by a sample (biased / sample is the paper's setting), and "
-        "deconfounded CKA (the input images' similarity regressed out). Read: where the red "
-        "curve sits between grey and blue."
+        "bootstrap intervals; the legend gives each group's pairs per evaluation set, and a "
+        "group resting on a single pair is drawn with markers only and labelled so. The dotted "
+        "line is the latent bottleneck (encoder left, decoder right). One panel per reading: "
+        "debiased and biased CKA, the decoder driven by the posterior mean or by a sample "
+        "(biased / sample is the paper's setting), and deconfounded CKA (the input images' "
+        "similarity regressed out). Read: where the red curve sits between grey and blue."
     ),
     "cka_G_curves": (
         "G = (cross − random) / (same − random) per layer, for debiased and deconfounded CKA, "
@@ -31,24 +53,26 @@ CAPTIONS = {
     ),
     "cka_heatmaps": (
         "Mean debiased CKA between every pair of layers of two models (rows: model A, columns: "
-        "model B), decoder driven by the mean; left, two seeds of one dataset; right, two "
-        "datasets. Read: the diagonal is the same-layer similarity of the curves above; bright "
-        "off-diagonal blocks show layers that represent the images alike."
+        "model B), decoder driven by the mean; left, two seeds of one dataset (the ceiling); "
+        "middle, two datasets; right, a trained model (rows) against an untrained one (columns), "
+        "the floor. Each panel's title gives its number of model pairs. Read: the diagonal is "
+        "the same-layer similarity of the curves above; an off-diagonal block as bright in the "
+        "floor panel as in the others is inherited from the input, not learnt."
     ),
     "freeze_depth": (
         "Claim 3, per sweep pair. Top: target test loss against the number of frozen encoder "
         "blocks (recipe freeze{k}: the source encoder reused, its first k blocks frozen, the "
         "decoder re-initialised), one line per budget (darker: more steps), scratch at the same "
         "budgets dotted. Bottom: the pair-level G of each encoder block and the fall threshold. "
-        "The red dashed line is the predicted freeze depth. Read: whether the lowest loss at the "
-        "largest budget lies near the red line."
+        "The red dashed line is the predicted freeze depth. Read: whether the lowest loss lies "
+        "near the red line."
     ),
     "transfer_curves": (
-        "Target test loss against fine-tuning steps for every recipe of the sweep pairs: freeze0 "
-        "(dark) to freeze6 (light), the paper's recipe (re-initialise μ, log σ² and the decoder's "
-        "first dense layer, freeze the rest), all (fine-tune everything) and scratch (a random "
-        "initialisation, same budget). One run per line, so no band. Read: which recipe is lowest "
-        "at each budget, and where the paper's recipe stands against scratch."
+        "Target test loss against fine-tuning steps for the long curves' recipes: freeze depths, "
+        "the paper's recipe (re-initialise μ, log σ² and the decoder's first dense layer, freeze "
+        "the rest), all (fine-tune everything) and scratch (a random initialisation, same "
+        "budget). One run per line, so no band. Read: which recipe is lowest at each budget, and "
+        "where the paper's recipe stands against scratch."
     ),
     "visual_check_validation": (
         "Claim 4: the visual score of each (source, target) pair against the gain of real "
@@ -70,38 +94,6 @@ FIGURES = {
     "visual-transfer-check": ["visual_check_validation"],
 }
 
-
-def _iv(d: dict[str, float]) -> str:
-    if not math.isfinite(d["estimate"]):
-        return "undefined"
-    return f"{d['estimate']:.3f} [{d['low']:.3f}, {d['high']:.3f}]"
-
-
-def _measurement(claim: dict[str, Any]) -> str:
-    ev = claim["evidence"]
-    if claim["id"] == "encoders-generic":
-        return (
-            f"encoder G = {_iv(ev['G'])} against 1 − δ = {1 - ev['margin']:.3f}; "
-            f"deconfounded G = {_iv(ev['deconfounded_G'])}"
-        )
-    if claim["id"] == "decoders-specific":
-        return (
-            f"decoder G = {_iv(ev['G'])} against 1 − δ = {1 - ev['margin']:.3f}; encoder G − "
-            f"decoder G at matched depth = {_iv(ev['encoder_G_minus_decoder_G'])}"
-        )
-    if claim["id"] == "retrain-which":
-        hits = sum(ev["hits"].values())
-        return (
-            f"the predicted freeze depth was right (within one block) in {hits} of "
-            f"{ev['n_pairs']} sweep pairs"
-        )
-    return (
-        f"mean within-target Spearman ρ = {ev['rho_within_targets']:.3f}, permutation p = "
-        f"{ev['pvalue']:.4f}, over {ev['n_points']} (source, target) pairs in "
-        f"{len(ev['n_sources_per_target'])} targets"
-    )
-
-
 PAPER = {
     "encoders-generic": (
         "encoders of VAEs trained on different datasets represent the same images alike"
@@ -110,6 +102,10 @@ PAPER = {
     "retrain-which": (
         "reuse the encoder and retrain (parts of) the decoder; how much to reuse follows from "
         "where the representations stop being similar"
+    ),
+    "paper-recipe": (
+        "its transfer recipe (reuse the encoder, re-initialise μ, log σ² and the decoder's first "
+        "layer, freeze the rest) is a good way to transfer"
     ),
     "visual-transfer-check": (
         "a visual check of representational similarity, made before transfer, tells whether "
@@ -127,12 +123,18 @@ DIFFERENCES = {
     "decoders-specific": (
         "We compare encoders and decoders at matched distance from the bottleneck and on the "
         "same normalised scale; the paper compares raw CKA of layers at different depths, where "
-        "the input-near encoder layers are similar by construction."
+        "the input-near encoder layers are similar by construction. With the decoder driven by "
+        "a sample, the floor is read twice: an untrained model on its own sample, and the "
+        "untrained decoder on the trained model's sample (the same input)."
     ),
     "retrain-which": (
-        "The paper fixes one recipe; we sweep how much of the encoder to freeze, in a "
-        "data-scarce target (few training images), and test whether the depth at which G falls "
-        "predicts the best depth. Its recipe is reported beside the sweep at every budget."
+        "The paper fixes one recipe; we test whether the depth at which G falls predicts the "
+        "best number of frozen encoder blocks, by a rank correlation over ordered pairs of "
+        "datasets in a data-scarce target (few training images), with seed noise measured."
+    ),
+    "paper-recipe": (
+        "The paper does not compare its recipe with training from scratch at the same budget; "
+        "we do, on every ordered pair, against several scratch models per target."
     ),
     "visual-transfer-check": (
         "The gain is measured by real transfer (transfer, fine-tune, probe) against scratch "
@@ -142,55 +144,92 @@ DIFFERENCES = {
 }
 
 
-def render(results: dict[str, Any]) -> str:
-    """The report as Markdown text."""
-    c = results["config"]
+def render(results: Mapping[str, Any]) -> str:
+    """The report as Markdown text, from the content of ``results.json``."""
     claims = results["claims"]
     lines = [
         "# VAE transfer study: reproduction of Bonheme & Grześ (2023)",
         "",
+        *caveat_section(results),
         "*How good are variational autoencoders at transfer learning?* (arXiv 2304.10767) makes "
-        "four claims. Each is re-tested here by a rule fixed in `vae_zoo/study/criteria.py` before "
-        f"the run (rules version {results.get('rules_version', '?')}), computed from the "
+        "the claims below. Each is re-tested here by a rule fixed in `vae_zoo/study/criteria.py` "
+        f"before the run (rules version {results.get('rules_version', '?')}), computed from the "
         "measurements in `results.json`.",
         "",
         "## Summary",
         "",
+        *summary_lines(results),
+        _setup(results),
+        "",
+        "| claim | the paper says | we measured | verdict |",
+        "|---|---|---|---|",
     ]
     for claim in claims:
-        lines.append(f"- `{claim['id']}` {PLAIN[claim['holds']]}: {_measurement(claim)}.")
-    failing = [cl["id"] for cl in claims if cl["holds"] is False]
-    unsure = [cl["id"] for cl in claims if cl["holds"] is None]
-    if failing or unsure:
-        parts = []
-        if failing:
-            parts.append(f"does not hold for {', '.join(f'`{x}`' for x in failing)}")
-        if unsure:
-            parts.append(f"is inconclusive for {', '.join(f'`{x}`' for x in unsure)}")
-        lines += ["", f"Where we differ from the paper: the verdict {' and '.join(parts)}."]
-    lines += ["", _setup(c, results), "", "| claim | the paper says | we measured | verdict |"]
-    lines.append("|---|---|---|---|")
-    for claim in claims:
         lines.append(
-            f"| `{claim['id']}` | {PAPER[claim['id']]} | {_measurement(claim)} | "
-            f"{VERDICT[claim['holds']]} |"
+            f"| `{claim['id']}` | {PAPER.get(claim['id'], claim.get('statement', ''))} | "
+            f"{measurement(claim)} | {VERDICT[claim['holds']]} |"
         )
     lines.append("")
+    shown: set[str] = set()
     for claim in claims:
-        lines += [f"## `{claim['id']}`: {VERDICT[claim['holds']]}", ""]
-        lines += [f"*The paper:* {PAPER[claim['id']]}.", ""]
-        lines += [f"*Rule:* {claim['criterion']}.", "", f"*Measured:* {_measurement(claim)}.", ""]
-        lines += _details(claim, results)
-        lines += [f"*Where and why we differ:* {DIFFERENCES[claim['id']]}", ""]
-        for fig in FIGURES[claim["id"]]:
-            lines += _figure(fig)
-    lines += ["## Reconstructions", "", *_figure("samples")]
+        lines += _claim_section(claim, results, shown)
+    lines += training_length_lines(results)
+    lines += _figures(["samples"], results, shown, heading="## Reconstructions")
+    lines += _other_figures(results, shown)
     lines += _panels(results)
     lines += _provenance(results)
     return "\n".join(lines)
 
 
-def _setup(c: dict[str, Any], results: dict[str, Any]) -> str:
+def caveat_section(results: Mapping[str, Any]) -> list[str]:
+    """For a run that is not the full study: the caveat, and this run's verdicts beside the
+    committed full run's (claim, verdicts, the full run's one-line evidence)."""
+    from .full_run import caveat_lines, load_full_run, run_kind, verdict_rows  # see _FULL_RUN
+
+    full_run = load_full_run()
+    caveat = caveat_lines(results.get("config", {}), full_run)
+    if not caveat:
+        return []
+    kind, _ = run_kind(results.get("config", {}))
+    title = "Toy-size run" if kind == "quick" else "Not the full study's settings"
+    out = [f"> **{title}.** " + " ".join(caveat), ""]
+    if full_run is not None:
+        out += [
+            "| claim | this run | committed full run | the full run's evidence |",
+            "|---|---|---|---|",
+            *(
+                f"| `{c}` | {mine} | {full} | {ev} |"
+                for c, mine, full, ev in verdict_rows(results["claims"], full_run)
+            ),
+            "",
+        ]
+    return out
+
+
+def _claim_section(
+    claim: Mapping[str, Any], results: Mapping[str, Any], shown: set[str]
+) -> list[str]:
+    cid = claim["id"]
+    lines = [f"## `{cid}`: {VERDICT[claim['holds']]}", ""]
+    if cid in PAPER:
+        lines += [f"*The paper:* {PAPER[cid]}.", ""]
+    lines += [f"*Rule:* {claim['criterion']}.", "", f"*Measured:* {measurement(claim)}.", ""]
+    ev = claim.get("evidence", {})
+    if cid in ("encoders-generic", "decoders-specific"):
+        lines += cka_details(claim, results)
+    elif cid == "retrain-which":
+        lines += retrain_details(ev)
+    elif cid == "paper-recipe":
+        lines += paper_details(ev)
+    elif cid == "visual-transfer-check":
+        lines += visual_details(ev)
+    if cid in DIFFERENCES:
+        lines += [f"*Where and why we differ:* {DIFFERENCES[cid]}", ""]
+    return lines + _figures(FIGURES.get(cid, []), results, shown)
+
+
+def _setup(results: Mapping[str, Any]) -> str:
+    c = results["config"]
     sets = results.get("evaluation_sets", {})
     sizes = ", ".join(f"{k} {v['n']}" for k, v in sets.items())
     return (
@@ -200,165 +239,65 @@ def _setup(c: dict[str, Any], results: dict[str, Any]) -> str:
         "the floor. CKA on a seeded sample of distinct held-out test images of each dataset, "
         f"stratified by label ({sizes}; label counts in `results.json`), fed to every model. "
         f"Intervals are {int(100 * c['confidence_level'])} % bootstrap intervals that resample "
-        "models, not pairs (`vae_zoo/study/bootstrap.py`). Transfer: the target has "
-        f"{c['transfer_examples']} training images; freeze-depth sweep on "
-        f"{', '.join(f'{s} → {t}' for s, t in c['sweep_pairs'])}, up to {c['transfer_steps']} "
-        f"steps (losses at {list(c['transfer_budgets'])}); claim 4 transfers every source to "
-        f"every target with `all` for {c['check_steps']} steps, against {c['scratch_seeds']} "
-        "scratch models per target. Probes: logistic regression on the posterior mean, "
-        f"{c['probe_train_examples']} / {c['probe_test_examples']} stratified examples."
+        f"models, not pairs (`vae_zoo/study/bootstrap.py`). {_transfer_setup(c)} Probes: "
+        f"logistic regression on the posterior mean, {c['probe_train_examples']} / "
+        f"{c['probe_test_examples']} stratified examples."
     )
 
 
-def _figure(name: str) -> list[str]:
-    return [f"![{name}](figures/{name}.png)", "", f"*Figure: {CAPTIONS[name]}*", ""]
-
-
-def _details(claim: dict[str, Any], results: dict[str, Any]) -> list[str]:
-    ev = claim["evidence"]
-    if claim["id"] in ("encoders-generic", "decoders-specific"):
-        return _cka_details(claim, results)
-    if claim["id"] == "retrain-which":
-        out = [
-            "| sweep pair | pair-level G per encoder block | predicted depth | best depths | hit |",
-            "|---|---|---|---|---|",
-        ]
-        for pair, profile in ev["g_profiles"].items():
-            out.append(
-                f"| {pair} | {', '.join(f'{g:.2f}' for g in profile)} | "
-                f"{ev['predicted_depth'][pair]} | {ev['best_depths'][pair]} | "
-                f"{'yes' if ev['hits'][pair] else 'no'} |"
-            )
-        budgets = [str(b) for b in ev["budgets"] if b]
-        out += [
-            "",
-            "Gain over scratch, (loss_scratch − loss_recipe) / loss_scratch, mean over sweep "
-            "pairs, at every budget (negative: worse than training from scratch; 'best freeze "
-            "depth' is chosen after the fact):",
-            "",
-            "| recipe | " + " | ".join(f"{b} steps" for b in budgets) + " |",
-            "|---|" + "---|" * len(budgets),
-        ]
-        for recipe, per in ev["gain_over_scratch"].items():
-            out.append(
-                f"| {recipe} | "
-                + " | ".join(f"{per[b]:+.3f}" if b in per else "" for b in budgets)
-                + " |"
-            )
-        return [*out, ""]
-    sec = ev["secondary"]
-    out = [
-        "| target | sources | within-target ρ |",
-        "|---|---|---|",
-    ]
-    for t, rho in ev["per_target_rho"].items():
-        out.append(f"| {t} | {ev['n_sources_per_target'][t]} | {rho:.3f} |")
-    out += [
-        "",
-        f"*Visual score (primary, pre-registered):* {ev['score_definition']}. *Gain:* "
-        f"{ev['gain_definition']}. Secondary: the label-based score "
-        f"({ev['label_score_definition']}) gives mean within-target ρ = "
-        f"{sec['label_score_vs_probe_gain']['rho']:.3f} (p = "
-        f"{sec['label_score_vs_probe_gain']['pvalue']:.4f}); the primary score against the "
-        f"relative test-loss gain gives ρ = {sec['score_vs_loss_gain']['rho']:.3f} (p = "
-        f"{sec['score_vs_loss_gain']['pvalue']:.4f}). Post hoc, for comparison with version 1: "
-        f"the pooled ρ over all pairs is {ev['pooled_rho_post_hoc']:.3f}.",
-        "",
-    ]
-    return out
-
-
-def _cka_details(claim: dict[str, Any], results: dict[str, Any]) -> list[str]:
-    ev = claim["evidence"]
-    n = ev["n_pairs_per_evaluation_set"]
-    models = ev["n_models"]
-    layers = ev["encoder_layers" if claim["id"] == "encoders-generic" else "decoder_layers"]
-    out = [
-        f"Mean debiased CKA over {', '.join(f'`{x}`' for x in layers)} "
-        f"({models['trained']} trained and {models['untrained']} untrained models):",
-        "",
-        "| comparison | pairs per evaluation set | mean CKA |",
-        "|---|---|---|",
-    ]
-    for group, label in (
-        ("cross", "different datasets"),
-        ("same", "same dataset, other seed (ceiling)"),
-        ("random", "trained vs untrained (floor)"),
-    ):
-        out.append(f"| {label} | {n[group]} | {_iv(ev['means'][group])} |")
-    out += [
-        "",
-        "The same rule under each reading (the paper's setting is biased / sample; "
-        "deconfounded: the input images' Gram regressed out, Cui et al. 2022):",
-        "",
-        "| measure / decoder driven by | G | 1 − δ | verdict |",
-        "|---|---|---|---|",
-    ]
-    for key, variant in results["secondary"].items():
-        v = variant[claim["id"]]
-        out.append(
-            f"| {key} | {_iv(v['evidence']['G'])} | {1 - v['evidence']['margin']:.3f} | "
-            f"{VERDICT[v['holds']]} |"
+def _transfer_setup(c: Mapping[str, Any]) -> str:
+    """The transfers of the configuration: the graded test (rules version 4) or the sweep."""
+    n = len(c["datasets"])
+    pairs = ", ".join(f"{s} → {t}" for s, t in c.get("sweep_pairs", []))
+    text = f"Transfer: the target has {c['transfer_examples']} training images; "
+    if "sweep_steps" in c:
+        text += (
+            f"claim 3's graded test runs every ordered pair ({n * (n - 1)}) at "
+            f"{c['sweep_steps']} steps, its long curves {pairs} up to {c['transfer_steps']} "
+            f"steps (losses at {list(c['transfer_budgets'])}); "
         )
-    out.append("")
-    if claim["id"] == "encoders-generic":
-        out += _layer_lines(results["tables"])
     else:
-        out += _depth_lines(results["tables"])
-    return out
-
-
-def _layer_lines(tables: dict[str, Any]) -> list[str]:
-    out = [
-        "Per layer (debiased CKA, decoder driven by the mean; G and deconfounded G with their "
-        "model-level intervals):",
-        "",
-        "| layer | cross | same | random | G | deconfounded cross | deconfounded G |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in tables["layers"]:
-        out.append(
-            f"| `{row['layer']}` | {_iv(row['cross'])} | {_iv(row['same'])} | "
-            f"{_iv(row['random'])} | {_iv(row['G'])} | {_iv(row['deconfounded'])} | "
-            f"{_iv(row['deconfounded_G'])} |"
+        text += (
+            f"claim 3's freeze-depth sweep runs {pairs} up to {c['transfer_steps']} steps "
+            f"(losses at {list(c['transfer_budgets'])}); "
         )
-    out += [
-        "",
-        "Undefined: G where the ceiling and the floor coincide (the input layer, the same images "
-        "for every model), and deconfounded values where the input's Gram leaves no residual "
-        "(the input layer itself).",
-        "",
-        "Control: a trained model against its own initial weights, and against other untrained "
-        "models (mean debiased CKA over the claim layers):",
-        "",
-        "| side | own initialisation | other initialisations | difference |",
-        "|---|---|---|---|",
+    seeds = c.get("check_source_seeds", [c.get("transfer_source_seed", 0)])
+    return text + (
+        f"claim 4 transfers every source (seeds {list(seeds)}) to every target with `all` for "
+        f"{c['check_steps']} steps, against {c['scratch_seeds']} scratch models per target."
+    )
+
+
+def _figures(
+    names: list[str], results: Mapping[str, Any], shown: set[str], heading: str | None = None
+) -> list[str]:
+    """Each named figure that the run made (``results["figures"]``), once, with its caption."""
+    made = set(results.get("figures", []))
+    out = []
+    for name in names:
+        if f"figures/{name}.png" in made and name not in shown:
+            shown.add(name)
+            caption = CAPTIONS.get(name)
+            out += [f"![{name}](figures/{name}.png)", ""]
+            out += [f"*Figure: {caption}*", ""] if caption else []
+    return [heading, "", *out] if (heading and out) else out
+
+
+def _other_figures(results: Mapping[str, Any], shown: set[str]) -> list[str]:
+    """Figures the run made that no claim section showed (the visual-check panels apart)."""
+    names = [
+        Path(f).stem
+        for f in results.get("figures", [])
+        if "visual_check_" not in f or "validation" in f
     ]
-    for side, row in tables["init_control"].items():
-        out.append(
-            f"| {side} | {_iv(row['own_init'])} | {_iv(row['other_init'])} | "
-            f"{_iv(row['difference'])} |"
-        )
-    return [*out, ""]
+    rest = [n for n in names if n not in shown]
+    return _figures(rest, results, shown, heading="## Other figures")
 
 
-def _depth_lines(tables: dict[str, Any]) -> list[str]:
-    out = [
-        "At matched depth (layers at the same distance from the latent bottleneck):",
-        "",
-        "| depth | encoder layer | G | decoder layer | G | encoder − decoder |",
-        "|---|---|---|---|---|---|",
+def _panels(results: Mapping[str, Any]) -> list[str]:
+    panels = [
+        f for f in results.get("figures", []) if "visual_check_" in f and "validation" not in f
     ]
-    for row in tables["depth_matched"]:
-        out.append(
-            f"| {row['depth']} | `{row['encoder_layer']}` | {_iv(row['encoder_G'])} | "
-            f"`{row['decoder_layer']}` | {_iv(row['decoder_G'])} | {_iv(row['difference'])} |"
-        )
-    return [*out, ""]
-
-
-def _panels(results: dict[str, Any]) -> list[str]:
-    panels = [f for f in results["figures"] if "visual_check_" in f and "validation" not in f]
     if not panels:
         return []
     return [
@@ -373,21 +312,25 @@ def _panels(results: dict[str, Any]) -> list[str]:
     ]
 
 
-def _provenance(results: dict[str, Any]) -> list[str]:
+def _provenance(results: Mapping[str, Any]) -> list[str]:
     prov = results.get("provenance", {})
     timings = results.get("timings", {})
     if not prov:
         return []
-    lines = [
-        "## Provenance",
-        "",
-        f"Commit `{prov.get('git_commit')}`"
-        + (" (with uncommitted changes)" if prov.get("uncommitted_changes") else "")
-        + f"; packages {prov.get('packages')}; wall time {timings.get('total_wall_seconds')} s "
-        f"over {timings.get('invocations')} invocation(s), per stage "
-        f"{timings.get('stage_seconds_total')}.",
-        "",
-    ]
+    text = f"Commit `{prov.get('git_commit')}`" + (
+        " (with uncommitted changes)" if prov.get("uncommitted_changes") else ""
+    )
+    if prov.get("finished"):
+        text += f", finished {prov['finished']}"
+    if prov.get("packages"):
+        text += f"; packages {prov['packages']}"
+    if timings.get("total_wall_seconds") is not None:
+        text += (
+            f"; wall time {timings['total_wall_seconds']} s over "
+            f"{timings.get('invocations', '?')} invocation(s), per stage "
+            f"{timings.get('stage_seconds_total')}"
+        )
+    lines = ["## Provenance", "", text + ".", ""]
     history = timings.get("per_invocation", [])
     if len(history) > 1:  # a resumed study: which code computed which stage
         lines += [
@@ -404,7 +347,33 @@ def _provenance(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_report(path: Path, results: dict[str, Any]) -> None:
+def final_verdict_lines(results: Mapping[str, Any]) -> list[str]:
+    """The terminal's closing lines: each claim's verdict, and for a run that is not the full
+    study the caveat and the committed full run's verdict beside each."""
+    from .full_run import caveat_lines, load_full_run, verdict_rows  # see _FULL_RUN
+
+    full_run = load_full_run()
+    caveat = caveat_lines(results.get("config", {}), full_run)
+    if not caveat:
+        return [f"  {c['id']}: {SHORT[c['holds']]}" for c in results["claims"]]
+    rows = verdict_rows(results["claims"], full_run)
+    width = max(len(r[0]) for r in rows)
+    lines = [f"  {'claim':<{width}}  {'this run':<17}  committed full run"]
+    for claim_id, mine, full, evidence in rows:
+        full_text = f"{full}: {evidence}" if full != "-" else "-"
+        lines.append(f"  {claim_id:<{width}}  {mine:<17}  {full_text}")
+    return [*lines, *(f"  note: {line}" for line in caveat)]
+
+
+def start_lines(config: Mapping[str, Any]) -> list[str]:
+    """The terminal's opening note for a run that is not the full study (none for the full
+    study): the caveat, e.g. that toy-size verdicts test the pipeline, not the paper."""
+    from .full_run import caveat_lines, load_full_run  # see _FULL_RUN
+
+    return [f"note: {line}" for line in caveat_lines(config, load_full_run(), at_start=True)]
+
+
+def write_report(path: Path, results: Mapping[str, Any]) -> None:
     """Write ``report.md`` atomically."""
     text = render(results)
     atomic_write(path, lambda handle: handle.write(text.encode()))

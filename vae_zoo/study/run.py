@@ -35,7 +35,7 @@ from .figures import (
     visual_validation,
 )
 from .pipeline import Study
-from .report import write_report
+from .report import final_verdict_lines, start_lines, write_report
 from .stages.common import write_json, write_npz
 
 VARIANTS = (("debiased", "mean"), ("biased", "mean"), ("debiased", "sample"), ("biased", "sample"))
@@ -97,6 +97,8 @@ def run_study(config: StudyConfig, out_dir: str | Path, *, progress: bool = True
 def _run_locked(config: StudyConfig, out_dir: str | Path, *, progress: bool) -> dict[str, Any]:
     start = time.perf_counter()
     study = Study(config, out_dir, progress=progress)
+    for line in start_lines(config.to_dict()):  # toy-size verdicts test the pipeline
+        study.log(line)
     timer = _StageTimer()
     with timer("zoo"):
         checkpoints = study.train_zoo()
@@ -111,15 +113,19 @@ def _run_locked(config: StudyConfig, out_dir: str | Path, *, progress: bool) -> 
     with timer("analysis"):
         results = analyse(study, models, probes)
     elapsed = round(time.perf_counter() - start, 1)
-    results["provenance"] = provenance()
+    results["provenance"] = {**provenance(), "finished": _utc_now()}
     results["timings"] = _record_timings(study.out, timer.seconds, elapsed, results["provenance"])
     write_json(study.out / "results.json", results)
     write_report(study.out / "report.md", results)
     study.log(f"done in {elapsed:.0f} s: {study.out / 'report.md'}")
-    for claim in results["claims"]:
-        verdict = {True: "holds", False: "does not hold", None: "inconclusive"}[claim["holds"]]
-        study.log(f"  {claim['id']}: {verdict}")
+    for line in final_verdict_lines(results):  # beside the committed full run's, if not one
+        study.log(line)
     return results
+
+
+def _utc_now() -> str:
+    """The time in UTC, ISO 8601 to the second (``results.json``'s ``provenance.finished``)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class _StageTimer:
@@ -324,30 +330,59 @@ def _save_replicates(path: Path, replicates: dict[str, np.ndarray]) -> None:
     write_npz(path, **{key.replace("/", "_"): value for key, value in replicates.items()})
 
 
-def _heatmaps(evals: list[dict[str, Any]], figures: Path) -> None:
-    """Mean layer x layer debiased CKA (decoder from the mean) per comparison group."""
+#: The heatmap panels, left to right: (group of :func:`~vae_zoo.study.analysis.model_masks`,
+#: title). The floor panel needs untrained models among the heatmap models.
+HEATMAP_PANELS = (
+    ("same", "same dataset, other seed (ceiling)"),
+    ("cross", "different datasets"),
+    ("random", "trained (rows) vs untrained (columns): the floor"),
+)
+
+
+def heatmap_groups(
+    evals: list[dict[str, Any]],
+) -> tuple[dict[str, tuple[np.ndarray, int]], list[str]]:
+    """Mean layer x layer debiased CKA per comparison group over every evaluation set, each
+    cell over the pairs where it is defined: ``({group: (matrix, pairs)}, layer names)``.
+    A group with no pair among the heatmap models (the floor, where no untrained model is
+    kept) is left out."""
     sums: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
+    finite: dict[str, np.ndarray] = {}
+    pairs: dict[str, int] = {}
     names: list[str] = []
     for data in evals:
         meta = data["meta"]
+        if not meta.get("heatmap_models"):
+            continue
         names = [layer for layer, _ in meta["heatmap_units"]]
         masks = model_masks(meta["heatmap_models"])
-        for group in ("same", "cross"):
+        for group, _ in HEATMAP_PANELS:
             for a, b in zip(*np.nonzero(masks[group]), strict=True):
-                sums[group] = sums.get(group, 0) + np.nan_to_num(data["heatmap"][a, :, b, :])
-                counts[group] = counts.get(group, 0) + 1
+                block = np.asarray(data["heatmap"][a, :, b, :], dtype=float)
+                sums[group] = sums.get(group, 0) + np.nan_to_num(block)
+                finite[group] = finite.get(group, 0) + np.isfinite(block)
+                pairs[group] = pairs.get(group, 0) + 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = {g: (np.where(finite[g] > 0, sums[g] / finite[g], np.nan), pairs[g]) for g in sums}
+    return means, names
+
+
+def _heatmaps(evals: list[dict[str, Any]], figures: Path) -> None:
+    """Mean layer x layer debiased CKA (decoder from the mean): the ceiling, cross-dataset
+    pairs and the floor (trained against untrained), side by side on one colour scale."""
+    means, names = heatmap_groups(evals)
     matrices = {
-        f"same dataset, other seed ({counts['same']} pairs)": (
-            sums["same"] / counts["same"],
-            names,
-        ),
-        f"different datasets ({counts['cross']} pairs)": (sums["cross"] / counts["cross"], names),
+        f"{title} ({means[group][1]} pairs)": (means[group][0], names)
+        for group, title in HEATMAP_PANELS
+        if group in means
     }
+    if not matrices:
+        return
+    note = "" if "random" in means else "; no untrained model among the heatmap models, no floor"
     group_heatmaps(
         matrices,
         figures / "cka_heatmaps.png",
-        "Mean debiased CKA between all layers of two VAEs (rows: model A, columns: model B)",
+        "Mean debiased CKA between all layers of two VAEs (rows: model A, columns: model B)" + note,
     )
 
 

@@ -4,12 +4,19 @@ A :class:`Stage` only says what it does: the jobs it plans, which of them an ear
 finished, the function each job runs, and the files a finished job leaves. :func:`run_stage`
 does the bookkeeping every stage shares: it skips the finished jobs, announces the stage, runs
 the others (in ``workers`` single-thread processes, or in this process), records the checksum
-of every file a job leaves in the study's manifest, and shows the progress.
+of every file a job leaves in the study's manifest, and shows the progress: a tqdm bar in a
+terminal, and in a log that is not one (stdout redirected to a file, a batch job) one plain,
+flushed line per finished job instead of a bar's carriage-return updates, e.g.
+``[3/5] transfer 17/217 done (mnist-to-digits/freeze2, 41 s)``.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
+import re
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -19,16 +26,22 @@ from tqdm.auto import tqdm
 
 from ... import storage
 
-__all__ = ["Stage", "run_stage"]
+__all__ = ["LINE_INTERVAL", "Stage", "is_terminal", "run_stage"]
 
 Verified = Callable[[Path], bool]
+
+#: In a log that is not a terminal, a finished job gets its own line unless the last line is
+#: younger than this many seconds (the stage's last job always gets one): slow jobs (training,
+#: CKA) are each reported, a burst of quick ones (probes) is summarised by its latest line.
+LINE_INTERVAL = 10.0
 
 
 class Stage:
     """One stage of the study: the jobs it plans and runs.
 
     Subclasses set :attr:`name` and define :meth:`plan`, :meth:`is_done`, :meth:`announce` and
-    :meth:`worker`; :meth:`resume`, :meth:`collect` and :meth:`close` have defaults.
+    :meth:`worker`; :meth:`resume`, :meth:`collect`, :meth:`close` and :meth:`describe` have
+    defaults.
     """
 
     #: The stage's name in the progress display.
@@ -66,6 +79,25 @@ class Stage:
         """After the last job: write what is left; return the files to record."""
         return []
 
+    def describe(self, job: Any) -> str:
+        """A job's short name in a progress line: the last two parts of its output path
+        (``out_dir`` or ``out``, suffix dropped: ``mnist-to-digits/freeze2``, ``cka/mnist``),
+        the items of a tuple job joined by spaces, or ``str(job)``."""
+        out = getattr(job, "out_dir", None) or getattr(job, "out", None)
+        if out is not None:
+            return "/".join(Path(str(out)).with_suffix("").parts[-2:])
+        if isinstance(job, tuple):
+            return " ".join(str(item) for item in job)
+        return str(job)
+
+
+def is_terminal(stream: Any = None) -> bool:
+    """Whether progress goes to a person watching: ``stream`` (default ``sys.stderr``, where
+    tqdm draws) is a TTY, or the code runs in a Jupyter kernel (tqdm's widget)."""
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) or "ipykernel" in sys.modules
+
 
 def run_stage(
     stage: Stage,
@@ -74,6 +106,7 @@ def run_stage(
     workers: int,
     progress: bool,
     log: Callable[[str], None],
+    terminal: bool | None = None,
 ) -> None:
     """Run the jobs of ``stage`` that are not finished, recording their outputs.
 
@@ -87,37 +120,109 @@ def run_stage(
         Worker processes (``spawn``, one thread each); one, or a single job to run, runs in
         this process.
     progress : bool
-        Show a progress bar.
+        Show the progress (nothing at all when False).
     log : callable
-        Where the stage's message goes.
+        Where the stage's message, and the progress lines outside a terminal, go.
+    terminal : bool, optional
+        A tqdm bar (True) or one line per finished job through ``log`` (False); by default
+        :func:`is_terminal`.
     """
     stage.resume(manifest.verified)
     jobs = stage.plan()
     todo = [job for job in jobs if not stage.is_done(job, manifest.verified)]
-    log(stage.announce(jobs, todo))
-    bar = tqdm(
-        total=len(jobs),
-        initial=len(jobs) - len(todo),
-        desc=stage.name,
-        unit=stage.unit,
-        disable=not progress,
-    )
-    for result in _results(stage.worker(), todo, 1 if stage.in_process else workers):
+    message = stage.announce(jobs, todo)
+    log(message)
+    _flush()
+    terminal = is_terminal() if terminal is None else terminal
+    display = _Progress(stage, message, len(jobs), len(jobs) - len(todo), progress, terminal, log)
+    for job, result, seconds in _results(stage.worker(), todo, 1 if stage.in_process else workers):
         for path in stage.collect(result):
             manifest.record(path)
-        bar.update(1)
+        display.update(stage.describe(job), seconds)
     for path in stage.close(todo):
         manifest.record(path)
-    bar.close()
+    display.close()
 
 
-def _results(fn: Callable[[Any], Any], todo: list[Any], workers: int) -> Iterator[Any]:
-    """``fn(job)`` of every job: in order in this process, or as they finish in a pool."""
+def _flush() -> None:
+    """Flush stdout, where ``print`` (the default log) writes: a log file sees each line when
+    it is written, not when a block buffer fills."""
+    try:
+        sys.stdout.flush()
+    except (AttributeError, OSError, ValueError):  # a closed or replaced stream
+        pass
+
+
+class _Progress:
+    """A tqdm bar in a terminal; elsewhere one flushed line per finished job through ``log``
+    (at most one per :data:`LINE_INTERVAL` seconds, the stage's last job always)."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        message: str,
+        total: int,
+        done: int,
+        enabled: bool,
+        terminal: bool,
+        log: Callable[[str], None],
+    ) -> None:
+        step = re.match(r"\s*(\[\d+/\d+\])", message)
+        self.prefix = f"{step.group(1)} {stage.name}" if step else stage.name
+        self.total, self.done = total, done
+        self.lines = enabled and not terminal
+        self.log = log
+        self.last_line = -float("inf")
+        self.bar = tqdm(
+            total=total,
+            initial=done,
+            desc=stage.name,
+            unit=stage.unit,
+            disable=not (enabled and terminal),
+        )
+
+    def update(self, job: str, seconds: float) -> None:
+        """One more job finished: ``job`` (its short name) after ``seconds`` of work."""
+        self.done += 1
+        self.bar.update(1)
+        now = time.monotonic()
+        if self.lines and (self.done >= self.total or now - self.last_line >= LINE_INTERVAL):
+            self.log(f"{self.prefix} {self.done}/{self.total} done ({job}, {_seconds(seconds)})")
+            _flush()
+            self.last_line = now
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _seconds(seconds: float) -> str:
+    """``41 s``, ``0.4 s``, ``12 min 5 s``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 600:
+        return f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+
+
+def _timed(fn: Callable[[Any], Any], job: Any) -> tuple[Any, float]:
+    """``fn(job)`` and the seconds it took (module-level: it is sent to worker processes)."""
+    start = time.perf_counter()
+    result = fn(job)
+    return result, time.perf_counter() - start
+
+
+def _results(
+    fn: Callable[[Any], Any], todo: list[Any], workers: int
+) -> Iterator[tuple[Any, Any, float]]:
+    """``(job, fn(job), seconds)`` of every job: in order in this process, or as they finish
+    in a pool (the seconds are the job's own, measured in the process that ran it)."""
     if workers <= 1 or len(todo) <= 1:
         for job in todo:
-            yield fn(job)
+            yield (job, *_timed(fn, job))
         return
     context = multiprocessing.get_context("spawn")
+    timed = functools.partial(_timed, fn)
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-        for future in as_completed([pool.submit(fn, job) for job in todo]):
-            yield future.result()
+        futures = {pool.submit(timed, job): job for job in todo}
+        for future in as_completed(futures):
+            yield (futures[future], *future.result())
