@@ -359,8 +359,10 @@ def visual_check(
     """The before-transfer panel for one target dataset: one row per source.
 
     Each row: the CKA profile (source vs target-trained encoder, on target images, against the
-    same-dataset-other-seed level), the CKA of each encoder layer with the target's labels, and
-    target images reconstructed by the source model.
+    same-dataset-other-seed level; the mean over source seeds, each seed's profile thin where
+    the row has ``seed_profiles``), the CKA of each encoder layer with the target's labels, and
+    target images reconstructed by the source model (of seed ``reconstruction_seed``). Score and
+    gain in the titles are means over the source seeds.
     """
     plt = _pyplot()
     enc = [i for i, (layer, _) in enumerate(units) if layer in ENCODER_LAYERS and layer != "input"]
@@ -374,13 +376,15 @@ def visual_check(
     names = [short(units[i][0]) for i in enc]
     for (ax_cka, ax_label, ax_img), row in zip(axes, rows, strict=True):
         x = np.arange(len(enc))
+        for seed_profile in row.get("seed_profiles", []):
+            ax_cka.plot(x, np.asarray(seed_profile)[enc], color="tab:red", lw=0.6, alpha=0.35)
         ax_cka.plot(
             x,
             row["profile"][enc],
             marker="o",
             ms=3,
             color="tab:red",
-            label="source vs target model",
+            label="source vs target model (thin: each source seed)",
         )
         ax_cka.plot(
             x, row["same_profile"][enc], ls="--", color="tab:blue", label="target model, other seed"
@@ -402,9 +406,9 @@ def visual_check(
         tiles = np.concatenate(list(grid[:, 0]), axis=1)
         ax_img.imshow(tiles, cmap="gray", vmin=0, vmax=1)
         ax_img.set_axis_off()
-        ax_img.set_title(
-            "target images (top) reconstructed by the source model (bottom)", fontsize=8
-        )
+        seed = row.get("reconstruction_seed")
+        by = "the source model" if seed is None else f"the source model of seed {seed}"
+        ax_img.set_title(f"target images (top) reconstructed by {by} (bottom)", fontsize=8)
     axes[0, 0].legend(fontsize=8, loc="lower left")
     axes[0, 1].legend(fontsize=8, loc="lower left")
     fig.suptitle(
@@ -419,7 +423,10 @@ def visual_validation(
 ) -> Path:
     """Visual score against the gain of real transfer, one colour per target.
 
-    Claim 4 is read within targets: the legend gives each target's Spearman ρ.
+    Large markers: the (source, target) points, means over the source seeds (what claim 4
+    reads); small faint markers: each source seed's own (score, gain), where the points carry
+    ``per_seed``. Claim 4 is read within targets: the legend gives each target's Spearman ρ,
+    the title the mean ρ and its permutation p (exact, or Monte Carlo ± its standard error).
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -427,6 +434,12 @@ def visual_validation(
     per_target = evidence.get("per_target_rho", {})
     for i, t in enumerate(targets):
         rows = [p for p in points if p["target"] == t]
+        seeds = [s for r in rows for s in r.get("per_seed", [])]
+        if seeds:
+            ax.scatter(
+                [s["score"] for s in seeds], [s["gain"] for s in seeds], color=f"C{i}", s=8,
+                alpha=0.35, marker="x",
+            )  # fmt: skip
         rho = per_target.get(t, float("nan"))
         ax.scatter(
             [r["score"] for r in rows], [r["gain"] for r in rows], color=f"C{i}", s=30,
@@ -435,10 +448,15 @@ def visual_validation(
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xlabel("visual score: encoder CKA, source vs target models", fontsize=10)
     ax.set_ylabel("probe accuracy gain over scratch", fontsize=10)
+    exact = evidence.get("pvalue_exact", False)
+    error = evidence.get("pvalue_standard_error", float("nan"))
+    p_text = "exact" if exact else f"Monte Carlo ± {error:.4f}"
+    n_seeds = evidence.get("n_source_seeds", 1)
     ax.set_title(
         f"mean within-target ρ = {evidence['rho_within_targets']:.2f}, "
-        f"permutation p = {evidence['pvalue']:.3f}",
-        fontsize=10,
+        f"permutation p = {evidence['pvalue']:.4f} ({p_text}); "
+        f"means over {n_seeds} source seed{'s' if n_seeds != 1 else ''} (x: each seed)",
+        fontsize=9,
     )
     ax.tick_params(labelsize=9)
     ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5))

@@ -17,9 +17,9 @@ from .analysis import (
     cka_claims,
     init_control,
     model_masks,
-    visual_claim,
 )
 from .claim3 import pair_g_profile, transfer_claims
+from .claim4 import check_point, visual_claim
 from .config import ENCODER_CLAIM_LAYERS, StudyConfig
 from .criteria import RULES_VERSION, Claim
 from .figures import (
@@ -316,10 +316,16 @@ def _visual_reading(
     probes: dict[str, dict[str, float]],
     figures: Path,
 ) -> Claim:
-    """Claim 4 from the real transfers, with a visual check per target and its validation."""
+    """Claim 4 from the real transfers (every source seed of ``check_source_seeds``), with a
+    visual check per target and its validation."""
+    config = study.config
     checks = study.check_losses()
     points, panels = _visual_points(study, evals, models, probes, checks)
-    claim4 = visual_claim(points, study.config)
+    scratch = {
+        t: [probes[t][f"check/scratch/{i}"] for i in range(config.scratch_seeds)]
+        for t in config.datasets
+    }
+    claim4 = visual_claim(points, config, scratch)
     for target, (rows, originals, units) in panels.items():
         visual_check(target, rows, originals, units, figures / f"visual_check_{target}.png")
     visual_validation(points, claim4.evidence, figures / "visual_check_validation.png")
@@ -393,49 +399,49 @@ def _visual_points(
     probes: dict[str, dict[str, float]],
     checks: dict[str, Any],
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Claim-4 points: (source, target) with the visual scores and the gains of real transfer."""
+    """Claim-4 points: per (source, target), the visual scores and gains of real transfer from
+    each source seed and their means (:func:`vae_zoo.study.claim4.check_point`); and the
+    panels of the visual check (seed-mean profiles, reconstructions by the first seed's model)."""
     config = study.config
     points: list[dict[str, Any]] = []
     panels: dict[str, Any] = {}
-    seed = config.transfer_source_seed
+    seeds = config.check_source_seeds
     for target, data in zip(config.datasets, evals, strict=True):
-        ids = data["meta"]["models"]
-        units = data["meta"]["units"]
-        diag = data["debiased_full"]
-        labels = data["debiased_labels"]
+        ids, units = data["meta"]["models"], data["meta"]["units"]
+        diag, labels = data["debiased_full"], data["debiased_labels"]
         enc = [units.index((layer, "mean")) for layer in ENCODER_CLAIM_LAYERS]
         targets = [ids.index(f"{target}/s{s}") for s in config.seeds]
-        scratch_acc = np.mean(
-            [probes[target][f"check/scratch/{i}"] for i in range(config.scratch_seeds)]
-        )
-        scratch_loss = float(np.mean(checks["scratch"][target]))
+        scratch_acc = [probes[target][f"check/scratch/{i}"] for i in range(config.scratch_seeds)]
         images, _ = study.eval_images(target)
         shown = _one_per_class(study, target, 8)
+        same = np.nanmean([diag[a, b] for a in targets for b in targets if a < b], axis=0)
         rows = []
-        for source in config.datasets:
-            if source == target:
-                continue
-            s = ids.index(f"{source}/s{seed}")
-            profile = np.nanmean(diag[s, targets], axis=0)
-            loss = checks["all"][(source, target)]
-            point = {
-                "source": source,
-                "target": target,
-                "score": float(np.nanmean(profile[enc])),
-                "label_score": float(np.nanmean(labels[s, enc])),
-                "gain": float(probes[target][f"check/all/{source}"] - scratch_acc),
-                "loss_gain": float((scratch_loss - loss) / scratch_loss),
-            }
+        for source in (d for d in config.datasets if d != target):
+            rows_s = [ids.index(f"{source}/s{seed}") for seed in seeds]
+            profiles = [np.nanmean(diag[s, targets], axis=0) for s in rows_s]
+            per_seed = [
+                {
+                    "seed": seed,
+                    "score": float(np.nanmean(profile[enc])),
+                    "label_score": float(np.nanmean(labels[s, enc])),
+                    "accuracy": float(probes[target][f"check/all/{source}/s{seed}"]),
+                    "loss": float(checks["all"][(source, target, seed)]),
+                }
+                for seed, s, profile in zip(seeds, rows_s, profiles, strict=True)
+            ]
+            point = check_point(source, target, per_seed, scratch_acc, checks["scratch"][target])
             points.append(point)
-            same = [diag[a, b] for a in targets for b in targets if a < b]
+            first = models[f"{source}/s{seeds[0]}"]
             rows.append(
                 {
                     **point,
-                    "profile": profile,
-                    "same_profile": np.nanmean(same, axis=0),
-                    "label_profile": labels[s],
+                    "profile": np.mean(profiles, axis=0),
+                    "seed_profiles": profiles,
+                    "same_profile": same,
+                    "label_profile": np.nanmean(labels[rows_s], axis=0),
                     "target_label_profile": np.nanmean(labels[targets], axis=0),
-                    "reconstructions": reconstructions(models[f"{source}/s{seed}"], images[shown]),
+                    "reconstructions": reconstructions(first, images[shown]),
+                    "reconstruction_seed": seeds[0],
                 }
             )
         panels[target] = (rows, images[shown].astype(np.float32) / 255, units)

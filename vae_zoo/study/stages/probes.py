@@ -2,7 +2,8 @@
 every target.
 
 One job per (target, encoder): every zoo and untrained encoder on every dataset, and every
-claim-4 model on its target (ids ``check/all/<source>``, ``check/scratch/<i>``). Jobs run in
+claim-4 model on its target (ids ``check/all/<source>/s<seed>``, one per source seed of
+``check_source_seeds``, and ``check/scratch/<i>``). Jobs run in
 this process (they use the loaded models); the accuracies go to ``probes.json``, written once
 per finished target, and a job is finished when that file verifies and holds its accuracy.
 """
@@ -34,13 +35,20 @@ def probe_path(ctx: StudyContext) -> Path:
 
 
 def check_models(ctx: StudyContext) -> dict[tuple[str, str], Path]:
-    """Claim-4 models by (target, probe id): their checkpoints."""
+    """Claim-4 models by (target, probe id): their checkpoints.
+
+    Probe ids: ``check/all/<source>/s<seed>`` for the transfer from every other dataset's model
+    of each seed in ``check_source_seeds``, and ``check/scratch/<i>`` for the target's
+    ``scratch_seeds`` scratch models.
+    """
     c = ctx.config
     out = {}
     for target in c.datasets:
         for source in c.datasets:
-            if source != target:
-                out[target, f"check/all/{source}"] = check_dir(ctx, source, target)
+            if source == target:
+                continue
+            for seed in c.check_source_seeds:
+                out[target, f"check/all/{source}/s{seed}"] = check_dir(ctx, source, target, seed)
         for i in range(c.scratch_seeds):
             out[target, f"check/scratch/{i}"] = check_dir(ctx, "scratch", target, i)
     return {key: path / "checkpoint.pt" for key, path in out.items()}
