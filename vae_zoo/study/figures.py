@@ -384,7 +384,7 @@ def visual_check(
             marker="o",
             ms=3,
             color="tab:red",
-            label="source vs target model (thin: each source seed)",
+            label="source vs target model (thin: per seed)",
         )
         ax_cka.plot(
             x, row["same_profile"][enc], ls="--", color="tab:blue", label="target model, other seed"
@@ -450,7 +450,10 @@ def visual_validation(
     ax.set_ylabel("probe accuracy gain over scratch", fontsize=10)
     exact = evidence.get("pvalue_exact", False)
     error = evidence.get("pvalue_standard_error", float("nan"))
-    p_text = "exact" if exact else f"Monte Carlo ± {error:.4f}"
+    if not np.isfinite(evidence["pvalue"]):
+        p_text = "undefined"
+    else:
+        p_text = "exact" if exact else f"Monte Carlo ± {error:.4f}"
     n_seeds = evidence.get("n_source_seeds", 1)
     ax.set_title(
         f"mean within-target ρ = {evidence['rho_within_targets']:.2f}, "
