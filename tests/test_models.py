@@ -1,4 +1,5 @@
-"""Tests of vae_zoo.models: layer names, shapes, decoding modes, seeding, input checks."""
+"""Tests of vae_zoo.models: layer names, shapes, kernel sizes, decoding modes, seeding, input
+checks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from vae_zoo.models import (
     DECODER_LAYERS,
     ENCODER_LAYERS,
     LAYER_NAMES,
+    LEGACY_ENCODER_KERNELS,
+    PAPER_ENCODER_KERNELS,
     ConvVAE,
     DatasetMismatchError,
     ModelConfig,
@@ -59,9 +62,10 @@ def test_layer_names_are_the_papers_order():
     assert ConvVAE.layer_names() == LAYER_NAMES
 
 
+@pytest.mark.parametrize("kernels", [PAPER_ENCODER_KERNELS, LEGACY_ENCODER_KERNELS, (6, 2, 4, 2)])
 @pytest.mark.parametrize(("size", "flat", "side"), [(64, 1024, 4), (32, 256, 2)])
-def test_every_layer_is_captured_with_the_documented_shape(size, flat, side):
-    model = make_model(channels=3, size=size, latent_dim=7, seed=0)
+def test_every_layer_is_captured_with_the_documented_shape(size, flat, side, kernels):
+    model = make_model(channels=3, size=size, latent_dim=7, seed=0, encoder_kernels=kernels)
     x = torch.rand(5, 3, size, size)
     acts = capture(model, x)
     s = size
@@ -95,6 +99,8 @@ def test_every_layer_is_captured_with_the_documented_shape(size, flat, side):
 
 def test_hooked_hidden_layers_are_post_relu():
     model = make_model(1, 32, seed=1)
+    with torch.no_grad():  # logits mostly negative: a ReLU on them would show as min == 0
+        model.decoder.deconv4.bias.fill_(-1.0)
     acts = capture(model, torch.rand(8, 1, 32, 32))
     relu_layers = [n for n in LAYER_NAMES if "conv" in n or "dense" in n]
     relu_layers.remove("decoder.deconv4")
@@ -159,3 +165,63 @@ def test_config_and_decoder_mode_checks_name_the_argument():
         ModelConfig(channels=1.5, size=32)
     with pytest.raises(ValueError, match="unknown decode_from 'median': decode_from must be"):
         ConvVAE(1, 32, decode_from="median")
+
+
+def test_the_encoder_uses_the_papers_kernels_by_default():
+    model = make_model(1, 32, seed=0)
+    assert model.config.encoder_kernels == PAPER_ENCODER_KERNELS == (4, 4, 2, 2)
+    convs = [model.encoder.conv1, model.encoder.conv2, model.encoder.conv3, model.encoder.conv4]
+    assert [c.kernel_size for c in convs] == [(4, 4), (4, 4), (2, 2), (2, 2)]
+    assert [c.stride for c in convs] == [(2, 2)] * 4
+    assert [c.padding for c in convs] == [(1, 1), (1, 1), (0, 0), (0, 0)]
+    legacy = make_model(1, 32, seed=0, encoder_kernels=LEGACY_ENCODER_KERNELS)
+    assert legacy.encoder.conv3.kernel_size == (4, 4) and legacy.encoder.conv4.padding == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("size", "kernels", "encoder", "total"),
+    [
+        (32, (4, 4, 2, 2), 112_596, 296_533),
+        (32, (4, 4, 4, 4), 186_324, 370_261),
+        (64, (4, 4, 2, 2), 309_204, 690_517),
+        (64, (4, 4, 4, 4), 382_932, 764_245),
+    ],
+)
+def test_parameter_counts(size, kernels, encoder, total):
+    """Conv: c_in·c_out·k² + c_out; dense: n_in·n_out + n_out (one channel, d = 10)."""
+    k1, k2, k3, k4 = kernels
+    convs = 1 * 32 * k1**2 + 32 + 32 * 32 * k2**2 + 32 + 32 * 64 * k3**2 + 64 + 64 * 64 * k4**2 + 64
+    flat = 64 * (size // 16) ** 2
+    assert convs + flat * 256 + 256 + 2 * (256 * 10 + 10) == encoder  # the formula, by hand
+    model = make_model(1, size, seed=0, encoder_kernels=kernels)
+    assert sum(p.numel() for p in model.encoder.parameters()) == encoder
+    assert sum(p.numel() for p in model.parameters()) == total
+
+
+def test_model_config_records_and_reads_back_the_kernels():
+    config = ModelConfig(channels=1, size=32)
+    assert config.to_dict() == {
+        "channels": 1,
+        "size": 32,
+        "latent_dim": 10,
+        "encoder_kernels": [4, 4, 2, 2],
+    }
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert ModelConfig(1, 32, 10, [4, 4, 4, 4]).encoder_kernels == (4, 4, 4, 4)  # a JSON list
+    # a dict without the field (a checkpoint of the code before it) is the old architecture
+    old = ModelConfig.from_dict({"channels": 1, "size": 32, "latent_dim": 10})
+    assert old.encoder_kernels == LEGACY_ENCODER_KERNELS == (4, 4, 4, 4)
+    assert old != config and "encoder_kernels=(4, 4, 4, 4)" in old.describe()
+    built = ConvVAE.from_config({"channels": 1, "size": 32, "latent_dim": 10})
+    assert built.config == old and built.encoder.conv3.kernel_size == (4, 4)
+    assert ConvVAE.from_config(config.to_dict()).encoder.conv3.kernel_size == (2, 2)
+
+
+@pytest.mark.parametrize("kernels", [(4, 4, 3, 2), (4, 4, 2), (4, 4, 2, 0), (4, 4, 2, 2.0), "4422"])
+def test_invalid_encoder_kernels_are_a_clear_error(kernels):
+    with pytest.raises(
+        ValueError, match="encoder_kernels must be four even integers of at least 2"
+    ):
+        ModelConfig(channels=1, size=32, encoder_kernels=kernels)
+    with pytest.raises(ValueError, match="encoder_kernels must be four even integers"):
+        make_model(1, 32, encoder_kernels=kernels)

@@ -21,7 +21,7 @@ from vae_zoo.checkpoint import (
     read_checkpoint,
 )
 from vae_zoo.datasets.base import ImageDataset
-from vae_zoo.models import ModelConfig, make_model
+from vae_zoo.models import LEGACY_ENCODER_KERNELS, ModelConfig, make_model
 from vae_zoo.train import (
     ResumeMismatchError,
     TrainConfig,
@@ -192,6 +192,38 @@ def test_architecture_mismatch_is_a_clear_error(tmp_path, data):
     payload["model"]["encoder.mu.weight"] = torch.zeros(3, 3)
     with pytest.raises(ArchitectureMismatchError, match="does not match the parameters"):
         load_model_state(make_model(1, 32), payload, "ckpt")
+
+
+def test_a_checkpoint_from_before_encoder_kernels_loads_as_the_old_architecture(tmp_path, data):
+    # what the code before ModelConfig.encoder_kernels wrote: kernel 4 in every encoder conv,
+    # and a model config of channels, size and latent_dim only
+    cfg = TrainConfig(steps=2, batch_size=8, eval_every=0, checkpoint_every=1)
+    old_model = make_model(1, 32, seed=0, encoder_kernels=LEGACY_ENCODER_KERNELS)
+    train(data[0], tmp_path / "old", cfg, init_model=old_model, progress=False)
+    payload = read_checkpoint(tmp_path / "old")
+    assert payload["model_config"].pop("encoder_kernels") == [4, 4, 4, 4]
+    assert payload["model"]["encoder.conv3.weight"].shape == (64, 32, 4, 4)
+    del payload["format"], payload["version"]
+    checkpoint_module.save_checkpoint(tmp_path / "old" / "checkpoint.pt", payload)
+    model = load_model(tmp_path / "old")
+    assert model.config.encoder_kernels == (4, 4, 4, 4) and model.config.size == 32
+    assert model.encoder.conv4.kernel_size == (4, 4) and model.encoder.conv4.padding == (1, 1)
+    assert all(torch.equal(v, payload["model"][k]) for k, v in model.state_dict().items())
+    with pytest.raises(ArchitectureMismatchError, match="expected ConvVAE"):
+        load_model(tmp_path / "old", expect=ModelConfig(1, 32, 10))  # today's default differs
+    # it resumes too, and the extended run records its kernels
+    train(data[0], tmp_path / "old", TrainConfig(**{**cfg.to_dict(), "steps": 3}), progress=False)
+    assert read_checkpoint(tmp_path / "old")["model_config"]["encoder_kernels"] == [4, 4, 4, 4]
+    # new-shaped weights under a config without the field are refused, not misread
+    train(data[0], tmp_path / "new", cfg, progress=False)
+    new = read_checkpoint(tmp_path / "new")
+    del new["model_config"]["encoder_kernels"]
+    with pytest.raises(ArchitectureMismatchError, match="does not match the parameters"):
+        load_model_state(make_model(1, 32, encoder_kernels=LEGACY_ENCODER_KERNELS), new, "c")
+    with pytest.raises(
+        ArchitectureMismatchError, match=r"written for .*\(4, 4, 4, 4\).*\(4, 4, 2, 2\)"
+    ):
+        load_model_state(make_model(1, 32), new, "c")
 
 
 def test_resuming_with_other_settings_or_data_is_refused(tmp_path, data):

@@ -5,7 +5,11 @@ A checkpoint is one ``torch.save`` file (``checkpoint.pt`` in a run directory) h
 ``format``/``version``
     ``"vae_zoo.checkpoint"`` and the format version.
 ``model_config``
-    :class:`~vae_zoo.models.ModelConfig` as a dict (channels, size, latent_dim).
+    :class:`~vae_zoo.models.ModelConfig` as a dict (channels, size, latent_dim,
+    encoder_kernels). A checkpoint written before ``encoder_kernels`` existed lacks it and is
+    read as the architecture it was trained with, kernel 4 throughout
+    (:data:`~vae_zoo.models.LEGACY_ENCODER_KERNELS`; see
+    :meth:`~vae_zoo.models.ModelConfig.from_dict`).
 ``model``, ``optimizer``
     State dicts.
 ``step``, ``complete``
@@ -251,7 +255,7 @@ def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     >>> save_checkpoint(run / "checkpoint.pt",
     ...                 {"model_config": model.config.to_dict(), "model": model.state_dict()})
     >>> read_checkpoint(run)["model_config"]
-    {'channels': 1, 'size': 32, 'latent_dim': 10}
+    {'channels': 1, 'size': 32, 'latent_dim': 10, 'encoder_kernels': [4, 4, 2, 2]}
     """
     file = resolve_checkpoint(path)
     if not file.is_file():
@@ -317,15 +321,16 @@ def load_model_state(model: ConvVAE, payload: dict[str, Any], source: str | Path
     True
     """
     stored = payload.get("model_config")
-    if stored != model.config.to_dict():
-        try:
-            described = ModelConfig(**stored).describe()
-        except (TypeError, ValueError):
-            described = repr(stored)
+    try:
+        config: ModelConfig | None = ModelConfig.from_dict(stored)
+    except (TypeError, ValueError):
+        config = None
+    if config != model.config:
+        described = repr(stored) if config is None else config.describe()
         raise ArchitectureMismatchError(
             f"checkpoint {source} was written for {described} but the model here is "
-            f"{model.config.describe()}: use a matching dataset size/channels and latent_dim, "
-            "or a different output directory"
+            f"{model.config.describe()}: use a matching dataset size/channels, latent_dim and "
+            "encoder_kernels, or a different output directory"
         )
     try:
         model.load_state_dict(payload["model"], strict=True)
@@ -345,7 +350,9 @@ def load_model(
 ) -> ConvVAE:
     """Load a trained :class:`~vae_zoo.models.ConvVAE` from a checkpoint file or run directory, in eval mode.
 
-    The global torch RNG is left as it was.
+    The global torch RNG is left as it was. A checkpoint whose model config has no
+    ``encoder_kernels`` (written before the field existed) loads as the architecture it was
+    trained with, kernel 4 in every encoder convolution.
 
     Parameters
     ----------
@@ -393,7 +400,7 @@ def load_model(
     payload = read_checkpoint(path, map_location="cpu")
     require_keys(payload, MODEL_PAYLOAD_KEYS, resolve_checkpoint(path))
     try:
-        config = ModelConfig(**payload["model_config"])
+        config = ModelConfig.from_dict(payload["model_config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{resolve_checkpoint(path)} has no valid model_config ({exc}); "

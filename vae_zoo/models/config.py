@@ -3,11 +3,20 @@ it (:func:`check_images_fit`)."""
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from .._checks import check_positive_int
 
 SUPPORTED_SIZES = (32, 64)
+#: The encoder's kernel sizes in the paper: ``conv3`` and ``conv4`` use kernel 2 (Bonheme &
+#: Grześ 2023, following Burgess et al. 2018).
+PAPER_ENCODER_KERNELS = (4, 4, 2, 2)
+#: The kernel sizes of a checkpoint written before :attr:`ModelConfig.encoder_kernels` existed:
+#: every encoder convolution had kernel 4 then.
+LEGACY_ENCODER_KERNELS = (4, 4, 4, 4)
 
 
 @dataclass(frozen=True)
@@ -22,11 +31,23 @@ class ModelConfig:
         Image side in pixels.
     latent_dim : int, default 10
         Latent size ``d`` (the paper uses 10).
+    encoder_kernels : tuple of 4 int, default (4, 4, 2, 2)
+        Kernel sizes ``k`` of ``encoder.conv1`` .. ``conv4`` (:data:`PAPER_ENCODER_KERNELS`).
+        Each convolution has stride 2 and padding ``p = (k - 2) / 2``, so for every even ``k``
+        its output side is ``(s + 2p - k) / 2 + 1 = s / 2``: the feature shapes do not depend
+        on the kernels, the parameter counts do (``c_in · c_out · k² + c_out``).
 
     Raises
     ------
     ValueError
-        If ``size`` is not 32 or 64, or ``channels`` or ``latent_dim`` is not a positive integer.
+        If ``size`` is not 32 or 64, ``channels`` or ``latent_dim`` is not a positive integer,
+        or ``encoder_kernels`` is not four even integers of at least 2.
+
+    Notes
+    -----
+    A dict of a checkpoint written before ``encoder_kernels`` existed has no such key; read it
+    with :meth:`from_dict`, which takes it as :data:`LEGACY_ENCODER_KERNELS` ``(4, 4, 4, 4)``,
+    the architecture it was trained with.
 
     References
     ----------
@@ -38,12 +59,15 @@ class ModelConfig:
     >>> from vae_zoo.models import ModelConfig
     >>> config = ModelConfig(channels=1, size=32)
     >>> config.flat_features, config.to_dict()
-    (256, {'channels': 1, 'size': 32, 'latent_dim': 10})
+    (256, {'channels': 1, 'size': 32, 'latent_dim': 10, 'encoder_kernels': [4, 4, 2, 2]})
+    >>> ModelConfig.from_dict({"channels": 1, "size": 32, "latent_dim": 10}).encoder_kernels
+    (4, 4, 4, 4)
     """
 
     channels: int = 1
     size: int = 64
     latent_dim: int = 10
+    encoder_kernels: tuple[int, int, int, int] = PAPER_ENCODER_KERNELS
 
     def __post_init__(self) -> None:
         if self.size not in SUPPORTED_SIZES:
@@ -53,6 +77,32 @@ class ModelConfig:
             )
         check_positive_int(self.channels, "channels")
         check_positive_int(self.latent_dim, "latent_dim")
+        object.__setattr__(self, "encoder_kernels", _check_kernels(self.encoder_kernels))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
+        """Build a config from its dict form, as a checkpoint or ``config.json`` stores it.
+
+        Parameters
+        ----------
+        d : mapping
+            ``channels``, ``size``, ``latent_dim`` and ``encoder_kernels``; without
+            ``encoder_kernels`` (a checkpoint of an older version) the kernels are
+            :data:`LEGACY_ENCODER_KERNELS`.
+
+        Returns
+        -------
+        ModelConfig
+            The validated config.
+
+        Raises
+        ------
+        TypeError
+            For an unknown key or a value of the wrong type.
+        ValueError
+            For an invalid value (see the class).
+        """
+        return cls(**{"encoder_kernels": LEGACY_ENCODER_KERNELS, **d})
 
     @property
     def feature_side(self) -> int:
@@ -70,9 +120,11 @@ class ModelConfig:
         Returns
         -------
         dict
-            ``{"channels": ..., "size": ..., "latent_dim": ...}``.
+            ``{"channels", "size", "latent_dim", "encoder_kernels"}``; the kernels as a list.
         """
-        return asdict(self)
+        d = asdict(self)
+        d["encoder_kernels"] = list(self.encoder_kernels)
+        return d
 
     def describe(self) -> str:
         """Return a short human-readable form, used in error messages.
@@ -80,9 +132,48 @@ class ModelConfig:
         Returns
         -------
         str
-            E.g. ``"ConvVAE(channels=1, size=64, latent_dim=10)"``.
+            E.g. ``"ConvVAE(channels=1, size=64, latent_dim=10, encoder_kernels=(4, 4, 2, 2))"``.
         """
-        return f"ConvVAE(channels={self.channels}, size={self.size}, latent_dim={self.latent_dim})"
+        return (
+            f"ConvVAE(channels={self.channels}, size={self.size}, latent_dim={self.latent_dim}, "
+            f"encoder_kernels={self.encoder_kernels})"
+        )
+
+
+def _check_kernels(kernels: Any) -> tuple[int, int, int, int]:
+    """``kernels`` as a tuple of four even integers >= 2, or a ValueError saying what is wrong."""
+    values = tuple(kernels) if isinstance(kernels, list | tuple) else ()
+    if len(values) != 4 or not all(
+        isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 2 and k % 2 == 0
+        for k in values
+    ):
+        raise ValueError(
+            "encoder_kernels must be four even integers of at least 2 (one per encoder "
+            f"convolution, e.g. {PAPER_ENCODER_KERNELS}); got {kernels!r}"
+        )
+    return tuple(int(k) for k in values)  # type: ignore[return-value]
+
+
+def conv_padding(kernel: int) -> int:
+    """Padding ``(k - 2) / 2`` of a stride-2 convolution of even kernel ``k``: it halves the side.
+
+    Parameters
+    ----------
+    kernel : int
+        An even kernel size ``k >= 2``.
+
+    Returns
+    -------
+    int
+        ``(k - 2) // 2``: 1 for ``k = 4``, 0 for ``k = 2``.
+
+    Examples
+    --------
+    >>> from vae_zoo.models.config import conv_padding
+    >>> conv_padding(4), conv_padding(2)
+    (1, 0)
+    """
+    return (kernel - 2) // 2
 
 
 class DatasetMismatchError(ValueError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .blocks import _ReLUConv2d, _ReLULinear
-from .config import ModelConfig
+from .config import ModelConfig, conv_padding
 
 
 class Encoder(nn.Module):
@@ -15,7 +15,8 @@ class Encoder(nn.Module):
     Parameters
     ----------
     config : ModelConfig
-        The architecture (channels, size, latent size).
+        The architecture (channels, size, latent size, and the kernel size ``k`` of each
+        convolution: stride 2, padding ``(k - 2) / 2``, so each halves the side).
 
     Raises
     ------
@@ -38,11 +39,12 @@ class Encoder(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        k1, k2, k3, k4 = config.encoder_kernels
         c = config.channels
-        self.conv1 = _ReLUConv2d(c, 32, kernel_size=4, stride=2, padding=1)
-        self.conv2 = _ReLUConv2d(32, 32, kernel_size=4, stride=2, padding=1)
-        self.conv3 = _ReLUConv2d(32, 64, kernel_size=4, stride=2, padding=1)
-        self.conv4 = _ReLUConv2d(64, 64, kernel_size=4, stride=2, padding=1)
+        self.conv1 = _ReLUConv2d(c, 32, kernel_size=k1, stride=2, padding=conv_padding(k1))
+        self.conv2 = _ReLUConv2d(32, 32, kernel_size=k2, stride=2, padding=conv_padding(k2))
+        self.conv3 = _ReLUConv2d(32, 64, kernel_size=k3, stride=2, padding=conv_padding(k3))
+        self.conv4 = _ReLUConv2d(64, 64, kernel_size=k4, stride=2, padding=conv_padding(k4))
         self.dense = _ReLULinear(config.flat_features, 256)
         self.mu = nn.Linear(256, config.latent_dim)
         self.logvar = nn.Linear(256, config.latent_dim)

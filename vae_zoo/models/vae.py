@@ -3,13 +3,14 @@ outputs (:class:`VAEOutput`) and the seeded builder (:func:`make_model`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from .._checks import check_choice
-from .config import ModelConfig
+from .config import PAPER_ENCODER_KERNELS, ModelConfig
 from .decoder import Decoder
 from .encoder import Encoder
 from .latent import DECODE_FROM, DecodeFrom, Reparameterize
@@ -62,12 +63,15 @@ class ConvVAE(nn.Module):
     decode_from : {"sample", "mean"}, default "sample"
         Default latent code for :meth:`forward`: a reparameterised sample (what the paper used,
         also for its CKA) or the posterior mean (deterministic). Training always samples.
+    encoder_kernels : sequence of 4 int, default (4, 4, 2, 2)
+        Kernel sizes of ``encoder.conv1`` .. ``conv4`` (the paper's; see :class:`ModelConfig`).
 
     Raises
     ------
     ValueError
-        If ``size`` is not 32 or 64, ``channels`` or ``latent_dim`` is not a positive integer, or
-        ``decode_from`` is not one of the two choices.
+        If ``size`` is not 32 or 64, ``channels`` or ``latent_dim`` is not a positive integer,
+        ``decode_from`` is not one of the two choices, or ``encoder_kernels`` is not four even
+        integers of at least 2.
 
     Notes
     -----
@@ -99,10 +103,11 @@ class ConvVAE(nn.Module):
         latent_dim: int = 10,
         *,
         decode_from: DecodeFrom = "sample",
+        encoder_kernels: Sequence[int] = PAPER_ENCODER_KERNELS,
     ) -> None:
         super().__init__()
         check_choice(decode_from, "decode_from", DECODE_FROM)
-        self.config = ModelConfig(channels=channels, size=size, latent_dim=latent_dim)
+        self.config = ModelConfig(channels, size, latent_dim, tuple(encoder_kernels))
         self.decode_from: DecodeFrom = decode_from
         self.input = nn.Identity()
         self.encoder = Encoder(self.config)
@@ -117,7 +122,9 @@ class ConvVAE(nn.Module):
         Parameters
         ----------
         config : ModelConfig or dict
-            The architecture, e.g. from a checkpoint.
+            The architecture, e.g. from a checkpoint (a dict is read with
+            :meth:`ModelConfig.from_dict`: without ``encoder_kernels`` it is an older
+            checkpoint's ``(4, 4, 4, 4)``).
         **kwargs : Any
             Passed to the constructor (``decode_from``).
 
@@ -127,8 +134,14 @@ class ConvVAE(nn.Module):
             A freshly initialised model.
         """
         if isinstance(config, dict):
-            config = ModelConfig(**config)
-        return cls(config.channels, config.size, config.latent_dim, **kwargs)
+            config = ModelConfig.from_dict(config)
+        return cls(
+            config.channels,
+            config.size,
+            config.latent_dim,
+            encoder_kernels=config.encoder_kernels,
+            **kwargs,
+        )
 
     @staticmethod
     def layer_names() -> tuple[str, ...]:
@@ -218,6 +231,7 @@ def make_model(
     *,
     seed: int | None = None,
     decode_from: DecodeFrom = "sample",
+    encoder_kernels: Sequence[int] = PAPER_ENCODER_KERNELS,
 ) -> ConvVAE:
     """Build a :class:`ConvVAE` with PyTorch's default initialisation, seeded if ``seed`` is given.
 
@@ -236,6 +250,8 @@ def make_model(
         Seed of the initialisation; the global torch RNG draws it when omitted.
     decode_from : {"sample", "mean"}, default "sample"
         Default latent code of :meth:`ConvVAE.forward`.
+    encoder_kernels : sequence of 4 int, default (4, 4, 2, 2)
+        Kernel sizes of the four encoder convolutions (see :class:`ModelConfig`).
 
     Returns
     -------
@@ -245,8 +261,8 @@ def make_model(
     Raises
     ------
     ValueError
-        For an unsupported size, a non-positive channel count or latent size, or an unknown
-        ``decode_from``.
+        For an unsupported size, a non-positive channel count or latent size, an unknown
+        ``decode_from``, or invalid ``encoder_kernels``.
 
     References
     ----------
@@ -261,8 +277,9 @@ def make_model(
     >>> all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     True
     """
+    kwargs: dict[str, Any] = {"decode_from": decode_from, "encoder_kernels": encoder_kernels}
     if seed is None:
-        return ConvVAE(channels, size, latent_dim, decode_from=decode_from)
+        return ConvVAE(channels, size, latent_dim, **kwargs)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return ConvVAE(channels, size, latent_dim, decode_from=decode_from)
+        return ConvVAE(channels, size, latent_dim, **kwargs)

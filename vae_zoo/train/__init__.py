@@ -12,6 +12,11 @@ no workers). A run directory holds:
 ``checkpoint.pt``
     The latest checkpoint (see :mod:`vae_zoo.checkpoint`), written atomically every
     ``checkpoint_every`` steps and at the end.
+``checkpoint-step<N>.pt``
+    A copy of the checkpoint at each step ``N`` of ``TrainConfig.keep_checkpoints``
+    (:func:`snapshot_path`), written atomically when training passes it (before the regular
+    checkpoint of that step, so a run resumed past it keeps it); the test loss is evaluated
+    at these steps too.
 ``result.json``
     Written last, when the run is complete; its presence marks a finished run.
 
@@ -23,8 +28,11 @@ global torch, NumPy and Python RNGs are seeded too, and every one of these state
 the checkpoint with the model and optimiser. Calling :func:`train` again on a run directory
 resumes from its last checkpoint and, on the CPU, ends with the same parameters, bit for bit, as
 an uninterrupted run; ``metrics.jsonl`` is cut back to the checkpoint's step first so no line is
-duplicated. Training uses ``threads`` torch threads (default 1: on a small machine several
-single-thread processes give the best throughput).
+duplicated. Evaluating the test loss draws its noise from its own generator and touches none of
+these states, so where and how often it is evaluated (``eval_every``, ``eval_at``,
+``keep_checkpoints``) does not change the trained parameters. Training uses ``threads`` torch
+threads (default 1: on a small machine several single-thread processes give the best
+throughput).
 
 Command line::
 
@@ -46,7 +54,7 @@ from .cli import add_schedule_arguments as add_schedule_arguments
 from .cli import build_parser as build_parser
 from .cli import main
 from .config import CONFIG_NAME as CONFIG_NAME
-from .config import METRICS_NAME, RESULT_NAME, TrainConfig, TrainResult
+from .config import METRICS_NAME, RESULT_NAME, TrainConfig, TrainResult, snapshot_path
 from .evaluation import evaluate
 from .log import read_metrics
 from .loop import train
@@ -63,5 +71,6 @@ __all__ = [
     "is_complete",
     "main",
     "read_metrics",
+    "snapshot_path",
     "train",
 ]

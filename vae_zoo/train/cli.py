@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.eval_examples,
         help="test examples per test-loss evaluation",
     )
+    p.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="STEP",
+        help="also keep the checkpoint of these steps (checkpoint-stepSTEP.pt), with test loss",
+    )
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads")
     p.add_argument("--device", default=d.device, help="cpu (bit-exact resume) or cuda")
     p.add_argument(
@@ -159,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             eval_every=args.eval_every,
             eval_examples=args.eval_examples,
             checkpoint_every=args.checkpoint_every,
+            keep_checkpoints=tuple(args.keep_checkpoints),
             threads=args.threads,
             device=args.device,
         )

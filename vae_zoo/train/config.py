@@ -1,19 +1,53 @@
 """What a training run is asked for and what it leaves: :class:`TrainConfig`, :class:`TrainResult`
-and the names of the files of a run directory (see :mod:`vae_zoo.train`)."""
+and the names of the files of a run directory (see :mod:`vae_zoo.train`), including the kept
+checkpoints' (:func:`snapshot_path`)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from ..objectives import Objective, make_objective
 
-__all__ = ["CONFIG_NAME", "METRICS_NAME", "RESULT_NAME", "TrainConfig", "TrainResult"]
+__all__ = [
+    "CONFIG_NAME",
+    "METRICS_NAME",
+    "RESULT_NAME",
+    "TrainConfig",
+    "TrainResult",
+    "snapshot_path",
+]
 
 METRICS_NAME = "metrics.jsonl"
 RESULT_NAME = "result.json"
 CONFIG_NAME = "config.json"
+
+
+def snapshot_path(run_dir: str | Path, step: int) -> Path:
+    """Return the file of the checkpoint a run keeps at ``step`` (``TrainConfig.keep_checkpoints``).
+
+    Parameters
+    ----------
+    run_dir : str or pathlib.Path
+        The run directory.
+    step : int
+        The kept step.
+
+    Returns
+    -------
+    pathlib.Path
+        ``run_dir / f"checkpoint-step{step}.pt"``; it holds what ``checkpoint.pt`` held at that
+        step, and loads with :func:`vae_zoo.checkpoint.load_model`.
+
+    Examples
+    --------
+    >>> from vae_zoo.train import snapshot_path
+    >>> snapshot_path("runs/x", 750).as_posix()
+    'runs/x/checkpoint-step750.pt'
+    """
+    return Path(run_dir) / f"checkpoint-step{int(step)}.pt"
 
 
 @dataclass
@@ -46,6 +80,9 @@ class TrainConfig:
         Test examples used per evaluation (the first ones of the test set).
     checkpoint_every : int, default 500
         Write a checkpoint every this many steps (and always at the end).
+    keep_checkpoints : tuple of int, default ()
+        Steps (increasing, each in ``1..steps``) at which a copy of the checkpoint is also kept,
+        as :func:`snapshot_path`; the test loss is evaluated at each of them too.
     threads : int or None, default 1
         ``torch.set_num_threads`` during training (restored afterwards); None leaves it.
     device : str, default "cpu"
@@ -54,8 +91,9 @@ class TrainConfig:
     Raises
     ------
     ValueError
-        If a count is below 1 (``eval_every`` and ``eval_at`` below 0), or the objective's name
-        or hyper-parameters are unknown.
+        If a count is below 1 (``eval_every`` and ``eval_at`` below 0), ``keep_checkpoints`` is
+        not increasing within ``1..steps``, or the objective's name or hyper-parameters are
+        unknown.
 
     References
     ----------
@@ -66,9 +104,9 @@ class TrainConfig:
     Examples
     --------
     >>> from vae_zoo.train import TrainConfig
-    >>> config = TrainConfig(steps=300, eval_every=100, eval_at=(0,))
+    >>> config = TrainConfig(steps=300, eval_every=100, eval_at=(0,), keep_checkpoints=(150,))
     >>> sorted(config.eval_steps()), TrainConfig.from_dict(config.to_dict()) == config
-    ([0, 100, 200, 300], True)
+    ([0, 100, 150, 200, 300], True)
     """
 
     steps: int = 5000
@@ -85,8 +123,13 @@ class TrainConfig:
     checkpoint_every: int = 500
     threads: int | None = 1
     device: str = "cpu"
+    keep_checkpoints: tuple[int, ...] = ()
 
-    #: Settings that must equal those of a checkpoint to resume from it.
+    #: Settings that must equal those of a checkpoint to resume from it. ``keep_checkpoints``
+    #: is not one: like ``eval_at`` or ``checkpoint_every`` it changes what is written, never
+    #: the training (evaluation draws no training randomness), so a run may be resumed or
+    #: extended keeping other steps. A kept step the checkpoint has already passed must have
+    #: its snapshot on disk, though: it cannot be written again (``ResumeMismatchError``).
     RESUME_KEYS = ("batch_size", "lr", "seed", "objective", "objective_params", "latent_dim")
 
     def __post_init__(self) -> None:
@@ -96,6 +139,7 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_every < 0 or any(s < 0 for s in self.eval_at):
             raise ValueError("eval_every and eval_at must be >= 0")
+        self.keep_checkpoints = _check_kept(self.keep_checkpoints, self.steps)
         make_objective(self.objective, **self.objective_params)  # validates name and params
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,10 +148,11 @@ class TrainConfig:
         Returns
         -------
         dict
-            Field name to value; ``eval_at`` as a list.
+            Field name to value; ``eval_at`` and ``keep_checkpoints`` as lists.
         """
         d = asdict(self)
         d["eval_at"] = list(self.eval_at)
+        d["keep_checkpoints"] = list(self.keep_checkpoints)
         return d
 
     @classmethod
@@ -143,12 +188,32 @@ class TrainConfig:
         Returns
         -------
         set of int
-            Multiples of ``eval_every``, the ``eval_at`` steps up to ``steps``, and ``steps``.
+            Multiples of ``eval_every``, the ``eval_at`` steps up to ``steps``, the
+            ``keep_checkpoints`` steps, and ``steps``.
         """
         periodic = (
             range(self.eval_every, self.steps + 1, self.eval_every) if self.eval_every else ()
         )
-        return {*periodic, *(s for s in self.eval_at if s <= self.steps), self.steps}
+        eval_at = (s for s in self.eval_at if s <= self.steps)
+        return {*periodic, *eval_at, *self.keep_checkpoints, self.steps}
+
+
+def _check_kept(steps: Any, total: int) -> tuple[int, ...]:
+    """``keep_checkpoints`` as a tuple of ints, or a ValueError: increasing, within 1..total."""
+    try:
+        if isinstance(steps, str | bytes) or any(int(s) != s for s in steps):
+            raise ValueError
+        kept = tuple(int(s) for s in steps)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"TrainConfig.keep_checkpoints must be a sequence of integer steps; got {steps!r}"
+        ) from None
+    if any(s < 1 or s > total for s in kept) or any(a >= b for a, b in pairwise(kept)):
+        raise ValueError(
+            f"TrainConfig.keep_checkpoints must be increasing steps in 1..steps ({total}); "
+            f"got {list(kept)}"
+        )
+    return kept
 
 
 @dataclass

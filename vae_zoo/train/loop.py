@@ -27,7 +27,14 @@ from ..datasets.base import ImageDataset
 from ..models import ConvVAE, check_images_fit, make_model
 from ..objectives import Objective
 from ..storage import lock_directory
-from .config import CONFIG_NAME, METRICS_NAME, RESULT_NAME, TrainConfig, TrainResult
+from .config import (
+    CONFIG_NAME,
+    METRICS_NAME,
+    RESULT_NAME,
+    TrainConfig,
+    TrainResult,
+    snapshot_path,
+)
 from .evaluation import evaluate
 from .log import _append_metrics, _truncate_metrics, read_metrics
 from .resume import _check_resume, _restore_rng_states, _rng_states, data_fingerprint
@@ -297,10 +304,11 @@ class _Run:
         self.log_sums, self.log_count = {}, 0
         return row
 
-    def save_checkpoint(self) -> None:
-        """Write ``checkpoint.pt`` (atomically) with everything a bit-exact resume needs."""
+    def save_checkpoint(self, path: Path | None = None) -> None:
+        """Write ``checkpoint.pt`` (or ``path``: a kept copy), atomically, with everything a
+        bit-exact resume needs."""
         save_checkpoint(
-            self.out / CHECKPOINT_NAME,
+            path or self.out / CHECKPOINT_NAME,
             {
                 "model_config": self.model.config.to_dict(),
                 "model": self.model.state_dict(),
@@ -336,7 +344,7 @@ def _set_trainable(model: ConvVAE, trainable: Iterable[str] | None) -> list[str]
 def _loop(run: _Run, progress: bool) -> TrainResult:
     """The training loop: step, log, evaluate, checkpoint; then ``result.json``."""
     config = run.config
-    eval_steps = config.eval_steps()
+    eval_steps, kept = config.eval_steps(), set(config.keep_checkpoints)
     if run.step == 0 and 0 in eval_steps:
         run.log_test_loss(0)
     bar = tqdm(
@@ -355,6 +363,8 @@ def _loop(run: _Run, progress: bool) -> TrainResult:
             tick = time.perf_counter()
         if run.step in eval_steps:
             run.log_test_loss(run.step)
+        if run.step in kept:  # before checkpoint.pt: a checkpoint past it implies the copy
+            run.save_checkpoint(snapshot_path(run.out, run.step))
         if run.step % config.checkpoint_every == 0 or run.step == config.steps:
             run.save_checkpoint()
         bar.update(1)
@@ -371,6 +381,9 @@ def _loop(run: _Run, progress: bool) -> TrainResult:
             "complete": True,
             "step": config.steps,
             "checkpoint": CHECKPOINT_NAME,
+            "snapshots": {
+                str(step): snapshot_path(run.out, step).name for step in config.keep_checkpoints
+            },
             "train": result.train,
             "test": result.test,
             "train_config": config.to_dict(),

@@ -14,7 +14,7 @@ import torch
 
 from ..checkpoint import CHECKPOINT_NAME, RESUME_PAYLOAD_KEYS, CheckpointError, require_keys
 from ..datasets.base import ImageDataset
-from .config import RESULT_NAME, TrainConfig
+from .config import RESULT_NAME, TrainConfig, snapshot_path
 
 __all__ = ["ResumeMismatchError", "data_fingerprint", "is_complete"]
 
@@ -143,4 +143,19 @@ def _check_resume(payload: dict[str, Any], config: TrainConfig, fingerprint: dic
         raise ResumeMismatchError(
             f"{out} already holds {payload['step']} steps, more than the {config.steps} asked "
             "for: ask for at least as many steps, or use another output directory"
+        )
+    _check_snapshots(config, payload["step"], out)
+
+
+def _check_snapshots(config: TrainConfig, step: int, out: Path) -> None:
+    """Refuse to resume past a kept step whose snapshot is not on disk (it cannot be redone)."""
+    missing = [
+        s for s in config.keep_checkpoints if s <= step and not snapshot_path(out, s).is_file()
+    ]
+    if missing:
+        raise ResumeMismatchError(
+            f"{out} holds a run at step {step} without the checkpoints keep_checkpoints asks for "
+            f"at steps {missing} ({snapshot_path(out, missing[0]).name} is missing); a copy is "
+            "written only when training passes its step: drop these steps from "
+            "keep_checkpoints, or delete the run directory to train again"
         )
