@@ -1,7 +1,14 @@
 """Stage 1, the zoo: one training run per (dataset, seed), each from its own initialisation.
 
-A job is finished when its training run is complete (:func:`vae_zoo.train.is_complete`); an
-unfinished one resumes from its last checkpoint.
+Every run keeps its checkpoint at each earlier length of ``training_lengths``
+(``TrainConfig.keep_checkpoints``; the last length is the final ``checkpoint.pt``) and evaluates
+its test loss at every length, so the training-length check measures the same runs at several
+lengths without training more (:func:`zoo_snapshots`; ``test_loss_at`` in
+:func:`model_records`). A job is finished when its run is complete
+(:func:`vae_zoo.train.is_complete`) and its ``result.json``, final checkpoint and every kept
+checkpoint verify against the study's manifest; an unfinished one resumes from its last
+checkpoint, and a run that lost a kept checkpoint it had already passed is trained again from
+the start (a kept checkpoint cannot be written again otherwise).
 """
 
 from __future__ import annotations
@@ -13,16 +20,16 @@ from typing import Any
 
 import torch
 
-from ...checkpoint import load_model
+from ...checkpoint import CHECKPOINT_NAME, CheckpointError, load_model, read_checkpoint
 from ...models import make_model
-from ...train import TrainConfig, is_complete, read_metrics, train
+from ...train import RESULT_NAME, TrainConfig, is_complete, read_metrics, snapshot_path, train
 from ...zoo import DatasetLoader
 from ..analysis import RANDOM
 from ..sampling import init_seed, random_seed
 from .common import StudyContext, _cached_load
 from .runner import Stage, Verified
 
-__all__ = ["ZooModel", "ZooStage", "load_models", "model_records", "zoo_models"]
+__all__ = ["ZooModel", "ZooStage", "load_models", "model_records", "zoo_models", "zoo_snapshots"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +65,70 @@ class _TrainJob:
     size: int
 
 
+def _kept_lengths(ctx: StudyContext) -> tuple[int, ...]:
+    """The training lengths kept as snapshots: all but the last (the final checkpoint)."""
+    return tuple(int(n) for n in ctx.config.training_lengths[:-1])
+
+
+def zoo_snapshots(ctx: StudyContext) -> dict[int, dict[str, Path]]:
+    """The zoo's checkpoints at every training length.
+
+    Parameters
+    ----------
+    ctx : StudyContext
+
+    Returns
+    -------
+    dict
+        ``{length: {model_id: checkpoint path}}`` for every length of ``training_lengths``, in
+        order: an earlier length's kept checkpoint (:func:`vae_zoo.train.snapshot_path`), the
+        last length's (``train_steps``) the run's final ``checkpoint.pt``.
+    """
+    models = zoo_models(ctx)
+    out = {
+        length: {m.name: snapshot_path(m.run_dir, length) for m in models}
+        for length in _kept_lengths(ctx)
+    }
+    out[int(ctx.config.training_lengths[-1])] = {
+        m.name: m.run_dir / CHECKPOINT_NAME for m in models
+    }
+    return out
+
+
+def _run_outputs(run_dir: Path, kept: Sequence[int]) -> list[Path]:
+    """What a finished zoo run leaves for the manifest: result, final and kept checkpoints."""
+    return [
+        run_dir / RESULT_NAME,
+        run_dir / CHECKPOINT_NAME,
+        *(snapshot_path(run_dir, step) for step in kept),
+    ]
+
+
+def _restart_if_a_snapshot_is_lost(run_dir: Path, config: TrainConfig) -> None:
+    """Start a run over when its checkpoint has passed a kept step whose copy is missing or
+    unreadable: training can write the copy only when it passes that step again (and, being
+    seeded, trains the same model)."""
+    checkpoint = run_dir / CHECKPOINT_NAME
+    if not checkpoint.is_file():
+        return
+    try:
+        step = int(read_checkpoint(checkpoint)["step"])
+    except (CheckpointError, KeyError):
+        return  # train() reports a damaged checkpoint itself
+    for kept in config.keep_checkpoints:
+        if kept > step:
+            break
+        try:
+            read_checkpoint(snapshot_path(run_dir, kept))
+        except CheckpointError:
+            for path in _run_outputs(run_dir, config.keep_checkpoints):
+                path.unlink(missing_ok=True)
+            return
+
+
 def _run_training(job: _TrainJob) -> str:
     torch.set_num_threads(job.config.threads or 1)
+    _restart_if_a_snapshot_is_lost(Path(job.out_dir), job.config)
     train(
         _cached_load(job.loader, job.dataset, "train", job.size),
         job.out_dir,
@@ -71,7 +140,8 @@ def _run_training(job: _TrainJob) -> str:
 
 
 class ZooStage(Stage):
-    """Train every zoo model: one job per (dataset, seed), finished when training is complete."""
+    """Train every zoo model: one job per (dataset, seed), finished when training is complete
+    and its result, final checkpoint and kept checkpoints verify."""
 
     name = "zoo"
 
@@ -81,12 +151,12 @@ class ZooStage(Stage):
 
     def plan(self) -> list[_TrainJob]:
         ctx = self.ctx
-        steps = ctx.config.train_steps
+        steps, kept = ctx.config.train_steps, _kept_lengths(ctx)
         return [
             _TrainJob(
                 m.dataset,
                 str(m.run_dir),
-                ctx.train_config(steps, seed=m.init_seed),
+                ctx.train_config(steps, seed=m.init_seed, keep_checkpoints=kept),
                 ctx.loader(),
                 ctx.size,
             )
@@ -94,20 +164,24 @@ class ZooStage(Stage):
         ]
 
     def is_done(self, job: _TrainJob, verified: Verified) -> bool:
-        return is_complete(job.out_dir, self.ctx.config.train_steps)
+        run_dir = Path(job.out_dir)
+        return is_complete(run_dir, self.ctx.config.train_steps) and all(
+            verified(path) for path in _run_outputs(run_dir, _kept_lengths(self.ctx))
+        )
 
     def announce(self, jobs: Sequence[_TrainJob], todo: Sequence[_TrainJob]) -> str:
         c = self.ctx.config
+        lengths = ", ".join(str(n) for n in c.training_lengths)
         return (
             f"[1/5] zoo: {len(c.datasets)} datasets x {len(c.seeds)} seeds, {c.train_steps} "
-            f"steps each ({len(todo)} to train)"
+            f"steps each, checkpoints and test loss at {lengths} ({len(todo)} to train)"
         )
 
     def worker(self) -> Callable[[_TrainJob], str]:
         return _run_training
 
     def collect(self, result: str) -> list[Path]:
-        return []  # a training run's own files say whether it is complete
+        return _run_outputs(Path(result), _kept_lengths(self.ctx))
 
     def checkpoints(self) -> dict[str, Path]:
         """``{model_id: checkpoint}`` of every zoo model."""
@@ -126,10 +200,13 @@ def load_models(ctx: StudyContext, checkpoints: dict[str, Path]) -> dict[str, to
 
 
 def model_records(ctx: StudyContext) -> list[dict[str, Any]]:
-    """``results.json``'s ``models``: every zoo model with its seeds and final test loss."""
+    """``results.json``'s ``models``: every zoo model with its seeds, its test loss at every
+    training length (``test_loss_at``: ``{str(step): loss}``, None where the run's metrics log
+    has no test line at that step) and its final test loss (at ``train_steps``)."""
     records = []
     for m in zoo_models(ctx):
-        test = read_metrics(m.run_dir, "test")
+        logged = {int(r["step"]): float(r["loss"]) for r in read_metrics(m.run_dir, "test")}
+        at = {str(n): logged.get(int(n)) for n in ctx.config.training_lengths}
         records.append(
             {
                 "name": m.name,
@@ -137,7 +214,8 @@ def model_records(ctx: StudyContext) -> list[dict[str, Any]]:
                 "seed": m.seed,
                 "init_seed": m.init_seed,
                 "train_steps": ctx.config.train_steps,
-                "final_test_loss": float(test[-1]["loss"]) if test else None,
+                "final_test_loss": logged.get(ctx.config.train_steps),
+                "test_loss_at": at,
             }
         )
     for i in range(ctx.config.random_models):
@@ -149,6 +227,7 @@ def model_records(ctx: StudyContext) -> list[dict[str, Any]]:
                 "init_seed": random_seed(i),
                 "train_steps": 0,
                 "final_test_loss": None,
+                "test_loss_at": {},
             }
         )
     return records
