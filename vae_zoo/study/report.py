@@ -59,20 +59,30 @@ CAPTIONS = {
         "the same-layer similarity of the curves above; an off-diagonal block as bright in the "
         "floor panel as in the others is inherited from the input, not learnt."
     ),
+    "graded_test": (
+        "Claim 3's graded test: the best freeze depth (lowest target test loss at the graded "
+        "budget) against the depth the pair-level G predicts, one point per ordered pair, one "
+        "colour per target, jittered so that pairs at the same depths stay visible; open "
+        "markers are pairs whose two best depths lie within the tie band (seed noise). The "
+        "dashed diagonal is a perfect prediction. Read: whether the points rise with the "
+        "prediction, and how many sit in the tie band."
+    ),
     "freeze_depth": (
-        "Claim 3, per sweep pair. Top: target test loss against the number of frozen encoder "
-        "blocks (recipe freeze{k}: the source encoder reused, its first k blocks frozen, the "
-        "decoder re-initialised), one line per budget (darker: more steps), scratch at the same "
-        "budgets dotted. Bottom: the pair-level G of each encoder block and the fall threshold. "
-        "The red dashed line is the predicted freeze depth. Read: whether the lowest loss lies "
-        "near the red line."
+        "Claim 3 per target. Top: target test loss relative to the mean of the target's "
+        "scratch models, 100 (loss − m) / m, against the number of frozen encoder blocks, one "
+        "line per source (single runs, markers); a star marks the predicted depth. Bottom: the "
+        "pair-level G of each block (the bar at k shows block k); hatched bars are unresolved "
+        "blocks, passed over by the prediction; the dashed line is the fall threshold. Read: "
+        "whether the lowest point of each line lies near its star."
     ),
     "transfer_curves": (
-        "Target test loss against fine-tuning steps for the long curves' recipes: freeze depths, "
-        "the paper's recipe (re-initialise μ, log σ² and the decoder's first dense layer, freeze "
-        "the rest), all (fine-tune everything) and scratch (a random initialisation, same "
-        "budget). One run per line, so no band. Read: which recipe is lowest at each budget, and "
-        "where the paper's recipe stands against scratch."
+        "Claim 3's long curves (secondary), one panel per pair: the target test loss of each "
+        "recipe relative to the scratch run at the same budget, 100 (loss − scratch) / "
+        "scratch, against fine-tuning steps: freeze depths, the paper's recipe (re-initialise "
+        "μ, log σ² and the decoder's first dense layer, freeze the rest) and all (fine-tune "
+        "everything); 0 is as good as scratch, below is better. Single runs, drawn with "
+        "markers and no band. Read: which recipe is lowest at each budget, and whether the "
+        "paper's recipe ever gets below 0."
     ),
     "visual_check_validation": (
         "Claim 4: the visual score of each (source, target) pair against the gain of real "
@@ -90,7 +100,7 @@ CAPTIONS = {
 FIGURES = {
     "encoders-generic": ["cka_layer_curves", "cka_G_curves"],
     "decoders-specific": ["cka_heatmaps"],
-    "retrain-which": ["freeze_depth", "transfer_curves"],
+    "retrain-which": ["graded_test", "freeze_depth", "transfer_curves"],
     "visual-transfer-check": ["visual_check_validation"],
 }
 
