@@ -25,6 +25,7 @@ from ..models import ENCODER_LAYERS
 from .bootstrap import PairData, group_replicates, model_weights, percentile_interval
 from .config import DECODER_CLAIM_LAYERS, DEPTH_PAIRS, ENCODER_CLAIM_LAYERS, StudyConfig
 from .criteria import (
+    MIN_SPAN,
     Claim,
     Interval,
     decoders_specific,
@@ -228,6 +229,7 @@ def cka_claims(
         dstats = group_stats(evals, "deconfounded", config)
         deconf = {key: _reading(evals, dstats, "deconfounded", idx, level) for key, idx in sides}
     common = _common_evidence(evals, stats, measure, mode)
+    extra = _claims_extra(stats, dstats, deconf, level, measure, mode)
     claim1 = encoders_generic(
         readings["enc"]["G"], readings["enc"]["margin"], _evidence(common, readings, deconf, "enc")
     )
@@ -235,9 +237,17 @@ def cka_claims(
         readings["dec"]["G"],
         readings["dec"]["margin"],
         contrast,
-        {**_evidence(common, readings, deconf, "dec"), "encoder_G": readings["enc"]["G"].to_dict()},
+        {
+            **_evidence(common, readings, deconf, "dec"),
+            "encoder_G": readings["enc"]["G"].to_dict(),
+            "encoder_G_mean_of_layers": readings["enc"]["G_mean_of_layers"].to_dict(),
+            "encoder_minus_decoder_G_mean_of_layers": _contrast(
+                readings, level, "G_mean_of_layers"
+            ).to_dict(),
+            "depth_differences": extra["depth"],
+        },
     )
-    return claim1, claim2, _claims_extra(stats, dstats, deconf, level, measure, mode)
+    return claim1, claim2, extra
 
 
 def _reading(
@@ -247,22 +257,81 @@ def _reading(
     idx: list[int],
     level: float,
 ) -> dict[str, Any]:
-    """One side (encoder or decoder layers ``idx``) of one measure: G, its replicates, the
+    """One side (encoder or decoder layers ``idx``) of one measure: G (primary weighting), the
+    mean of per-layer G (second weighting, :func:`layer_weighting`), their replicates, the
     margin and the group means."""
     g_point, g_reps = stats.g_index(idx)
+    mean_g, mean_reps, layers = layer_weighting(evals, stats, measure, idx, level)
     return {
         "G": _interval(g_point, g_reps, level),
         "G_replicates": g_reps,
+        "G_mean_of_layers": mean_g,
+        "G_mean_of_layers_replicates": mean_reps,
+        "layer_weights": layers,
         "margin": seed_margin(evals, measure, idx, stats),
         "means": {g: _interval(*stats.mean(g, idx), level).to_dict() for g in GROUPS},
     }
 
 
-def _contrast(readings: Mapping[str, Mapping[str, Any]], level: float) -> Interval:
-    """Encoder G minus decoder G, with its interval on the joint replicates."""
+def layer_weighting(
+    evals: Sequence[Mapping[str, Any]],
+    stats: GroupStats,
+    measure: str,
+    idx: Sequence[int],
+    level: float,
+) -> tuple[Interval, np.ndarray, list[dict[str, Any]]]:
+    r"""The second weighting of G over a side: the mean of per-layer G over resolved layers.
+
+    G of the layer means (primary) is a weighted mean of per-layer G,
+    :math:`G = \sum_u w_u G_u` with :math:`w_u = (s_u - r_u) / \sum_v (s_v - r_v)`: each layer
+    weighs by its span same − random. The second weighting gives every resolved layer the same
+    weight, :math:`\bar G = \frac{1}{|R|} \sum_{u \in R} G_u`, where a layer is unresolved
+    when its span is below :data:`~vae_zoo.study.criteria.MIN_SPAN` or its seed margin
+    :math:`\delta_u \ge 1` (:func:`seed_margin` of that layer; NaN counts as unresolved).
+
+    Returns
+    -------
+    mean_g : Interval
+        :math:`\bar G` with its interval from the same replicates as G (NaN when no layer is
+        resolved).
+    replicates : numpy.ndarray, shape (R,)
+    layers : list of dict
+        Per layer: ``layer``, ``span``, ``weight`` (its share of the summed span, the weight of
+        the primary G), ``G`` with its interval, ``margin`` and ``resolved``.
+    """
+    spans = [float(stats.point["same"][u] - stats.point["random"][u]) for u in idx]
+    total = float(np.sum(spans))
+    rows, resolved = [], []
+    for u, span in zip(idx, spans, strict=True):
+        g = stats.g_index([u])
+        margin = seed_margin(evals, measure, [u], stats)
+        ok = bool(span >= MIN_SPAN and margin < 1.0)
+        rows.append(
+            {
+                "layer": stats.units[u][0],
+                "span": span,
+                "weight": span / total if total > 0 else float("nan"),
+                "G": _interval(*g, level).to_dict(),
+                "margin": margin,
+                "resolved": ok,
+            }
+        )
+        if ok:
+            resolved.append(g)
+    if not resolved:
+        nan = float("nan")
+        return Interval(nan, nan, nan), np.full(len(stats.replicates["same"]), nan), rows
+    point = float(np.mean([g for g, _ in resolved]))
+    reps = np.mean(np.stack([r for _, r in resolved]), axis=0)
+    return _interval(point, reps, level), reps, rows
+
+
+def _contrast(readings: Mapping[str, Mapping[str, Any]], level: float, key: str = "G") -> Interval:
+    """Encoder minus decoder ``key`` (G, or ``G_mean_of_layers``), with its interval on the
+    joint replicates."""
     return _interval(
-        readings["enc"]["G"].estimate - readings["dec"]["G"].estimate,
-        readings["enc"]["G_replicates"] - readings["dec"]["G_replicates"],
+        readings["enc"][key].estimate - readings["dec"][key].estimate,
+        readings["enc"][f"{key}_replicates"] - readings["dec"][f"{key}_replicates"],
         level,
     )
 
@@ -291,8 +360,19 @@ def _evidence(
     deconf: Mapping[str, Mapping[str, Any]] | None,
     key: str,
 ) -> dict[str, Any]:
-    """The evidence of one side (``"enc"`` or ``"dec"``), with the deconfounded reading."""
-    out = {**common, "means": readings[key]["means"]}
+    """The evidence of one side (``"enc"`` or ``"dec"``): the group means, the second
+    weighting and each layer's weight, and the deconfounded reading."""
+    out = {
+        **common,
+        "means": readings[key]["means"],
+        "G_weighting": (
+            "G is taken of the layer means: each layer weighs by its span same − random "
+            "(layer_weights: its share); G_mean_of_layers is the mean of per-layer G over the "
+            f"resolved layers (span ≥ {MIN_SPAN}, δ < 1), each weighing the same"
+        ),
+        "G_mean_of_layers": readings[key]["G_mean_of_layers"].to_dict(),
+        "layer_weights": readings[key]["layer_weights"],
+    }
     if deconf is not None:
         out["deconfounded_G"] = deconf[key]["G"].to_dict()
         out["deconfounded_margin"] = deconf[key]["margin"]
@@ -382,4 +462,3 @@ def init_control(
             "difference": _interval(own[0] - rnd[0], own[1] - rnd[1], level).to_dict(),
         }
     return out
-

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from cka_sim import center_gram, gram_linear
+from cka_sim.kernels import centered
 from cka_sim.torch import record_activations
 
 from ..models import DECODER_LAYERS, ENCODER_LAYERS, LATENT_LAYERS, ConvVAE
@@ -98,6 +99,46 @@ def model_activations(
                         continue
                     out[unit].append(store[layer].flatten(1).float().cpu().numpy())
     return {unit: np.concatenate(parts) for unit, parts in out.items()}
+
+
+@torch.inference_mode()
+def decoder_activations(
+    model: ConvVAE, latents: np.ndarray, *, batch_size: int = 256, device: str = "cpu"
+) -> dict[str, np.ndarray]:
+    """Flattened float32 activations of the decoder side of ``model`` driven by given codes.
+
+    The decoder of ``model`` is fed ``latents`` in place of its own code: ``z`` is ``latents``
+    itself, then every layer of :data:`~vae_zoo.models.DECODER_LAYERS` (``output`` is the
+    sigmoid of the logits). The study's matched-input floor drives an untrained decoder with a
+    trained model's own latent sample this way (:mod:`vae_zoo.study.measurement`).
+
+    Parameters
+    ----------
+    model : ConvVAE
+    latents : numpy.ndarray, shape (n, latent_dim)
+        The codes that drive the decoder.
+    batch_size : int
+    device : str
+
+    Returns
+    -------
+    dict
+        Layer name (``"z"`` and the decoder layers) -> ``(n, features)`` float32 array.
+    """
+    if latents.ndim != 2 or latents.shape[1] != model.config.latent_dim:
+        raise ValueError(
+            f"latents must have shape (n, {model.config.latent_dim}); got {latents.shape}"
+        )
+    model = model.to(device).eval()
+    out: dict[str, list[np.ndarray]] = {layer: [] for layer in LATENT_LAYERS + DECODER_LAYERS}
+    with record_activations(model, DECODER_LAYERS) as store:
+        for start in range(0, len(latents), batch_size):
+            z = torch.from_numpy(np.asarray(latents[start : start + batch_size])).to(device)
+            model.output(model.decode(z.float()))
+            out[LATENT_LAYERS[0]].append(z.float().cpu().numpy())
+            for layer in DECODER_LAYERS:
+                out[layer].append(store[layer].flatten(1).float().cpu().numpy())
+    return {layer: np.concatenate(parts) for layer, parts in out.items()}
 
 
 def centred_grams(
@@ -242,19 +283,132 @@ def unit_bank(
     """
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {MEASURES}; got {measure!r}")
-    z = None
+    if measure == "deconfounded" and confounder is None:
+        raise ValueError("measure 'deconfounded' needs the confounder's Gram")
+    grams = np.asarray(grams)
+    if grams.ndim != 3 or grams.shape[1] != grams.shape[2]:
+        raise ValueError(f"grams must have shape (M, n, n); got {grams.shape}")
+    if not np.isfinite(grams).all():
+        raise ValueError("grams has NaN or infinite values")
+    # the whole stack at once: restrict, centre HKH, (deconfound), centre again, normalise
+    k = grams if subset is None else grams[:, subset][:, :, subset]
+    k = centered(np.array(k, dtype=np.float64), np, unbiased=False, overwrite=True)
     if measure == "deconfounded":
-        if confounder is None:
-            raise ValueError("measure 'deconfounded' needs the confounder's Gram")
         z = _centred(confounder, subset)
-        zz = float(np.sum(z * z))
-    rows = []
-    for gram in grams:
-        k = _centred(gram, subset)
-        if z is not None:
-            kk = float(np.sum(k * k))
-            k = k - (float(np.sum(k * z)) / zz) * z
-            if float(np.sum(k * k)) <= _RESIDUAL_TOLERANCE * kk:
-                k = np.zeros_like(k)
-        rows.append(_normalised(k, measure != "biased"))
-    return np.stack(rows)
+        kk = np.einsum("kij,kij->k", k, k)
+        k -= (np.einsum("kij,ij->k", k, z) / float(np.sum(z * z)))[:, None, None] * z
+        left = np.einsum("kij,kij->k", k, k)
+        k[left <= _RESIDUAL_TOLERANCE * kk] = 0.0
+    k = centered(k, np, unbiased=measure != "biased", overwrite=True)
+    flat = k.reshape(len(k), -1)
+    norms = np.sqrt(np.einsum("ki,ki->k", flat, flat))
+    flat /= np.where(norms > 0, norms, 1.0)[:, None]
+    return flat
+
+
+#: A Gram whose centred squared norm is at most this fraction of its squared norm is a
+#: constant unit up to rounding: :func:`pair_values` leaves its measures undefined (NaN).
+_CONSTANT_TOLERANCE = 1e-12
+
+
+def pair_values(
+    grams: np.ndarray,
+    *,
+    confounder: np.ndarray | None = None,
+    subset: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    r"""Every measure between all models at one unit, in closed form from the Grams' sums.
+
+        The same values as ``unit_bank(grams, measure) @ unit_bank(grams, measure).T`` (to about
+        1e-12; ``tests/test_study_floor.py`` checks both), without centring each Gram: one product
+        of the flattened Grams and their row sums. With :math:`n` examples kept,
+        :math:`r_a = K_a \mathbf 1`, :math:`t_a = \mathbf 1^	op K_a \mathbf 1`:
+
+        - biased: :math:`\langle HK_aH, HK_bH
+    angle = \langle K_a, K_b
+    angle
+          - 	frac2n r_a^	op r_b + t_a t_b / n^2`;
+        - debiased, the U-centred inner product (Song et al. 2012), with :math:`ar K` the Gram
+          with a zero diagonal and :math:`ar r, ar t` its sums:
+          :math:`\langle ar K_a, ar K_b
+    angle + ar t_a ar t_b / ((n-1)(n-2))
+          - 	frac{2}{n-2} ar r_a^	op ar r_b`;
+        - deconfounded: the residual :math:`R_a = HK_aH - lpha_a HZH`,
+          :math:`lpha_a = \langle HK_aH, HZH
+    angle / \lVert HZH
+    Vert^2`, U-centred: U-centring
+          is linear and ignores the double centring, so
+          :math:`\langle 	ilde R_a, 	ilde R_b
+    angle = U_{ab} - lpha_b U_{az} - lpha_a U_{zb}
+          + lpha_a lpha_b U_{zz}` from the debiased inner products :math:`U` with the
+          confounder :math:`Z` as one more Gram. A residual with at most ``_RESIDUAL_TOLERANCE``
+          of its Gram's squared norm left is undefined, as in :func:`unit_bank`.
+
+        Each measure is the inner product over the square root of the two self inner products.
+
+        Parameters
+        ----------
+        grams : numpy.ndarray, shape (M, n, n)
+            Centred linear Gram of the unit for each model.
+        confounder : numpy.ndarray, shape (n, n), optional
+            Gram of the input images: also returns ``"deconfounded"``.
+        subset : numpy.ndarray, optional
+            Example indices (a half-sample).
+
+        Returns
+        -------
+        dict
+            ``{measure: (M, M)}`` for ``debiased``, ``biased`` (and ``deconfounded``); NaN where a
+            Gram is constant (or nothing is left after deconfounding).
+    """
+    k = grams if subset is None else grams[:, subset][:, :, subset]
+    k = np.array(k, dtype=np.float64)
+    if confounder is not None:
+        z = confounder if subset is None else confounder[np.ix_(subset, subset)]
+        k = np.concatenate([k, np.asarray(z, dtype=np.float64)[None]])
+    n = k.shape[-1]
+    flat = k.reshape(len(k), -1)
+    products = flat @ flat.T
+    rows = k.sum(axis=2)
+    total = rows.sum(axis=1)
+    biased = products - (2 / n) * (rows @ rows.T) + np.outer(total, total) / n**2
+    diag = np.einsum("kii->ki", k)
+    rows_u, total_u = rows - diag, total - diag.sum(axis=1)
+    unbiased = (
+        products
+        - diag @ diag.T
+        + np.outer(total_u, total_u) / ((n - 1) * (n - 2))
+        - (2 / (n - 2)) * (rows_u @ rows_u.T)
+    )
+    constant = np.diagonal(biased) <= _CONSTANT_TOLERANCE * np.diagonal(products)
+    inners = {"debiased": unbiased, "biased": biased}
+    undefined = dict.fromkeys(inners, constant)
+    if confounder is not None:
+        inners, undefined = _with_deconfounded(biased, unbiased, constant)
+    out = {}
+    for key, inner in inners.items():
+        norm = np.where(undefined[key], np.nan, np.sqrt(np.maximum(np.diagonal(inner), 0)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[key] = inner / np.outer(norm, norm)
+    return out
+
+
+def _with_deconfounded(
+    biased: np.ndarray, unbiased: np.ndarray, constant: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The inner products of :func:`pair_values` whose last row is the confounder: those of the
+    models, and of their deconfounded residuals; with the undefined models of each measure."""
+    m = len(biased) - 1
+    alpha = biased[:m, m] / biased[m, m]
+    left = np.diagonal(biased)[:m] - alpha * biased[:m, m]
+    u = unbiased
+    inners = {"debiased": u[:m, :m], "biased": biased[:m, :m]}
+    inners["deconfounded"] = (
+        u[:m, :m]
+        - alpha[None, :] * u[:m, m][:, None]
+        - alpha[:, None] * u[m, :m][None, :]
+        + np.outer(alpha, alpha) * u[m, m]
+    )
+    gone = constant[:m] | (left <= _RESIDUAL_TOLERANCE * np.diagonal(biased)[:m])
+    undefined = {"debiased": constant[:m], "biased": constant[:m], "deconfounded": gone}
+    return inners, undefined

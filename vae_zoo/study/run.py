@@ -34,13 +34,26 @@ from .figures import (
     visual_check,
     visual_validation,
 )
+from .lengths import length_evals, training_length, variant_key
+from .measurement import with_matched_floor
 from .pipeline import Study
 from .report import final_verdict_lines, start_lines, write_report
 from .stages.common import write_json, write_npz
 
-VARIANTS = (("debiased", "mean"), ("biased", "mean"), ("debiased", "sample"), ("biased", "sample"))
-"""(estimator, decoder input) readings of claims 1 and 2; the first is primary, the last is the
-paper's own setting."""
+VARIANTS = (
+    ("debiased", "mean", "plain"),
+    ("biased", "mean", "plain"),
+    ("debiased", "sample", "plain"),
+    ("biased", "sample", "plain"),
+    ("debiased", "sample", "matched"),
+    ("biased", "sample", "matched"),
+)
+"""(estimator, decoder input, floor) readings of claims 1 and 2; the first is primary, the
+fourth is the paper's own setting. Floor ``plain``: an untrained model on its own input;
+``matched`` (sample-driven decoder only): the untrained decoder driven by the trained model's own
+latent sample (:func:`~vae_zoo.study.measurement.with_matched_floor`), since an untrained
+encoder's sample is pure noise and the plain floor of the sample-driven decoder is about 0."""
+
 
 STAGES = ("zoo", "cka", "transfer", "probes", "analysis")
 
@@ -229,6 +242,7 @@ def analyse(
         "evaluation_sets": study.evaluation_sets(),
         "probe_sets": study.probe_sets(),
         "probe_accuracy": probes,
+        "training_length": training_length(study, length_evals(study)),
         "figures": sorted(str(p.relative_to(study.out)) for p in figures.glob("*.png")),
     }
 
@@ -251,13 +265,15 @@ def _cka_readings(
     tables: dict[str, Any] = {}
     replicates: dict[str, np.ndarray] = {}
     curves = []
-    for measure, mode in VARIANTS:
-        is_primary = (measure, mode) == VARIANTS[0]
+    for measure, mode, floor in VARIANTS:
+        is_primary = (measure, mode, floor) == VARIANTS[0]
+        data = evals if floor == "plain" else [with_matched_floor(e, measure) for e in evals]
         claim1, claim2, extra = cka_claims(
-            evals, config, measure=measure, mode=mode, second=evals if is_primary else None
+            data, config, measure=measure, mode=mode, second=evals if is_primary else None
         )
-        variants[f"{measure}/{mode}"] = _variant(claim1, claim2)
-        replicates.update(extra["replicates"])
+        variants[variant_key(measure, mode, floor)] = _variant(claim1, claim2)
+        suffix = "_matched_floor" if floor == "matched" else ""
+        replicates.update({f"{k}{suffix}": v for k, v in extra["replicates"].items()})
         if is_primary:
             primary += [claim1, claim2]
             tables["layers"] = extra["layers"]
@@ -266,9 +282,11 @@ def _cka_readings(
             variants["deconfounded/mean"] = _variant(*extra["deconfounded_claims"])
             curves.append(("debiased CKA (decoder driven by the mean)", extra["stats"], "mean"))
             curves.append(("deconfounded CKA", extra["deconfounded_stats"], "mean"))
-        else:
+        elif floor == "plain" or measure == "debiased":
             driven = "the mean" if mode == "mean" else "a sample"
-            curves.append((f"{measure} CKA (decoder driven by {driven})", extra["stats"], mode))
+            matched = ", matched-input floor" if floor == "matched" else ""
+            title = f"{measure} CKA (decoder driven by {driven}{matched})"
+            curves.append((title, extra["stats"], mode))
     layer_curves(curves, config.confidence_level, figures / "cka_layer_curves.png")
     g_curves(curves[:2], config.confidence_level, figures / "cka_G_curves.png")
     _heatmaps(evals, figures)

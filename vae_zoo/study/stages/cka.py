@@ -1,8 +1,12 @@
 """Stage 2, CKA: every same-unit measure between every pair of models, on each dataset's
-evaluation set (:mod:`vae_zoo.study.measurement`).
+evaluation set (:mod:`vae_zoo.study.measurement`), at every training length.
 
-One job per evaluation set, finished when its ``cka/<dataset>.npz`` verifies; jobs run in
-``workers`` processes (one BLAS thread each).
+One job per evaluation set and training length, finished when its ``.npz`` verifies; jobs run
+in ``workers`` processes (one BLAS thread each). The final checkpoints give
+``cka/<dataset>.npz`` with every control; each earlier length of ``training_lengths`` gives
+``cka/<dataset>_step<length>.npz``: the zoo's snapshots at that step against each other and
+against the same untrained models, on the same evaluation sets and halves, without the
+initial-weight control and the heatmap (the claims and the pair-level G profiles need neither).
 """
 
 from __future__ import annotations
@@ -98,9 +102,19 @@ def _first_distinct(images: np.ndarray) -> np.ndarray:
     return np.array(keep, dtype=np.int64)
 
 
-def cka_path(ctx: StudyContext, name: str) -> Path:
-    """The stage-2 arrays of the evaluation set of dataset ``name``."""
-    return ctx.out / "cka" / f"{name}.npz"
+def cka_path(ctx: StudyContext, name: str, length: int | None = None) -> Path:
+    """The stage-2 arrays of the evaluation set of dataset ``name``.
+
+    ``length``: the training length (steps) of the zoo models measured; None or ``train_steps``
+    is the final checkpoints (``cka/<name>.npz``), an earlier one ``cka/<name>_step<length>.npz``.
+    """
+    if length is None or length == ctx.config.train_steps:
+        return ctx.out / "cka" / f"{name}.npz"
+    if length not in ctx.config.training_lengths:
+        raise ValueError(
+            f"training length {length} is not one of training_lengths {ctx.config.training_lengths}"
+        )
+    return ctx.out / "cka" / f"{name}_step{length}.npz"
 
 
 def heatmap_models(ctx: StudyContext) -> list[str]:
@@ -109,9 +123,10 @@ def heatmap_models(ctx: StudyContext) -> list[str]:
     return [f"{d}/s{s}" for d in c.datasets for s in c.seeds[:2]]
 
 
-def load_cka(ctx: StudyContext, name: str) -> dict[str, Any]:
-    """The stage-2 arrays of one evaluation set, with its ``meta`` decoded."""
-    with np.load(cka_path(ctx, name), allow_pickle=False) as data:
+def load_cka(ctx: StudyContext, name: str, length: int | None = None) -> dict[str, Any]:
+    """The stage-2 arrays of one evaluation set (at training ``length``, see :func:`cka_path`),
+    with its ``meta`` decoded."""
+    with np.load(cka_path(ctx, name, length), allow_pickle=False) as data:
         out = {key: data[key] for key in data.files if key != "meta"}
         out["meta"] = json.loads(str(data["meta"]))
     out["meta"]["units"] = [tuple(u) for u in out["meta"]["units"]]
@@ -131,6 +146,8 @@ class _CKAJob:
     half_samples: int
     seed: int
     device: str
+    controls: bool = True
+    matched_floor: bool = True
 
 
 def _run_cka(job: _CKAJob) -> str:
@@ -152,10 +169,13 @@ def _run_cka(job: _CKAJob) -> str:
             models,
             job.images,
             job.labels,
-            initial=lambda m, c: make_model(c, job.size, seed=inits[m]).eval(),
-            heatmap_models=job.heatmap_models,
+            initial=(lambda m, c: make_model(c, job.size, seed=inits[m]).eval())
+            if job.controls
+            else None,
+            heatmap_models=job.heatmap_models if job.controls else (),
             half_samples=job.half_samples,
             seed=job.seed,
+            matched_floor=job.matched_floor,
             device=job.device,
         )
         write_npz(Path(job.out), **arrays)
@@ -163,14 +183,16 @@ def _run_cka(job: _CKAJob) -> str:
 
 
 class CKAStage(Stage):
-    """Measure every evaluation set: one job per dataset, finished when its ``.npz`` verifies.
+    """Measure every evaluation set at every training length: one job per (length, dataset),
+    finished when its ``.npz`` verifies; the final checkpoints' jobs first.
 
     Parameters
     ----------
     ctx : StudyContext
     eval_sets : EvaluationSets
     checkpoints : dict
-        ``{model_id: checkpoint}`` of the zoo.
+        ``{model_id: checkpoint}`` of the zoo (its final checkpoints); the earlier lengths'
+        come from :func:`vae_zoo.study.stages.zoo.zoo_snapshots`.
     """
 
     name = "cka"
@@ -183,16 +205,27 @@ class CKAStage(Stage):
         self.checkpoints = checkpoints
 
     def plan(self) -> list[_CKAJob]:
-        return [self._job(name) for name in self.ctx.config.datasets]
+        c = self.ctx.config
+        jobs = [self._job(name, None, self.checkpoints) for name in c.datasets]
+        earlier = c.training_lengths[:-1]
+        if earlier:
+            from .zoo import zoo_snapshots
 
-    def _job(self, name: str) -> _CKAJob:
+            snapshots = zoo_snapshots(self.ctx)
+            for length in earlier:
+                if length not in snapshots:
+                    raise ValueError(f"the zoo has no snapshots at training length {length}")
+                jobs += [self._job(name, length, snapshots[length]) for name in c.datasets]
+        return jobs
+
+    def _job(self, name: str, length: int | None, checkpoints: dict[str, Path]) -> _CKAJob:
         c = self.ctx.config
         images, labels = self.eval_sets.images(name)
         return _CKAJob(
-            out=str(cka_path(self.ctx, name)),
-            checkpoints=tuple((m, str(p)) for m, p in self.checkpoints.items()),
+            out=str(cka_path(self.ctx, name, length)),
+            checkpoints=tuple((m, str(p)) for m, p in checkpoints.items()),
             random_seeds=tuple((f"{RANDOM}/r{i}", random_seed(i)) for i in range(c.random_models)),
-            init_seeds=tuple((m, init_seed(*parse_model(m))) for m in self.checkpoints),
+            init_seeds=tuple((m, init_seed(*parse_model(m))) for m in checkpoints),
             size=self.ctx.size,
             images=images,
             labels=labels,
@@ -200,6 +233,7 @@ class CKAStage(Stage):
             half_samples=c.half_samples,
             seed=halves_seed(name),
             device=c.device,
+            controls=length is None,
         )
 
     def is_done(self, job: _CKAJob, verified: Verified) -> bool:
@@ -207,9 +241,11 @@ class CKAStage(Stage):
 
     def announce(self, jobs: Sequence[_CKAJob], todo: Sequence[_CKAJob]) -> str:
         c = self.ctx.config
+        lengths = ", ".join(str(n) for n in c.training_lengths)
         return (
-            f"[2/5] CKA on {len(c.datasets)} evaluation sets ({len(todo)} to compute), "
-            f"up to {c.cka_examples} examples, {len(self.checkpoints) + c.random_models} models"
+            f"[2/5] CKA on {len(c.datasets)} evaluation sets at training lengths {lengths} "
+            f"({len(todo)} of {len(jobs)} to compute), up to {c.cka_examples} examples, "
+            f"{len(self.checkpoints) + c.random_models} models"
         )
 
     def worker(self) -> Callable[[_CKAJob], str]:
