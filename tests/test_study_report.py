@@ -261,6 +261,16 @@ def test_summary_states_each_qualifier_from_the_results(packaged):
     assert "Toy-size" not in text  # the full study gets no caveat
 
 
+def test_the_degenerate_floor_is_named_only_where_it_is_the_lower_one(packaged):
+    results = synthetic_results("full")
+    matched = results["secondary"]["biased/sample-matched-floor"]["decoders-specific"]
+    matched["evidence"]["means"]["random"] = _iv(0.001, 0.0, 0.002)  # below the plain floor
+    summary = _summary(report.render(results))
+    assert "The two floors give different verdicts." in summary and "degenerate" not in summary
+    matched["holds"] = False
+    assert "Both floors give the same verdict." in _summary(report.render(results))
+
+
 def test_claim_sections_render_the_new_evidence(packaged):
     text = report.render(synthetic_results("full"))
     assert "| `encoder.a` | 0.0040 | 10 % | 1.060 [-0.500, 3.500] | 2.00 | no |" in text
@@ -307,6 +317,8 @@ def test_measurement_lines_and_number_formats():
     assert "Monte Carlo, 99 draws, standard error 0.0010" in pvalue_text(
         {"pvalue": 0.05, "exact": False, "standard_error": 0.001, "draws": 99}
     )
+    undefined = {"pvalue": float("nan"), "exact": False, "standard_error": float("nan")}
+    assert pvalue_text(undefined) == "one-sided permutation p = undefined"
     assert fmt(-0.0001) == "0.000" and fmt(-0.01) == "-0.010"
     assert fmt(float("nan")) == "undefined" and fmt(None) == "not recorded"
 

@@ -54,8 +54,10 @@ CAPTIONS = {
     "cka_heatmaps": (
         "Mean debiased CKA between every pair of layers of two models (rows: model A, columns: "
         "model B), decoder driven by the mean; left, two seeds of one dataset (the ceiling); "
-        "middle, two datasets; right, a trained model (rows) against an untrained one (columns), "
-        "the floor. Each panel's title gives its number of model pairs. Read: the diagonal is "
+        "middle, two datasets; right, where untrained models are among the heatmap models, a "
+        "trained model (rows) against an untrained one (columns), the floor (the figure's title "
+        "says when it is missing). One colour scale for all panels; each title gives its number "
+        "of model pairs. Read: the diagonal is "
         "the same-layer similarity of the curves above; an off-diagonal block as bright in the "
         "floor panel as in the others is inherited from the input, not learnt."
     ),

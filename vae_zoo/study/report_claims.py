@@ -65,13 +65,16 @@ def pvalue_text(ev: Mapping[str, Any]) -> str:
     ``pvalue_exact`` / ``exact``, ``combinations``, ``pvalue_standard_error`` /
     ``standard_error``, ``monte_carlo_draws`` / ``draws`` / ``permutations``."""
     text = f"one-sided permutation p = {fmt(ev.get('pvalue'), '.4f')}"
+    p = ev.get("pvalue")
+    if p is None or not math.isfinite(float(p)):
+        return text  # undefined (a constant side): how it would have been computed says nothing
     exact = ev.get("pvalue_exact", ev.get("exact"))
     if exact is True:
         combos = ev.get("combinations")
         return text + (f" (exact, {int(combos):,} combinations)" if combos else " (exact)")
     se = ev.get("pvalue_standard_error", ev.get("standard_error"))
     draws = ev.get("monte_carlo_draws") or ev.get("draws") or ev.get("permutations")
-    if se is not None:
+    if se is not None and draws:
         return text + f" (Monte Carlo, {draws} draws, standard error {fmt(se, '.4f')})"
     return text + (f" (Monte Carlo, {draws} draws)" if draws else "")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from .report_claims import (
     PLAIN,
+    SHORT,
     depth_sentence,
     fmt,
     iv,
@@ -107,7 +108,11 @@ def _training(results: Mapping[str, Any]) -> list[str]:
     line += (
         f" Claims 1 and 2 re-read at {lengths} steps of the same runs: "
         + (f"{len(moved)} of {len(moves)} verdicts moved with training" if moves else "no verdicts")
-        + (": " + "; ".join(moved) + "." if moved else " (every verdict the same at every length).")
+        + (
+            ": " + "; ".join(m.replace(": moves with training:", ":") for m in moved) + "."
+            if moved
+            else " (every verdict the same at every length)."
+        )
     )
     return [line, ""]
 
@@ -156,7 +161,8 @@ def _claim2_sample(results: Mapping[str, Any]) -> list[str]:
             out += [text + "; the matched-input floor is not in these results.", ""]
             continue
         text += f"; with the matched-input floor {_floor_reading(matched)}."
-        if plain["holds"] != matched["holds"]:
+        low_plain = _floor(plain) < _floor(matched)
+        if plain["holds"] != matched["holds"] and low_plain:
             text += (
                 " The plain floor flips the verdict because it is degenerate: an untrained "
                 "encoder's posterior means barely vary across images while σ ≈ 1, so the "
@@ -164,6 +170,8 @@ def _claim2_sample(results: Mapping[str, Any]) -> list[str]:
                 "The matched floor drives the untrained decoder with the trained model's own "
                 "sample (the same input, untrained weights)."
             )
+        elif plain["holds"] != matched["holds"]:
+            text += " The two floors give different verdicts."
         else:
             text += " Both floors give the same verdict."
         out += [text, ""]
@@ -171,11 +179,17 @@ def _claim2_sample(results: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _floor(claim: Mapping[str, Any]) -> float:
+    """A reading's floor: the mean CKA of trained against untrained models (NaN if missing)."""
+    value = claim["evidence"].get("means", {}).get("random", {}).get("estimate")
+    return float("nan") if value is None else float(value)
+
+
 def _floor_reading(claim: Mapping[str, Any]) -> str:
     ev = claim["evidence"]
     return (
-        f"(floor {fmt(ev.get('means', {}).get('random', {}).get('estimate'))}) the decoder G is "
-        f"{iv(ev.get('G'))} against 1 − δ = {fmt(1 - ev['margin'])}: {PLAIN[claim['holds']]}"
+        f"(floor {fmt(_floor(claim))}) the decoder G is {iv(ev.get('G'))} against 1 − δ = "
+        f"{fmt(1 - ev['margin'])}: {SHORT[claim['holds']]}"
     )
 
 
