@@ -31,11 +31,16 @@ TINY = StudyConfig(
     seeds=(0, 1),
     random_models=2,
     train_steps=6,
+    training_lengths=(2, 4, 6),
     train_examples=300,
     transfer_steps=4,
     transfer_budgets=(0, 1, 2, 4),
+    long_depths=(0, 6),
+    sweep_steps=3,
+    tie_repeats=1,
     transfer_examples=200,
     sweep_pairs=(("mnist", "digits"),),
+    check_source_seeds=(0, 1),
     check_steps=3,
     scratch_seeds=2,
     cka_examples=32,
@@ -47,7 +52,13 @@ TINY = StudyConfig(
     test_examples=32,
 )
 
-CLAIM_IDS = ["encoders-generic", "decoders-specific", "retrain-which", "visual-transfer-check"]
+CLAIM_IDS = [
+    "encoders-generic",
+    "decoders-specific",
+    "retrain-which",
+    "paper-recipe",
+    "visual-transfer-check",
+]
 
 
 def test_unit_cka_equals_linear_cka():
@@ -179,23 +190,27 @@ def test_results_record_models_evaluation_sets_and_provenance(finished_study):
 
 def test_transfer_stage_runs_the_sweep_and_real_transfers(finished_study):
     out, saved = finished_study
-    sweep = sorted(p.name for p in (out / "transfer" / "sweep" / "mnist-to-digits").iterdir())
-    assert sweep == sorted([*(f"freeze{k}" for k in range(7)), "all", "paper"])
-    frozen = json.loads((out / "transfer/sweep/mnist-to-digits/freeze6/transfer.json").read_text())
+    long = sorted(p.name for p in (out / "transfer" / "long" / "mnist-to-digits").iterdir())
+    assert long == sorted(["freeze0", "freeze6", "all", "paper"])
+    graded = out / "transfer" / "graded" / "mnist-to-digits"
+    assert {p.name for p in graded.iterdir()} >= {f"freeze{k}" for k in range(6)} | {"paper"}
+    frozen = json.loads((out / "transfer/long/mnist-to-digits/freeze6/transfer.json").read_text())
     assert all(name.startswith("decoder.") for name in frozen["trainable"])
     assert any(name.startswith("encoder.mu") for name in frozen["frozen"])
     assert frozen["reinitialised"] and all(
         n.startswith("decoder.") for n in frozen["reinitialised"]
     )
-    none = json.loads((out / "transfer/sweep/mnist-to-digits/freeze0/transfer.json").read_text())
+    none = json.loads((graded / "freeze0" / "transfer.json").read_text())
     assert not none["frozen"]
     assert frozen["target_data"]["shape"][0] == TINY.transfer_examples
     claim3 = saved["claims"][2]["evidence"]
-    assert set(claim3["gain_over_scratch"]["paper"]) == {"1", "2", "4"}
-    claim4 = saved["claims"][3]["evidence"]
+    assert set(claim3["long_curves"]["gain_over_scratch"]["paper"]) == {"1", "2", "4"}
+    assert saved["claims"][3]["id"] == "paper-recipe"
+    claim4 = saved["claims"][4]["evidence"]
     assert claim4["n_points"] == 2  # digits <- mnist, mnist <- digits
     probes = saved["probe_accuracy"]
-    assert {"check/all/mnist", "check/scratch/0", "check/scratch/1"} <= set(probes["digits"])
+    expected = {"check/all/mnist/s0", "check/all/mnist/s1", "check/scratch/0", "check/scratch/1"}
+    assert expected <= set(probes["digits"])
 
 
 def test_zoo_models_do_not_start_from_shared_weights(finished_study):
@@ -359,3 +374,27 @@ def test_cli_datasets_choose_sweep_pairs_among_them():
 def test_config_refuses_sweep_pairs_outside_the_zoo():
     with pytest.raises(ValueError, match="sweep_pairs must be"):
         StudyConfig(**{**TINY.to_dict(), "sweep_pairs": (("mnist", "animals"),)})
+
+
+def test_cka_at_every_training_length_and_the_matched_floor_reach_the_results(finished_study):
+    out, results = finished_study
+    earlier = TINY.training_lengths[:-1]
+    for name in TINY.datasets:
+        assert (out / "cka" / f"{name}.npz").exists()
+        for length in earlier:
+            assert (out / "cka" / f"{name}_step{length}.npz").exists()
+    with np.load(out / "cka" / "digits.npz") as data:
+        assert "debiased_matched_floor_full" in data.files
+    lengths = results["training_length"]
+    assert lengths["lengths"] == list(TINY.training_lengths)
+    for reading in ("debiased/mean", "debiased/sample-matched-floor"):
+        per = lengths["readings"][reading]["per_length"]
+        assert sorted(per, key=int) == [str(n) for n in TINY.training_lengths]
+        assert set(lengths["readings"][reading]["verdict_moves"]) == set(CLAIM_IDS[:2])
+    assert set(lengths["test_loss"]["mean_test_loss"]) == {str(n) for n in TINY.training_lengths}
+    assert {"debiased/sample-matched-floor", "biased/sample-matched-floor"} <= set(
+        results["secondary"]
+    )
+    claim1, claim2 = results["claims"][:2]
+    assert {"G_mean_of_layers", "layer_weights"} <= set(claim1["evidence"])
+    assert len(claim2["evidence"]["depth_differences"]) == 5
