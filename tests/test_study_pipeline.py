@@ -272,8 +272,8 @@ def test_resume_after_an_interruption_gives_the_same_results(finished_study, tmp
 
 def test_other_settings_in_the_same_directory_are_refused(finished_study):
     out, _ = finished_study
-    other = StudyConfig(**{**TINY.to_dict(), "train_steps": 7})
-    with pytest.raises(ValueError, match="differs in \\['train_steps'\\]"):
+    other = StudyConfig(**{**TINY.to_dict(), "train_steps": 7, "training_lengths": (2, 4, 7)})
+    with pytest.raises(ValueError, match="differs in \\['train_steps', 'training_lengths'\\]"):
         run_study(other, out, progress=False)
 
 
@@ -398,3 +398,14 @@ def test_cka_at_every_training_length_and_the_matched_floor_reach_the_results(fi
     claim1, claim2 = results["claims"][:2]
     assert {"G_mean_of_layers", "layer_weights"} <= set(claim1["evidence"])
     assert len(claim2["evidence"]["depth_differences"]) == 5
+
+
+def test_cli_steps_and_seeds_keep_a_valid_v4_config():
+    """--steps sets the training lengths to a quarter, a half and all of the steps; --seeds
+    keeps claim 4's source seeds among them."""
+    from vae_zoo.study.__main__ import build_parser, config_from_args
+
+    args = build_parser().parse_args(["--steps", "1000", "--seeds", "0", "1"])
+    config = config_from_args(args)
+    assert config.training_lengths == (250, 500, 1000)
+    assert config.check_source_seeds == (0, 1)

@@ -117,7 +117,8 @@ def test_every_seed_a_study_plans_is_distinct():
         expected = len(config.datasets) * (
             len(config.seeds) + config.scratch_seeds + config.tie_repeats + 1 + 4
         )
-        assert len(seeds) == expected + config.random_models
+        long_targets = len({t for _, t in config.sweep_pairs})
+        assert len(seeds) == expected + config.random_models + long_targets
     assert len({scratch_seed(t, i) for t in ("mnist", "digits") for i in range(5)}) == 10
 
 

@@ -84,6 +84,13 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     if args.seeds:
         overrides["seeds"] = tuple(args.seeds)
         overrides["transfer_source_seed"] = args.seeds[0]
+        preset = quick_config() if args.quick else StudyConfig()
+        kept = tuple(s for s in preset.check_source_seeds if s in args.seeds)
+        overrides["check_source_seeds"] = kept or tuple(args.seeds)
+    if args.train_steps is not None:
+        # the training-length check at a quarter, a half and all of the steps (two doublings)
+        n = args.train_steps
+        overrides["training_lengths"] = tuple(sorted({max(1, n // 4), max(1, n // 2), n}))
     if args.beta is not None:
         overrides["objective_params"] = {"beta": args.beta}
     elif args.objective not in (None, "beta_vae", "beta_tcvae"):
