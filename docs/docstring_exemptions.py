@@ -74,6 +74,10 @@ EXEMPTIONS: dict[str, dict[str, str]] = {
     | _OWN_FORMAT("XR02"),
     "vae_zoo.train.main": _ENTRY_POINT("XR01 XR02"),
     "vae_zoo.train.read_metrics": _OWN_FORMAT("XR02"),
+    "vae_zoo.train.snapshot_path": _because(
+        "path arithmetic: it raises nothing (a missing file is load_model's error) and follows "
+        "no publication"
+    )("XR01 XR02"),
     "vae_zoo.checkpoint.resolve_checkpoint": _because(
         "path arithmetic: it raises nothing (a missing file is read_checkpoint's error) and "
         "follows no publication"

@@ -77,7 +77,7 @@ class StudyConfig:
     long_depths : tuple of int, default (0, 3, 6)
         Freeze depths of the long curves (beside ``recipes``).
     sweep_steps : int, default 600
-        Budget of claim 3's graded test: freeze depths :data:`GRADED_DEPTHS` and ``paper`` on
+        Budget of claim 3's graded test: freeze depths ``GRADED_DEPTHS`` (0-5) and ``paper`` on
         every ordered (source, target) pair, scored against the target's scratch models of
         claim 4 (the same budget).
     tie_repeats : int, default 2

@@ -80,13 +80,13 @@ class TrainConfig:
         Test examples used per evaluation (the first ones of the test set).
     checkpoint_every : int, default 500
         Write a checkpoint every this many steps (and always at the end).
-    keep_checkpoints : tuple of int, default ()
-        Steps (increasing, each in ``1..steps``) at which a copy of the checkpoint is also kept,
-        as :func:`snapshot_path`; the test loss is evaluated at each of them too.
     threads : int or None, default 1
         ``torch.set_num_threads`` during training (restored afterwards); None leaves it.
     device : str, default "cpu"
         ``"cpu"`` (deterministic) or ``"cuda"``.
+    keep_checkpoints : tuple of int, default ()
+        Steps (increasing, each in ``1..steps``) at which a copy of the checkpoint is also kept,
+        as :func:`snapshot_path`; the test loss is evaluated at each of them too.
 
     Raises
     ------
