@@ -409,3 +409,18 @@ def test_cli_steps_and_seeds_keep_a_valid_v4_config():
     config = config_from_args(args)
     assert config.training_lengths == (250, 500, 1000)
     assert config.check_source_seeds == (0, 1)
+
+
+def test_heatmaps_have_the_floor_panel(finished_study):
+    """Two untrained models are kept for the heatmaps, so the floor (trained vs untrained)
+    panel is drawn beside same and cross."""
+    from vae_zoo.study.pipeline import Study
+    from vae_zoo.study.run import _load_eval, heatmap_groups
+
+    out, _ = finished_study
+    study = Study(TINY, out, progress=False)
+    groups, names = heatmap_groups([_load_eval(study, name) for name in TINY.datasets])
+    assert {"same", "cross", "random"} <= set(groups)
+    floor, pairs = groups["random"]
+    assert pairs == len(TINY.datasets) * 2 * 2 * 2  # per set: 4 trained x 2 untrained, both ways
+    assert floor.shape == (len(names), len(names))

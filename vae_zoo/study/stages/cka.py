@@ -118,9 +118,11 @@ def cka_path(ctx: StudyContext, name: str, length: int | None = None) -> Path:
 
 
 def heatmap_models(ctx: StudyContext) -> list[str]:
-    """Models whose layer x layer CKA is kept for the heatmaps: two seeds per dataset."""
+    """Models whose layer x layer CKA is kept for the heatmaps: two seeds per dataset, and two
+    untrained models (the floor panel: a trained against an untrained model)."""
     c = ctx.config
-    return [f"{d}/s{s}" for d in c.datasets for s in c.seeds[:2]]
+    trained = [f"{d}/s{s}" for d in c.datasets for s in c.seeds[:2]]
+    return [*trained, *(f"{RANDOM}/r{i}" for i in range(min(2, c.random_models)))]
 
 
 def load_cka(ctx: StudyContext, name: str, length: int | None = None) -> dict[str, Any]:
