@@ -271,6 +271,13 @@ def _test_from_terms(
     return PermutationTest(result.pvalue, False, combinations, result.standard_error, result.draws)
 
 
+def _centred_ranks(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Centred ranks of x and y (ties averaged) and √(Σ xc² Σ yc²), Spearman's denominator."""
+    xc, yc = _ranks(x), _ranks(y)
+    xc, yc = xc - xc.mean(), yc - yc.mean()
+    return xc, yc, math.sqrt(float(xc @ xc) * float(yc @ yc))
+
+
 def spearman_by_group(
     x: Sequence[float], y: Sequence[float], groups: Sequence[Hashable]
 ) -> dict[Hashable, float]:
@@ -281,9 +288,7 @@ def spearman_by_group(
         if len(ix) < 3:
             out[g] = float("nan")
             continue
-        xc, yc = _ranks(xa[ix]), _ranks(ya[ix])
-        xc, yc = xc - xc.mean(), yc - yc.mean()
-        denominator = math.sqrt(float(xc @ xc) * float(yc @ yc))
+        xc, yc, denominator = _centred_ranks(xa[ix], ya[ix])
         out[g] = float(xc @ yc) / denominator if denominator > 0 else float("nan")
     return out
 
@@ -311,9 +316,7 @@ def mean_within_spearman_test(
     for ix in _group_indices(groups).values():
         if len(ix) < 3:
             continue
-        xc, yc = _ranks(xa[ix]), _ranks(ya[ix])
-        xc, yc = xc - xc.mean(), yc - yc.mean()
-        denominator = math.sqrt(float(xc @ xc) * float(yc @ yc))
+        xc, yc, denominator = _centred_ranks(xa[ix], ya[ix])
         if denominator > 0:
             kept.append((xc, yc, denominator))
     if not kept:
@@ -346,9 +349,7 @@ def pooled_spearman_test(
     combinations = math.prod(math.factorial(len(ix)) for ix in index.values())
     if len(xa) < 2:
         return float("nan"), PermutationTest.undefined(combinations)
-    xc, yc = _ranks(xa), _ranks(ya)
-    xc, yc = xc - xc.mean(), yc - yc.mean()
-    denominator = math.sqrt(float(xc @ xc) * float(yc @ yc))
+    xc, yc, denominator = _centred_ranks(xa, ya)
     if not denominator > 0:
         return float("nan"), PermutationTest.undefined(combinations)
     rho = float(xc @ yc) / denominator
