@@ -80,23 +80,41 @@ class Terms:
     """A layer restricted to a batch of b index arrays of length m, centred per index array.
 
     ``data`` is (b, m, p) centred features or (b, m, m) centred (debiased: U-centred) Grams;
-    ``row_sq`` holds the squared row norms of the features (debiased feature form only).
+    ``row_sq`` holds the squared row norms of the features (debiased feature form only);
+    ``constant`` (b,) is True where the layer's rows on that index array are all equal, so that
+    CKA is undefined there (found exactly, before centring: see :func:`constant_rows`).
     """
 
     form: Form
     data: np.ndarray
     row_sq: np.ndarray | None
+    constant: np.ndarray | None = None
 
 
 def restrict(rep: Representation, idx: np.ndarray, *, debiased: bool) -> Terms:
     """Gather the rows (and columns, for a Gram) ``idx`` (b, m) of a layer and centre them."""
     if rep.form == "features":
         xs = rep.data[idx]
+        constant = constant_rows(xs, "features")
         xs = xs - xs.mean(axis=1, keepdims=True)
         row_sq = np.einsum("bmp,bmp->bm", xs, xs) if debiased else None
-        return Terms("features", xs, row_sq)
+        return Terms("features", xs, row_sq, constant)
     grams = gather_grams(rep.data, idx)
-    return Terms("gram", centered(grams, namespace(grams), unbiased=debiased), None)
+    constant = constant_rows(grams, "gram")
+    return Terms("gram", centered(grams, namespace(grams), unbiased=debiased), None, constant)
+
+
+def constant_rows(gathered: np.ndarray, form: Form) -> np.ndarray:
+    r"""(b,) True where the gathered rows of a layer are all equal (a dead layer on that subset).
+
+    Features: every row equals the first. Gram: every entry of the (m, m) block equals the first,
+    which for the linear and RBF kernels holds exactly when the rows are equal
+    (:math:`\lVert a_i - a_j\rVert^2 = K_{ii} + K_{jj} - 2K_{ij}`). The test is exact, so the
+    rounding of a mean of equal values can neither hide a constant subset nor leave a CKA of
+    rounding noise in its place.
+    """
+    first = gathered[:, :1, :] if form == "features" else gathered[:, :1, :1]
+    return np.all(gathered == first, axis=(1, 2))
 
 
 def gather_grams(k: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -27,10 +27,14 @@ def rescaled(observed: np.ndarray, raw: np.ndarray, n: int) -> np.ndarray:
 
 
 def acceleration(jackknife: np.ndarray) -> np.ndarray:
-    r"""BCa acceleration :math:`a = \sum d^3 / (6 (\sum d^2)^{3/2})`, :math:`d = \bar\theta_{(\cdot)} - \theta_{(g)}`."""
-    d = jackknife.mean(axis=-1, keepdims=True) - jackknife
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.sum(d**3, axis=-1) / (6.0 * np.sum(d**2, axis=-1) ** 1.5)
+    r"""BCa acceleration :math:`a = \sum d^3 / (6 (\sum d^2)^{3/2})`, :math:`d = \bar\theta_{(\cdot)} - \theta_{(g)}`.
+
+    Groups on which the statistic is undefined (NaN) are left out of the sums.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a cell without defined groups
+        d = np.nanmean(jackknife, axis=-1, keepdims=True) - jackknife
+        return np.nansum(d**3, axis=-1) / (6.0 * np.nansum(d**2, axis=-1) ** 1.5)
 
 
 def intervals(

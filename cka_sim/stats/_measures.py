@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from .._core.prepare import all_rows_equal
 from ..deconfounded import deconfounded_cka
 from ..procrustes import procrustes_similarity
 
@@ -36,5 +37,19 @@ def permuted_values(
 def subset_values(
     fn: MeasureFn, x: np.ndarray, y: np.ndarray, z: np.ndarray | None, subsets: Iterable
 ) -> np.ndarray:
-    """The measure on each subset of rows (of ``x``, ``y`` and the confounder together)."""
-    return np.array([fn(x[rows], y[rows], None if z is None else z[rows]) for rows in subsets])
+    """The measure on each subset of rows (of ``x``, ``y`` and the confounder together).
+
+    NaN, without calling ``fn`` (which would warn, or raise for a constant confounder), on a
+    subset where ``x``, ``y`` or the confounder has all rows equal: the measure is undefined
+    there (see :mod:`~cka_sim.stats._redraw`).
+    """
+    return np.array([_subset_value(fn, x, y, z, rows) for rows in subsets], dtype=np.float64)
+
+
+def _subset_value(
+    fn: MeasureFn, x: np.ndarray, y: np.ndarray, z: np.ndarray | None, rows: np.ndarray
+) -> float:
+    parts = [x[rows], y[rows], None if z is None else z[rows]]
+    if any(part is not None and all_rows_equal(part, np) for part in parts):
+        return float("nan")
+    return fn(*parts)

@@ -85,6 +85,9 @@ class BootstrapResult:
         How the interval was formed: ``"bca"``, ``"percentile"`` or ``"basic"`` as asked, or
         ``"basic-widened"`` where ``"bca"`` was asked but BCa is undefined or excludes the
         estimate (see :func:`~cka_sim.stats.bootstrap_ci`).
+    n_redrawn : int, default 0
+        Half-samples that left the statistic undefined (a layer or the confounder with all rows
+        equal on them) and were replaced by new draws (see :func:`~cka_sim.stats.bootstrap_ci`).
 
     Examples
     --------
@@ -103,6 +106,7 @@ class BootstrapResult:
     bootstrap_distribution: np.ndarray
     estimator: str
     interval_method: str = "bca"
+    n_redrawn: int = 0
 
 
 def estimator_name(kernel: object, debiased: bool) -> str:

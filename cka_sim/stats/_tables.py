@@ -8,7 +8,8 @@ import numpy as np
 
 from ._engine import Permuted, Representation, batch_size, cka_from_terms, hsic_terms, restrict
 from ._intervals import rescaled
-from ._resampling import half_samples, jackknife_groups, split
+from ._redraw import defined_half_samples
+from ._resampling import jackknife_groups, split
 
 
 def subset_table(
@@ -35,7 +36,8 @@ def subset_table(
             chunk = np.empty((len(ta), len(tb), idx.shape[0]))
             for i, a in enumerate(ta):
                 for j, b in enumerate(tb):
-                    chunk[i, j] = cka_from_terms(hsic_terms(a, b, debiased=debiased), sa[i], sb[j])
+                    value = cka_from_terms(hsic_terms(a, b, debiased=debiased), sa[i], sb[j])
+                    chunk[i, j] = np.where(a.constant | b.constant, np.nan, value)
             out.append(chunk)
     return np.concatenate(out, axis=2)
 
@@ -97,11 +99,17 @@ def resample_table(
     *,
     debiased: bool,
     rng: np.random.Generator,
-) -> np.ndarray:
-    """Rescaled half-sample replicates (La, Lb, B), one set of half-samples for every cell."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rescaled half-sample replicates (La, Lb, B), one set of half-samples for every cell,
+    and the undefined half-samples each cell skipped (La, Lb) under the redraw rule of
+    :mod:`~cka_sim.stats._redraw`."""
     n = reps_a[0].n
-    raw = subset_table(reps_a, reps_b, half_samples(rng, n, n_resamples), debiased=debiased)
-    return rescaled(observed, raw, n)
+
+    def evaluate(blocks: Iterable[np.ndarray]) -> np.ndarray:
+        return subset_table(reps_a, reps_b, blocks, debiased=debiased)
+
+    raw, skipped = defined_half_samples(evaluate, rng, n, n_resamples, ~np.isnan(observed))
+    return rescaled(observed, raw, n), skipped
 
 
 def jackknife_table(

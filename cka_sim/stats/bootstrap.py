@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,7 +25,8 @@ from ._docs import shared_doc
 from ._engine import CONSTANT, NOT_POSITIVE, choose_form, represent
 from ._intervals import METHODS, intervals, rescaled
 from ._measures import subset_values
-from ._resampling import half_samples, jackknife_groups
+from ._redraw import defined_half_samples, measure_label, warn_redrawn
+from ._resampling import jackknife_groups
 from ._results import BootstrapResult, ConfidenceInterval
 from ._tables import jackknife_table, observed_table, resample_table
 
@@ -110,7 +111,7 @@ def bootstrap_ci(
     """
     args = _bootstrap_iv(x, y, n_resamples, confidence_level, method, debiased,
                          kernel, threshold, sigma, seed, measure, confounder)  # fmt: skip
-    return _bootstrap_result(args, *_replicates(args))
+    return _bootstrap_result(args, _replicates(args))
 
 
 @dataclass(frozen=True)
@@ -159,9 +160,10 @@ def _bootstrap_iv(
     return _BootstrapArgs(data, n_resamples, level, method)
 
 
-def _replicates(args: _BootstrapArgs) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """The estimate (1, 1), its rescaled half-sample replicates (1, 1, B) and, for BCa, the
-    jackknife values (1, 1, G); no replicates where the estimate is undefined (NaN).
+def _replicates(args: _BootstrapArgs) -> Replicates:
+    """The estimate (1, 1), its rescaled half-sample replicates (1, 1, B) under the redraw rule
+    (:mod:`~cka_sim.stats._redraw`), the undefined half-samples skipped (1, 1) and, for BCa,
+    the jackknife values (1, 1, G); no replicates where the estimate is undefined (NaN).
 
     CKA comes from the HSIC tables of :mod:`~cka_sim.stats._tables`; the other measures are
     recomputed from the rows of each half-sample (:mod:`~cka_sim.stats._measures`).
@@ -171,47 +173,65 @@ def _replicates(args: _BootstrapArgs) -> tuple[np.ndarray, np.ndarray | None, np
     if d.fn is not None:
         observed = np.array([[d.fn(d.x, d.y, d.z)]])
         if np.isnan(observed[0, 0]):  # the measure has warned why
-            return observed, None, None
-        subsets = (rows for block in half_samples(d.rng, d.n, count) for rows in block)
-        raw = subset_values(d.fn, d.x, d.y, d.z, subsets)[None, None, :]
+            return Replicates(observed, None, None, None)
+
+        def evaluate(blocks: Iterator[np.ndarray]) -> np.ndarray:
+            rows = (subset for block in blocks for subset in block)
+            return subset_values(d.fn, d.x, d.y, d.z, rows)[None, None, :]
+
+        raw, skipped = defined_half_samples(evaluate, d.rng, d.n, count, np.ones((1, 1), bool))
         jack = subset_values(d.fn, d.x, d.y, d.z, jackknife_groups(d.n)) if bca else None
-        return observed, rescaled(observed, raw, d.n), None if jack is None else jack[None, None]
+        jack = None if jack is None else jack[None, None]
+        return Replicates(observed, rescaled(observed, raw, d.n), skipped, jack)
     if d.constant is not None:
         warn_undefined(d.constant, CONSTANT, 4)
-        return undefined, None, None
+        return Replicates(undefined, None, None, None)
     form = choose_form(d.n // 2, [d.x.shape[1], d.y.shape[1]], d.kernel)
     gx, gy = d.grams or (None, None)
     reps = ([represent(d.x, form, gram=gx)], [represent(d.y, form, gram=gy)])
     observed = observed_table(*reps, debiased=d.debiased)
     if np.isnan(observed[0, 0]):
         warn_undefined("x or y", NOT_POSITIVE, 4)
-        return undefined, None, None
-    replicates = resample_table(*reps, observed, count, debiased=d.debiased, rng=d.rng)
+        return Replicates(undefined, None, None, None)
+    replicates, skipped = resample_table(*reps, observed, count, debiased=d.debiased, rng=d.rng)
     jack = jackknife_table(*reps, debiased=d.debiased) if bca else None
-    return observed, replicates, jack
+    return Replicates(observed, replicates, skipped, jack)
 
 
-def _bootstrap_result(
-    args: _BootstrapArgs,
-    observed: np.ndarray,
-    replicates: np.ndarray | None,
-    jack: np.ndarray | None,
-) -> BootstrapResult:
+@dataclass(frozen=True)
+class Replicates:
+    """What :func:`_replicates` computes: see there (``replicates`` None when undefined)."""
+
+    observed: np.ndarray
+    replicates: np.ndarray | None
+    skipped: np.ndarray | None
+    jackknife: np.ndarray | None
+
+
+def _bootstrap_result(args: _BootstrapArgs, reps: Replicates) -> BootstrapResult:
     """The interval from the replicates, as a :class:`BootstrapResult` (NaN when undefined)."""
     name, method = args.data.name, args.method
-    if replicates is None:
+    if reps.replicates is None or reps.skipped is None:
         nan = ConfidenceInterval(np.nan, np.nan)
         t = np.full(args.n_resamples, np.nan)
         return BootstrapResult(np.nan, nan, np.nan, t, name, interval_method=method)
+    what = measure_label(args.data.fn is None, args.data.z is not None)
+    warn_redrawn(reps.skipped, reps.replicates, args.n_resamples, what, stacklevel=4)
     low, high, fallback = intervals(
-        observed, replicates, jack, method=method, confidence_level=args.level, stacklevel=4
+        reps.observed,
+        reps.replicates,
+        reps.jackknife,
+        method=method,
+        confidence_level=args.level,
+        stacklevel=4,
     )
-    t = replicates[0, 0]
+    t = reps.replicates[0, 0]
     return BootstrapResult(
-        float(observed[0, 0]),
+        float(reps.observed[0, 0]),
         ConfidenceInterval(float(low[0, 0]), float(high[0, 0])),
         float(np.std(t, ddof=1)),
         t,
         name,
         interval_method="basic-widened" if fallback[0, 0] else method,
+        n_redrawn=int(reps.skipped[0, 0]),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,10 +26,11 @@ from ._checks import (
     min_rows,
 )
 from ._docs import shared_doc
-from ._engine import CONSTANT, choose_form, represent
+from ._engine import CONSTANT, NOT_POSITIVE, choose_form, represent
 from ._intervals import METHODS, intervals, rescaled
 from ._measures import MeasureFn, measure_function, permuted_values, subset_values
-from ._resampling import half_samples, jackknife_groups, permutations
+from ._redraw import defined_half_samples, measure_label, warn_redrawn
+from ._resampling import jackknife_groups, permutations
 from ._tables import (
     jackknife_table,
     observed_table,
@@ -189,7 +190,9 @@ def _layerwise_iv(
     )
 
 
-Tables = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None", "np.ndarray | None", Any]
+Tables = tuple[
+    np.ndarray, "np.ndarray | None", "np.ndarray | None", "np.ndarray | None", Any, Any
+]  # values, ci_low, ci_high, pvalues, BCa fallback cells, undefined half-samples skipped
 
 
 def _cka_tables(args: _LayerwiseArgs) -> Tables:
@@ -207,11 +210,13 @@ def _cka_tables(args: _LayerwiseArgs) -> Tables:
     undefined_cols = [j for j, k in enumerate(args.mats_b) if k in args.constant["acts_b"]]
     observed[undefined_rows, :] = np.nan  # exactly: a constant layer's centred data may
     observed[:, undefined_cols] = np.nan  # not be exactly zero after a float64 mean
-    ci_low = ci_high = pvalues = fallback = None
+    _warn_not_positive(args, observed, undefined_rows, undefined_cols)
+    ci_low = ci_high = pvalues = fallback = skipped = None
     if args.n_resamples:
-        replicates = resample_table(
+        replicates, skipped = resample_table(
             reps_a, reps_b, observed, args.n_resamples, debiased=debiased, rng=args.rng
         )
+        warn_redrawn(skipped, replicates, args.n_resamples, "CKA", stacklevel=4)
         jack = jackknife_table(reps_a, reps_b, debiased=debiased) if args.method == "bca" else None
         ci_low, ci_high, fallback = intervals(
             observed,
@@ -225,7 +230,22 @@ def _cka_tables(args: _LayerwiseArgs) -> Tables:
         blocks = permutations(args.rng, n, args.n_permutations)
         null = permutation_table(reps_a, reps_b, blocks, debiased=debiased)
         pvalues = permutation_pvalues(observed, null)
-    return observed, ci_low, ci_high, pvalues, fallback
+    return observed, ci_low, ci_high, pvalues, fallback, skipped
+
+
+def _warn_not_positive(
+    args: _LayerwiseArgs, observed: np.ndarray, rows: list[int], cols: list[int]
+) -> None:
+    """Warn for each layer of a NaN cell that no constant layer explains: its self-HSIC on all
+    the data is not positive (a debiased self-HSIC at or below zero, e.g. few examples)."""
+    unexplained = np.isnan(observed)
+    unexplained[rows, :] = False
+    unexplained[:, cols] = False
+    if not unexplained.any():
+        return
+    names_a, names_b = list(args.mats_a), list(args.mats_b)
+    cells = [f"({names_a[i]!r}, {names_b[j]!r})" for i, j in np.argwhere(unexplained)]
+    warn_undefined(f"cell(s) {', '.join(cells)}", NOT_POSITIVE, 5)
 
 
 def _measure_tables(args: _LayerwiseArgs) -> Tables:
@@ -235,11 +255,24 @@ def _measure_tables(args: _LayerwiseArgs) -> Tables:
     pairs = [(a, b) for a in args.mats_a.values() for b in args.mats_b.values()]
     shape = (len(args.mats_a), len(args.mats_b))
     observed = np.array([fn(a, b, zm) for a, b in pairs]).reshape(shape)
-    ci_low = ci_high = pvalues = fallback = None
+    ci_low = ci_high = pvalues = fallback = skipped = None
     if args.n_resamples:
-        subsets = [rows for block in half_samples(rng, n, args.n_resamples) for rows in block]
-        raw = np.stack([subset_values(fn, a, b, zm, subsets) for a, b in pairs])
-        replicates = rescaled(observed, raw.reshape(*shape, args.n_resamples), n)
+
+        def evaluate(blocks: Iterator[np.ndarray]) -> np.ndarray:
+            subsets = [rows for block in blocks for rows in block]
+            raw = np.stack([subset_values(fn, a, b, zm, subsets) for a, b in pairs])
+            return raw.reshape(*shape, len(subsets))
+
+        wanted = ~np.isnan(observed)
+        raw, skipped = defined_half_samples(evaluate, rng, n, args.n_resamples, wanted)
+        replicates = rescaled(observed, raw, n)
+        warn_redrawn(
+            skipped,
+            replicates,
+            args.n_resamples,
+            measure_label(False, zm is not None),
+            stacklevel=4,
+        )
         jack = None
         if args.method == "bca":
             groups = jackknife_groups(n)
@@ -257,7 +290,7 @@ def _measure_tables(args: _LayerwiseArgs) -> Tables:
         perms = [p for block in permutations(rng, n, args.n_permutations) for p in block]
         null = np.stack([permuted_values(fn, a, b, zm, [perms]) for a, b in pairs])
         pvalues = permutation_pvalues(observed, null.reshape(*shape, args.n_permutations))
-    return observed, ci_low, ci_high, pvalues, fallback
+    return observed, ci_low, ci_high, pvalues, fallback, skipped
 
 
 def _result(
@@ -267,6 +300,7 @@ def _result(
     ci_high: np.ndarray | None,
     pvalues: np.ndarray | None,
     fallback: np.ndarray | None,
+    skipped: np.ndarray | None,
 ) -> CKAResult:
     names_a, names_b = list(args.mats_a), list(args.mats_b)
     fallback_cells = (
@@ -285,6 +319,7 @@ def _result(
             interval_method=args.method,
             interval_fallback_cells=fallback_cells,
             resampling="half-sampling without replacement",
+            redrawn_resamples=None if skipped is None else skipped.tolist(),
         ),
         ci_low=ci_low,
         ci_high=ci_high,
