@@ -23,6 +23,7 @@ from ._core.prepare import (
     unit_scaled,
 )
 from ._core.ratio import CONSTANT, ratio, warn_undefined
+from ._core.rounding import EPSILON, epsilon, gram_magnitude, rounding_bound
 from .hsic import gram_inner
 from .kernels import centered, gram_linear, gram_polynomial, gram_rbf
 
@@ -75,20 +76,31 @@ def cka(gram_x: Any, gram_y: Any, *, debiased: bool = False) -> Any:
     >>> bool(np.isclose(cka(gram_linear(x), gram_linear(y)), linear_cka(x, y)))
     True
     """
+    eps = max(epsilon(getattr(g, "dtype", "float64")) for g in (gram_x, gram_y))
     k, l, xp = check_gram_pair(gram_x, gram_y, min_size=4 if debiased else 2)
-    return present(cka_of_grams(k, l, xp, debiased=debiased, names=("gram_x", "gram_y")))
+    names = ("gram_x", "gram_y")
+    return present(cka_of_grams(k, l, xp, debiased=debiased, names=names, eps=eps))
 
 
 def cka_of_grams(
-    k: Array, l: Array, xp: Any, *, debiased: bool, names: tuple[str, str], depth: int = 0
+    k: Array,
+    l: Array,
+    xp: Any,
+    *,
+    debiased: bool,
+    names: tuple[str, str],
+    depth: int = 0,
+    eps: float = EPSILON["float64"],
 ) -> Array:
     """CKA of validated float64 Grams (each scaled by a power of two first when needed).
 
     A centred Gram within rounding of zero (``64 n ε`` of the largest entry) is a constant
-    representation: NaN with a warning naming it.
+    representation: NaN with a warning naming it. Debiased, a self-HSIC at or below its
+    rounding bound (:mod:`cka_sim._core.rounding`; ``eps``: the machine epsilon of the dtype
+    the Grams' products ran in) is NaN with a warning too.
     """
     k, l = scaled(k, xp)[0], scaled(l, xp)[0]
-    kc, lc = centered(k, xp, unbiased=debiased), centered(l, xp, unbiased=debiased)
+    kc, lc = centered(k, xp, unbiased=False), centered(l, xp, unbiased=False)
     n = k.shape[0]
     tolerance = 64 * n * np.finfo(np.float64).eps
     for name, raw, cent in ((names[0], k, kc), (names[1], l, lc)):
@@ -97,8 +109,14 @@ def cka_of_grams(
                 name, "its centred Gram matrix is zero (all features constant)", 4 + depth
             )
             return xp.sum(kc * lc) * float("nan")
+    bounds = (0.0, 0.0)
+    if debiased:
+        bounds = tuple(rounding_bound(to_scalar(gram_magnitude(g, xp)), n, eps) for g in (kc, lc))
+        kc, lc = centered(kc, xp, unbiased=True), centered(lc, xp, unbiased=True)
     h_xy, h_xx, h_yy = gram_inner(kc, lc, xp), gram_inner(kc, kc, xp), gram_inner(lc, lc, xp)
-    return ratio(h_xy, h_xx, h_yy, n=n, debiased=debiased, names=names, stacklevel=5 + depth)
+    return ratio(
+        h_xy, h_xx, h_yy, n=n, debiased=debiased, names=names, stacklevel=5 + depth, bounds=bounds
+    )
 
 
 def _linear_grams(units: list[Centred], xp: Any, debiased: bool) -> Array:
@@ -110,7 +128,8 @@ def _linear_grams(units: list[Centred], xp: Any, debiased: bool) -> Array:
         name = "x" if units[0].constant else "y"
         warn_undefined(name, CONSTANT, 5)
         return xp.sum(k[:1, :1]) * float("nan")
-    return cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y"), depth=1)
+    eps = max(epsilon(u.x.dtype) for u in units)
+    return cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y"), depth=1, eps=eps)
 
 
 def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto") -> Any:
@@ -190,8 +209,8 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
         return present(_linear_grams(units, xp, debiased), from_torch_view=from_view)
     moments = Moments.of_batch(units, [(0, 1)], debiased, xp)
     (h_xx, h_yy), (h_xy,) = moments.hsic_terms()
-    flat = (units[0].constant, units[1].constant)
-    h = ratio(h_xy, h_xx, h_yy, n=moments.n, debiased=debiased, constant=flat)
+    flat, bounds = (units[0].constant, units[1].constant), tuple(moments.self_bounds())
+    h = ratio(h_xy, h_xx, h_yy, n=moments.n, debiased=debiased, constant=flat, bounds=bounds)
     return present(h, from_torch_view=from_view)
 
 
@@ -269,11 +288,13 @@ def kernel_cka(
             return present(xp.sum(xm[:1, :1]) * float("nan"))
     if callable(kernel):  # the caller's Grams get the full checks; built-in ones are valid
         grams = [_call_kernel(kernel, a, name) for a, name in ((xm, "x"), (ym, "y"))]
+        eps = max(epsilon(getattr(g, "dtype", "float64")) for g in grams)
         k, l, xp = check_gram_pair(*grams, min_size=4 if debiased else 2)
     else:
         p = (threshold, degree, gamma, coef0)
         k, l = (_builtin_gram(a, kernel, s, *p, xp) for a, s in zip((xm, ym), sigmas, strict=True))
-    return present(cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y")))
+        eps = max(epsilon(xm.dtype), epsilon(ym.dtype))  # the products ran in the input dtype
+    return present(cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y"), eps=eps))
 
 
 def _builtin_gram(

@@ -6,12 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from ._core.backend import Array, namespace, to_float64, to_numpy
+from ._core.backend import Array, namespace, to_float64, to_numpy, to_scalar
 from ._core.check import check_layer_sets
 from ._core.measures import Measure, check_confounder_given, check_measure
 from ._core.moments import Moments
 from ._core.prepare import Centred, prepare_one_shot
-from ._core.ratio import layer_matrix, ratio_matrix
+from ._core.ratio import layer_matrix, ratio_matrix, side_bounds
+from ._core.rounding import epsilon, gram_magnitude, rounding_bound
 from .accumulators import StreamingCKAMatrix
 from .hsic import gram_inner
 from .kernels import centered
@@ -115,27 +116,46 @@ def _linear_values(
     widths = [int(x.shape[1]) for x in raw]
     feature_cost = sum(w * w for w in widths) + sum(widths[u] * widths[v] for u, v in pairs)
     if feature_cost <= n * (sum(widths) + len(pairs)):
-        selfs, cross = Moments.of_batch(units, pairs, debiased, xp).hsic_terms()
+        moments = Moments.of_batch(units, pairs, debiased, xp)
+        (selfs, cross), bounds = moments.hsic_terms(), moments.self_bounds()
     else:
-        selfs, cross = _gram_terms(units, pairs, debiased, xp)
+        selfs, cross, bounds = _gram_terms(units, pairs, debiased, xp)
     cross_np = to_numpy(xp.stack(cross)) if cross else np.zeros(0)
     matrix, self_a, self_b = layer_matrix(
         to_numpy(xp.stack(selfs)), cross_np, pairs, la, lb, shared
     )
-    return ratio_matrix(matrix, self_a, self_b, names_a, names_b, debiased=debiased, n=n)
+    return ratio_matrix(
+        matrix,
+        self_a,
+        self_b,
+        names_a,
+        names_b,
+        debiased=debiased,
+        n=n,
+        bounds=side_bounds(bounds, la, shared),
+    )
 
 
 def _gram_terms(
     units: list[Centred], pairs: list[tuple[int, int]], debiased: bool, xp: Any
-) -> tuple[list[Array], list[Array]]:
+) -> tuple[list[Array], list[Array], list[float]]:
     """HSIC terms in Gram form (layers wider than the examples are many): the inner products of
-    the (U-)centred float64 Grams of the rows about their centres."""
-    t, grams = xp.matrix_transpose, []
+    the (U-)centred float64 Grams of the rows about their centres, and the rounding bounds of
+    the debiased self terms (:mod:`cka_sim._core.rounding`; zeros when biased)."""
+    t, grams, bounds = xp.matrix_transpose, [], []
+    n = int(units[0].x.shape[0])
     for u in units:
         a = u.x - u.centre
-        grams.append(centered(to_float64(a @ t(a), xp), xp, unbiased=debiased, overwrite=True))
+        g = centered(to_float64(a @ t(a), xp), xp, unbiased=False, overwrite=True)
+        if debiased:
+            magnitude = to_scalar(gram_magnitude(g, xp))
+            bounds.append(rounding_bound(magnitude, n, epsilon(u.x.dtype)))
+            g = centered(g, xp, unbiased=True, overwrite=True)
+        else:
+            bounds.append(0.0)
+        grams.append(g)
     selfs = [gram_inner(g, g, xp) for g in grams]
-    return selfs, [gram_inner(grams[u], grams[v], xp) for u, v in pairs]
+    return selfs, [gram_inner(grams[u], grams[v], xp) for u, v in pairs], bounds
 
 
 def _from_accumulator(

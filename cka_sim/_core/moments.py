@@ -40,6 +40,7 @@ from array_api_compat import array_namespace, device, is_torch_array
 
 from .backend import Array, gram
 from .prepare import Centred
+from .rounding import epsilon, rounding_bound, term_magnitude
 
 #: Bytes of the pass's workspace (one block of rows of every unit): a few MiB stay in the cache.
 WORKSPACE_BYTES = 8 * 2**20
@@ -264,6 +265,7 @@ def _about_mean(
         widths.append(int(c.shape[0]))
     m = Moments(widths, pairs, debiased)
     m.n, f64 = n, xp.float64
+    m.eps = [epsilon(c.dtype) for c in centres]
     delta, S, C = [], [], []
     for c, col in zip(centres, sums.col, strict=True):
         delta.append(col / n)
@@ -340,6 +342,8 @@ class Moments:
         self.debiased = debiased
         self.n = 0
         self.mean: list[Array] = []
+        #: Per unit, the machine epsilon of the dtype its products ran in (the coarsest seen).
+        self.eps: list[float] = [epsilon("float64")] * len(self.widths)
         for f in FIELDS:
             setattr(self, f.name, [])
 
@@ -354,7 +358,7 @@ class Moments:
 
     def _like(self, n: int, mean: list[Array]) -> Moments:
         out = Moments(self.widths, self.pairs, self.debiased)
-        out.n, out.mean = n, mean
+        out.n, out.mean, out.eps = n, mean, list(self.eps)
         return out
 
     # -- construction ---------------------------------------------------------------------------
@@ -427,6 +431,7 @@ class Moments:
         n = na + nb
         delta = [mb - ma for ma, mb in zip(self.mean, other.mean, strict=True)]
         out = self._like(n, [ma + dl * (nb / n) for ma, dl in zip(self.mean, delta, strict=True)])
+        out.eps = [max(a, b) for a, b in zip(self.eps, other.eps, strict=True)]
         higher_a = self._shifted([dl * (nb / n) for dl in delta], xp, order=2)
         higher_b = other._shifted([dl * (-na / n) for dl in delta], xp, order=2)
         for name, values in higher_a.items():
@@ -469,6 +474,7 @@ class Moments:
             "widths": list(self.widths),
             "pairs": [list(p) for p in self.pairs],
             "debiased": self.debiased,
+            "eps": [float(e) for e in self.eps],
         }
         for name, values in [("mean", self.mean), *self.sum_fields()]:
             for i, value in enumerate(values):
@@ -480,6 +486,8 @@ class Moments:
         widths = [int(w) for w in d["widths"]]
         m = cls(widths, [(int(u), int(v)) for u, v in d["pairs"]], bool(d["debiased"]))
         m.n = int(d["n"])
+        if "eps" in d:  # states saved before the rounding rule: float64 products assumed
+            m.eps = [float(e) for e in _as_list(d["eps"])]
         m.mean = [_as_state_array(d[f"mean.{i}"]) for i in range(len(widths))]
         for f in m.fields():
             count = len(m.index(f))
@@ -524,6 +532,23 @@ class Moments:
             cross[k] = cross[k] - (n / (n - 2)) * self.R_pair[k] + s[u] * s[v] / ((n - 1) * (n - 2))
         return selfs, cross
 
+    def self_bounds(self) -> list[float]:
+        """Per unit, the rounding bound of its debiased self term
+        (:func:`~cka_sim._core.rounding.rounding_bound`, in the units of
+        :meth:`hsic_terms`); zeros when biased (its self term has no cancellation)."""
+        if not self.debiased:
+            return [0.0] * len(self.S)
+        xp, bounds = self.namespace(), []
+        for S, R, eps in zip(self.S, self.R_self, self.eps, strict=True):
+            s = xp.linalg.trace(S)
+            magnitude = term_magnitude(xp.sum(S * S), R, s, s, self.n)
+            bounds.append(rounding_bound(_host(magnitude), self.n, eps))
+        return bounds
+
+
+def _host(value: Array) -> float:
+    return float(value.detach()) if is_torch_array(value) else float(value)
+
 
 def merge_moments(a: Moments | None, b: Moments | None, what: str) -> Moments | None:
     """The union of two states (``None``: no data), refusing different layouts or devices."""
@@ -537,6 +562,11 @@ def merge_moments(a: Moments | None, b: Moments | None, what: str) -> Moments | 
         raise ValueError(f"{what}: the accumulators saw data of different shapes or layers")
     check_same_place(a.mean[0], b.mean[0], what)
     return a.combined(b, a.namespace())
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A list saved in a state (a list, or the array ``np.savez`` made of it)."""
+    return value.tolist() if hasattr(value, "tolist") else list(value)
 
 
 def _as_state_array(value: Any) -> Array:

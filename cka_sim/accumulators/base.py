@@ -123,7 +123,12 @@ class CentredMoments(Reduction):
     def signature(self, value: Any) -> Any:
         if value is None:
             return None
-        return {"debiased": value.debiased, "pairs": value.pairs, "widths": value.widths}
+        return {
+            "debiased": value.debiased,
+            "pairs": value.pairs,
+            "widths": value.widths,
+            "eps": value.eps,  # the products' precision (every process feeds the same dtypes)
+        }
 
     @staticmethod
     def absorb(state: Moments | None, batch: Moments, what: str) -> Moments:

@@ -162,6 +162,7 @@ def all_reduce_moments(m: Moments | None, signature: dict[str, Any], group: Any)
         xp = torch_namespace()
         dev = comm_device(group)
         m = Moments.zeros(signature["widths"], signature["pairs"], signature["debiased"], xp, dev)
+        m.eps = list(signature["eps"])
     like = m.mean[0]
     counts, means = gather_counts_and_means(m.n, m.mean, group, like)
     total = sum(counts)

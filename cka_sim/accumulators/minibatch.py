@@ -29,6 +29,7 @@ from .._core.backend import Array, device_of, gram, is_torch, to_numpy
 from .._core.check import as_layers, check_batch_layers, check_names
 from .._core.prepare import Centred, PreparedGram, translated
 from .._core.ratio import ratio_matrix
+from .._core.rounding import epsilon, gram_magnitude
 from ..kernels import centered
 from ..result import CKAResult, default_metadata
 from .base import Accumulator, Agree, Count, Sum
@@ -86,6 +87,8 @@ class MinibatchCKA(Accumulator):
         "_cross": Sum(),
         "_self_a": Sum(),
         "_self_b": Sum(),
+        "_bound_a": Sum(),
+        "_bound_b": Sum(),
         "n_batches": Count(),
         "n_examples": Count(),
     }
@@ -127,15 +130,18 @@ class MinibatchCKA(Accumulator):
         """
         batch = self._check_batch(acts_a, acts_b)
         units_a, units_b, names_a, names_b, m, xp = batch
-        grams_a = self._centred_grams(units_a, m, xp)
-        grams_b = grams_a if units_b is units_a else self._centred_grams(units_b, m, xp)
+        grams_a, bound_a = self._centred_grams(units_a, m, xp)
+        grams_b, bound_b = (
+            (grams_a, bound_a) if units_b is units_a else self._centred_grams(units_b, m, xp)
+        )
         # one batch's HSIC terms, each with its own 1/(m(m-3)) (or 1/(m-1)²) factor
         scale = 1.0 / (m * (m - 3)) if self.debiased else 1.0 / ((m - 1) ** 2)
         cross = (grams_a @ xp.matrix_transpose(grams_b)) * scale
         self_a = xp.sum(grams_a * grams_a, axis=1) * scale
         self_b = self_a if units_b is units_a else xp.sum(grams_b * grams_b, axis=1) * scale
+        terms = (cross, self_a, self_b, bound_a * scale, bound_b * scale)
         for attr, value in zip(
-            ("_cross", "_self_a", "_self_b"), (cross, self_a, self_b), strict=True
+            ("_cross", "_self_a", "_self_b", "_bound_a", "_bound_b"), terms, strict=True
         ):
             setattr(self, attr, self._STATE[attr].merge(getattr(self, attr), value, "update"))
         self._names_a, self._names_b = names_a, names_b
@@ -191,22 +197,30 @@ class MinibatchCKA(Accumulator):
             )
         return units_a, units_b, names_a, names_b, m, xp
 
-    def _centred_grams(self, units: list[Any], m: int, xp: Any) -> Array:
-        """(L, m²) float64 stack of the (U-)centred Grams of one model's checked layers."""
+    def _centred_grams(self, units: list[Any], m: int, xp: Any) -> tuple[Array, Array]:
+        """(L, m²) float64 stack of the (U-)centred Grams of one model's checked layers, and
+        the (L,) rounding bounds of their debiased self terms (:mod:`cka_sim._core.rounding`,
+        in the units of ``⟨U(K), U(K)⟩``; zeros when biased)."""
         # One float64 (L, m, m) buffer filled layer by layer (no list of Grams and no stack copy).
-        stack = xp.empty(
-            (len(units), m, m), dtype=xp.float64, device=device_of(_array_of(units[0]))
-        )
+        where = device_of(_array_of(units[0]))
+        stack = xp.empty((len(units), m, m), dtype=xp.float64, device=where)
+        eps = []
         for i, unit in enumerate(units):
             if isinstance(unit, Centred):
                 unit = unit.x - unit.centre
             if not isinstance(unit, PreparedGram):
                 unit = self._prepared(unit, xp)
+            eps.append(epsilon(unit.gram.dtype))
             stack[i, ...] = unit.gram
             if unit.scale is not None:  # back to the batch's units (see prepare.translated)
                 stack[i, ...] *= unit.scale
-        stack = centered(stack, xp, unbiased=self.debiased, overwrite=True)
-        return xp.reshape(stack, (len(units), m * m))
+        stack = centered(stack, xp, unbiased=False, overwrite=True)
+        bounds = xp.zeros((len(units),), dtype=xp.float64, device=where)
+        if self.debiased:  # the bound n ε T of each layer, then the U-centring of M = HKH
+            factor = xp.asarray([m * e for e in eps], dtype=xp.float64, device=where)
+            bounds = factor * gram_magnitude(stack, xp)
+            stack = centered(stack, xp, unbiased=True, overwrite=True)
+        return xp.reshape(stack, (len(units), m * m)), bounds
 
     def compute(self) -> CKAResult:
         """Return the minibatch CKA of every layer pair over the batches seen.
@@ -233,6 +247,10 @@ class MinibatchCKA(Accumulator):
                 "every batch of such a layer by one power of two: CKA does not change); fix the "
                 "input and start again (reset())"
             )
+        bounds = tuple(
+            np.zeros(len(names)) if b is None else to_numpy(b)  # a state saved without bounds
+            for b, names in ((self._bound_a, self._names_a), (self._bound_b, self._names_b))
+        )
         values = ratio_matrix(
             cross,
             self_a,
@@ -241,6 +259,7 @@ class MinibatchCKA(Accumulator):
             self._names_b,
             debiased=self.debiased,
             n=self.n_examples,
+            bounds=bounds,
         )
         return CKAResult(
             values=values,

@@ -329,7 +329,8 @@ class StreamingCKA(_ExactAccumulator):
         if self.measure == "dcka":
             return present(dcka_pair(m, m.n, self.debiased, ("x", "y"), "the confounder"))
         (h_xx, h_yy), (h_xy,) = m.hsic_terms()
-        return present(ratio(h_xy, h_xx, h_yy, n=m.n, debiased=self.debiased))
+        bounds = tuple(m.self_bounds()[:2])
+        return present(ratio(h_xy, h_xx, h_yy, n=m.n, debiased=self.debiased, bounds=bounds))
 
     def __repr__(self) -> str:
         return (

@@ -22,7 +22,7 @@ from .._core.measures import (
 )
 from .._core.moments import Moments
 from .._core.prepare import Centred
-from .._core.ratio import layer_matrix, ratio_matrix
+from .._core.ratio import layer_matrix, ratio_matrix, side_bounds
 from ..deconfounded import RESIDUAL_SHARE, residuals, warn_no_residual
 from ..result import CKAResult, default_metadata
 from .base import Agree, CentredMoments
@@ -284,8 +284,16 @@ class StreamingCKAMatrix(_ExactAccumulator):
         cross_np = to_numpy(m.namespace().stack(cross)) if cross else np.zeros(0)
         la, lb = len(self._names_a), len(self._names_b)
         matrix, self_a, self_b = layer_matrix(selfs_np, cross_np, pairs, la, lb, self._shared)
+        unit_bounds = m.self_bounds() if self.measure == "cka" else [0.0] * len(selfs)
         values = ratio_matrix(
-            matrix, self_a, self_b, self._names_a, self._names_b, debiased=self.debiased, n=m.n
+            matrix,
+            self_a,
+            self_b,
+            self._names_a,
+            self._names_b,
+            debiased=self.debiased,
+            n=m.n,
+            bounds=side_bounds(unit_bounds, la, self._shared),
         )
         return CKAResult(
             values=values,
