@@ -3,9 +3,9 @@
 Each public function opens with one check routine (``_bootstrap_iv``, ``_permutation_iv``,
 ``_layerwise_iv``) built from the checks here; it returns the validated, normalised arguments,
 and nothing after it raises ``ValueError`` or ``TypeError`` for bad input. The counts, choices and
-ranges are declared once, here. One error no check of the full data can foresee remains below:
-deconfounded CKA refuses a half-sample or jackknife group on which the confounder happens to be
-constant (``measure="dcka"`` with a confounder that varies on few examples).
+ranges are declared once, here. A half-sample or jackknife group on which a layer or the
+confounder happens to be constant, which no check of the full data can foresee, is not an
+error: the statistic is undefined there, and :mod:`~cka_sim.stats._redraw` redraws it.
 """
 
 from __future__ import annotations

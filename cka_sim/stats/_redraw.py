@@ -93,8 +93,8 @@ def warn_redrawn(
     short = int(np.sum(np.isnan(kept).any(axis=-1) & (skipped > 0)))
     message = (
         f"{total} half-sample(s) left {what} undefined (on their rows a layer or the confounder "
-        "has all rows equal, e.g. dead units) and were redrawn; the count is recorded in the "
-        "result"
+        "has all rows equal, e.g. dead units, or a debiased self-HSIC is not positive) and were "
+        "redrawn; the count is recorded in the result"
     )
     if short:
         message += (
