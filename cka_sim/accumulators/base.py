@@ -19,12 +19,13 @@ form its statistics, and reduce them into the state with the same reductions.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .._core.backend import namespace, to_numpy
+from .._core.backend import is_torch, namespace, to_numpy
 from .._core.check import check_accumulator_batch, check_names, check_same_place
 from .._core.moments import Moments, merge_moments
 from .._core.prepare import Centred, centre
@@ -261,14 +262,30 @@ class Accumulator:
         Returns
         -------
         dict
-            The class name, the format version, the settings and the statistics; it can be
-            saved with ``torch.save`` or ``np.savez`` and restored by :meth:`load_state_dict`.
+            The class name, the format version, the settings, the array library the data came
+            from (``"library"``) and the statistics: plain values (str, int, float, bool, lists)
+            and arrays. Where torch is installed the arrays are torch tensors whatever the data
+            (CPU tensors sharing memory with a NumPy-fed state), so that ``torch.save`` /
+            ``torch.load`` with its default ``weights_only=True`` round-trips it; ``np.savez``
+            / ``np.load`` (``allow_pickle=False``) round-trip it too. :meth:`load_state_dict`
+            restores the library the data came from.
         """
         self._flush()
         out: dict[str, Any] = {"kind": type(self).__name__, "format_version": _FORMAT_VERSION}
         out.update({setting: getattr(self, setting) for setting in self._SETTINGS})
         for attr, reduction in self._STATE.items():
             reduction.save(attr.lstrip("_"), getattr(self, attr), out)
+        out["library"] = "numpy"
+        if any(is_torch(v) for v in out.values()):
+            out["library"] = "torch"
+        elif importlib.util.find_spec("torch") is not None:  # weights_only refuses NumPy arrays
+            import torch
+
+            for key, value in out.items():
+                if isinstance(value, np.ndarray):
+                    out[key] = torch.from_numpy(value)
+                elif isinstance(value, np.floating):  # a 0-dim sum, e.g. Σ r²
+                    out[key] = torch.tensor(float(value), dtype=torch.float64)
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> Any:
@@ -305,6 +322,7 @@ class Accumulator:
                     f"has {setting}={getattr(self, setting)}; create the {kind} with "
                     f"{setting}={_plain(state.get(setting))} to load it"
                 )
+        state = _in_library(state)
         loaded = {attr: r.load(attr.lstrip("_"), state) for attr, r in self._STATE.items()}
         self.reset()  # also drops any rows held back (see _flush)
         for attr, value in loaded.items():
@@ -373,6 +391,24 @@ class Accumulator:
             setattr(self, attr, value)
         for attr, value in zip(counts, to_numpy(reduced[-1]), strict=True):
             setattr(self, attr, round(float(value)))
+
+
+def _in_library(state: dict[str, Any]) -> dict[str, Any]:
+    """The state's arrays in the library its data came from (``"library"``: a NumPy-fed
+    state's tensors become NumPy arrays, a torch-fed state's NumPy arrays from ``np.savez``
+    CPU tensors); states saved before the key was written are returned as they are."""
+    library = _plain(state.get("library"))
+    if library not in ("numpy", "torch"):
+        return state
+    out = dict(state)
+    for key, value in state.items():
+        if library == "numpy" and is_torch(value):
+            out[key] = to_numpy(value)
+        elif library == "torch" and isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            import torch
+
+            out[key] = torch.from_numpy(value)
+    return out
 
 
 def _plain(value: Any) -> Any:
