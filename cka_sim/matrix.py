@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 
 from ._core.backend import Array, namespace, to_float64, to_numpy, to_scalar
-from ._core.check import check_layer_sets
+from ._core.check import as_matrix, check_layer_sets
 from ._core.measures import Measure, check_confounder_given, check_measure
 from ._core.moments import Moments
-from ._core.prepare import Centred, prepare_one_shot
+from ._core.prepare import Centred, prepare_one_shot, scaled
 from ._core.ratio import layer_matrix, ratio_matrix, side_bounds
 from ._core.rounding import epsilon, gram_magnitude, rounding_bound
 from .accumulators import StreamingCKAMatrix
@@ -161,8 +161,25 @@ def _gram_terms(
 def _from_accumulator(
     acts_a: Any, acts_b: Any, debiased: bool, measure: str, confounder: Any
 ) -> CKAResult:
-    """The measure as one batch of :class:`~cka_sim.StreamingCKAMatrix` (the same code)."""
-    check_layer_sets(acts_a, acts_b, min_rows=4 if debiased else 2, check_values=False)
+    """The measure as one batch of :class:`~cka_sim.StreamingCKAMatrix` (the same code), each
+    layer (and the confounder) first scaled by its own power of two when outside its window
+    (:func:`~cka_sim._core.prepare.scaled`: every measure is invariant to it), as the one-shot
+    functions do; the accumulator, which cannot rescale a batch, would refuse it."""
+    layers_a, layers_b, raw, shared = check_layer_sets(
+        acts_a, acts_b, min_rows=4 if debiased else 2, check_values=False
+    )
+    xp = namespace(*raw)
+    in_range = [scaled(x, xp)[0] for x in raw]
+    acts_a = {name: x for (name, _), x in zip(layers_a, in_range, strict=False)}
+    acts_b = (
+        acts_a
+        if shared
+        else {name: x for (name, _), x in zip(layers_b, in_range[len(layers_a) :], strict=True)}
+    )
+    if confounder is not None:
+        confounder = confounder.detach() if hasattr(confounder, "detach") else confounder
+        z = as_matrix(confounder, "confounder", min_rows=1, check_values=False)
+        confounder = scaled(z, namespace(z))[0]
     accumulator = StreamingCKAMatrix(debiased, measure=measure)
     result = accumulator.update(acts_a, acts_b, confounder).compute()
     result.metadata = default_metadata(measure=measure)

@@ -200,3 +200,24 @@ def test_torch_matches_numpy_and_is_differentiable():
         assert xt.grad is not None and bool(torch.isfinite(xt.grad).all())
     with pytest.raises(TypeError, match="x and confounder must both be NumPy arrays or both"):
         deconfounded_cka(torch.tensor(x), torch.tensor(y), z)
+
+
+def test_a_confounder_full_of_infinity_is_reported_as_not_finite_on_every_path() -> None:
+    """Every row of an all-inf confounder is equal, but it is not finite: that is what to say."""
+    from cka_sim import StreamingCKA, StreamingCKAMatrix, cka_matrix
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((30, 4))
+    y = x @ rng.standard_normal((4, 3)) + rng.standard_normal((30, 3))
+    z = np.full((30, 2), np.inf)
+    calls = [
+        lambda: deconfounded_cka(x, y, z),
+        lambda: deconfounded_cka(x, y, z, method="gram"),
+        lambda: StreamingCKA(measure="dcka").update(x, y, z),
+        lambda: StreamingCKAMatrix(measure="dcka").update({"x": x}, {"y": y}, z),
+        lambda: cka_matrix({"x": x}, {"y": y}, measure="dcka", confounder=z),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"confounder contains NaN or infinity") as info:
+            call()
+        assert "constant" not in str(info.value)

@@ -79,3 +79,29 @@ def test_errors_and_constant_layer():
     with pytest.warns(CKAUndefinedWarning, match="'dead' of acts_b"):
         result = cka_matrix(acts, {"dead": np.ones((60, 3)), "mid": acts["mid"]})
     assert np.isnan(result.values[:, 0]).all() and np.isfinite(result.values[:, 1]).all()
+
+
+@pytest.mark.parametrize("exponent", [-231, 231])
+@pytest.mark.parametrize("measure", ["procrustes", "dcka"])
+def test_other_measures_rescale_magnitudes_like_the_one_shot_functions(
+    measure: str, exponent: int
+) -> None:
+    """Layers (and the confounder) at 2**±231, beyond the accumulators' window, are scaled by a
+    power of two first, as procrustes_similarity and deconfounded_cka scale them."""
+    from cka_sim import deconfounded_cka, procrustes_similarity
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((40, 4))
+    y = x @ rng.standard_normal((4, 3)) + rng.standard_normal((40, 3))
+    z = x[:, :2] + rng.standard_normal((40, 2))
+    tx, ty, tz = (np.ldexp(a, exponent) for a in (x, y, z))
+    if measure == "procrustes":
+        got = cka_matrix({"x": tx}, {"y": ty}, measure=measure).values[0, 0]
+        expected = procrustes_similarity(x, y)
+        assert procrustes_similarity(tx, ty) == pytest.approx(expected, abs=1e-12)
+    else:
+        got = cka_matrix({"x": tx}, {"y": ty}, measure=measure, confounder=tz).values[0, 0]
+        expected = deconfounded_cka(x, y, z)
+        assert deconfounded_cka(tx, ty, tz) == pytest.approx(expected, abs=1e-12)
+    assert 0.1 < expected < 1.0
+    assert got == pytest.approx(expected, abs=1e-12)

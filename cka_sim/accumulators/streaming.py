@@ -60,6 +60,7 @@ import numpy as np
 
 from .._core.backend import Array, namespace, present
 from .._core.check import (
+    as_matrix,
     check_accumulator_layer,
     check_batch_layers,
     check_confounder,
@@ -99,6 +100,8 @@ def _confounder_matrix(like: Any, confounder: Any, rows: int) -> Array:
     if hasattr(confounder, "detach"):
         confounder = confounder.detach()
     zm = check_confounder(like, confounder, min_rows=1)
+    if isinstance(zm, np.ndarray):  # scanned for NaN and infinity, as x_batch and y_batch are
+        zm = as_matrix(zm, "confounder", min_rows=1)
     if int(zm.shape[0]) != rows:
         raise ValueError(
             f"confounder must have one row per example of the batch; got {zm.shape[0]} rows and "
