@@ -10,9 +10,19 @@ from typing import Any
 
 import numpy as np
 
-from ._core.backend import Array, device_of, is_torch, median, namespace, to_float64, to_scalar
+from ._core.backend import (
+    Array,
+    device_of,
+    is_torch,
+    median,
+    namespace,
+    to_float64,
+    to_numpy,
+    to_scalar,
+)
 from ._core.check import as_matrix, check_gram, check_positive
 from ._core.prepare import centred
+from ._core.rounding import epsilon
 
 
 def gram_linear(x: Any) -> Array:
@@ -118,9 +128,11 @@ def gram_rbf(x: Any, *, threshold: float = 1.0, sigma: float | None = None) -> A
     TypeError
         If ``x`` is not numeric (or complex).
     ValueError
-        If ``x`` has fewer than 2 rows, no features, or NaN or infinite values; if ``threshold`` or ``sigma`` is not a
-        positive finite number; or if the median squared distance is zero (more than half of
-        the pairs of rows are identical), so ``sigma=`` must be given.
+        If ``x`` has fewer than 2 rows, no features, or NaN or infinite values; if ``threshold``
+        or ``sigma`` is not a positive finite number; or if the median squared distance is zero
+        within rounding (more than half of the n² distances, the diagonal included, are at or
+        below :math:`2\sqrt p\,\varepsilon\,(r_i + r_j)`, :math:`r` the squared norms of the
+        centred rows: identical rows), so ``sigma=`` must be given.
 
     References
     ----------
@@ -142,7 +154,7 @@ def gram_rbf(x: Any, *, threshold: float = 1.0, sigma: float | None = None) -> A
     dist = squared_distances(xm, xp)
     if sigma is None:
         sigma_sq = threshold**2 * median(dist, xp)
-        if to_scalar(sigma_sq) == 0.0:
+        if to_scalar(sigma_sq) == 0.0 or _median_is_rounding(dist, xm, xp):
             raise ValueError(
                 "the median squared distance between rows of x is zero (more than half of the "
                 "pairs are identical), so the median bandwidth is zero; pass sigma= explicitly"
@@ -153,6 +165,31 @@ def gram_rbf(x: Any, *, threshold: float = 1.0, sigma: float | None = None) -> A
         return xp.exp(-dist / (2.0 * sigma_sq))
     dist *= -1.0 / (2.0 * float(sigma_sq))
     return np.exp(dist, out=dist)
+
+
+#: Multiple of ``√p ε (r_i + r_j)`` within which a squared distance is rounding noise: measured
+#: on identical rows (NumPy and torch, float32 and float64, p up to 10000), the computed
+#: distances stay below 0.31 of it, a margin of about 6.
+DISTANCE_ROUNDING = 2.0
+
+
+def _median_is_rounding(dist: Array, x: Array, xp: Any) -> bool:
+    r"""True when more than half of the squared distances are zero within rounding.
+
+    A squared distance ``r_i + r_j - 2 x̄_iᵀx̄_j`` (``r`` the squared norms of the centred rows)
+    of two identical rows is the rounding of a dot product of ``p`` terms in ``x``'s dtype:
+    about :math:`\sqrt p\,arepsilon\,(r_i + r_j)` (Higham & Mary 2019). An entry at or below
+    ``DISTANCE_ROUNDING √p ε (r_i + r_j)`` is counted as zero; the median is zero when more than
+    half are (NumPy and torch decide alike, whether their noise is positive or clamped to 0).
+    """
+    n, p = int(x.shape[0]), int(x.shape[1])
+    d = to_numpy(dist)
+    xc = to_numpy(centred(x.detach() if is_torch(x) else x, xp))
+    r = np.einsum("ij,ij->i", xc, xc)
+    tolerance = DISTANCE_ROUNDING * np.sqrt(p) * epsilon(x.dtype)
+    if float(np.median(d)) > tolerance * 2.0 * float(r.max()):
+        return False  # a median above any pair's bound (the usual case: no n² pass)
+    return int(np.count_nonzero(d <= tolerance * (r[:, None] + r[None, :]))) > n * n / 2
 
 
 def gram_polynomial(
