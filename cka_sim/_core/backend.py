@@ -11,7 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, device, is_numpy_array, is_torch_array
+from array_api_compat import (
+    array_namespace,
+    device,
+    is_array_api_strict_namespace,
+    is_cupy_array,
+    is_jax_array,
+    is_numpy_array,
+    is_torch_array,
+)
 
 Array = Any  # a NumPy array or a torch tensor
 
@@ -22,6 +30,26 @@ GRAM_BLOCK = 64
 def namespace(*arrays: Array) -> Any:
     """Return the array-API namespace shared by ``arrays`` (NumPy or torch)."""
     return array_namespace(*arrays)
+
+
+def other_library(x: Any) -> str | None:
+    """The name of ``x``'s array library when it is one that cka-sim reads through a NumPy copy.
+
+    ``"jax"``, ``"cupy"`` or ``"array_api_strict"``; None for NumPy arrays, torch tensors and
+    everything else (none of these libraries is imported to answer).
+    """
+    if is_jax_array(x):
+        return "jax"
+    if is_cupy_array(x):
+        return "cupy"
+    space = getattr(x, "__array_namespace__", None)
+    if space is not None and type(x).__module__.startswith("array_api_strict"):
+        try:
+            if is_array_api_strict_namespace(space()):
+                return "array_api_strict"
+        except Exception:  # an object whose namespace cannot be had is not one of these
+            return None
+    return None
 
 
 def is_torch(x: Array) -> bool:

@@ -8,13 +8,14 @@ raises ``ValueError`` or ``TypeError`` for bad input.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace, is_torch_array
 
-from .backend import Array, is_torch, namespace, numpy_views, to_scalar
+from .backend import Array, is_torch, namespace, numpy_views, other_library, to_scalar
 from .prepare import WINDOW, Centred, PreparedGram, all_rows_equal, exponent
 
 # Dtypes that are upcast before any arithmetic (names as both libraries print them).
@@ -24,8 +25,9 @@ _HALF_DTYPES = {"float16", "bfloat16", "torch.float16", "torch.bfloat16"}
 def as_array(value: Any, name: str) -> Array:
     """Return ``value`` as a NumPy array or torch tensor, converting array-likes with NumPy.
 
-    Refuses masked arrays (the mask would be dropped or applied silently), non-numeric and
-    complex dtypes (:func:`as_matrix` and :func:`check_gram` refuse tensors on the ``meta``
+    JAX, CuPy and array-api-strict arrays are copied to a NumPy array (:func:`to_host`; see
+    ``docs/array_libraries.md``). Refuses masked arrays (the mask would be dropped or applied
+    silently), non-numeric and complex dtypes (:func:`as_matrix` and :func:`check_gram` refuse tensors on the ``meta``
     device, after the pair's library and device are compared).
     """
     if isinstance(value, np.ma.MaskedArray):
@@ -38,11 +40,15 @@ def as_array(value: Any, name: str) -> Array:
         array = value
     elif is_torch_array(value):
         array = value
+    elif other_library(value) is not None:
+        array = to_host(value, name)
     else:
         try:
             array = np.asarray(value)
         except (TypeError, ValueError) as err:
-            raise TypeError(f"{name} must be array-like with numeric entries; {err}") from err
+            raise TypeError(
+                f"{name} must be array-like with numeric entries; {err}. {SUPPORTED}"
+            ) from err
     kind = str(array.dtype)
     if isinstance(array, np.ndarray) and not (
         np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
@@ -53,6 +59,42 @@ def as_array(value: Any, name: str) -> Array:
         )
     if "complex" in kind:
         raise TypeError(f"{name} must be real; got dtype {kind}")
+    return array
+
+
+#: What the check stage accepts, for the messages that refuse something else.
+SUPPORTED = (
+    "cka-sim accepts NumPy arrays (and array-likes such as lists or memory maps), torch tensors "
+    "(CPU or CUDA), and JAX, CuPy and array-api-strict arrays (read through a NumPy copy); see "
+    "docs/array_libraries.md"
+)
+
+
+def to_host(value: Any, name: str) -> np.ndarray:
+    """A NumPy copy of a JAX, CuPy or array-api-strict array (one device-to-host transfer).
+
+    A JAX tracer (inside ``jax.jit``, ``jax.grad`` or ``jax.vmap``) has no values to copy and is
+    refused with a message that says so; bfloat16 becomes float32 (exactly), as for torch.
+    """
+    library = other_library(value)
+    jax = sys.modules.get("jax")
+    if library == "jax" and jax is not None and isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            f"{name} is a JAX tracer: cka-sim was called inside a JAX transformation "
+            "(jax.jit, jax.grad, jax.vmap, ...), which cka-sim does not support (it computes "
+            "on concrete values, through NumPy). Call it outside the transformation on concrete "
+            "arrays, e.g. on the outputs of a jitted function; for gradients of CKA use torch "
+            "tensors, whose results are differentiable"
+        )
+    try:
+        array = value.get() if library == "cupy" else np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"{name} ({library} array) could not be copied to a NumPy array: {err}. Move it to "
+            "the CPU first, or convert it with np.asarray"
+        ) from err
+    if array.dtype.name == "bfloat16":
+        array = array.astype(np.float32)
     return array
 
 
@@ -148,9 +190,9 @@ def check_pair(
     ``one_dtype``: promote both to their common dtype (float32 with float64 gives float64), as
     the products between them need.
     """
+    if is_torch_array(x) or is_torch_array(y):  # before any copy, so the message names both
+        _same_library(x, y, names)
     xa, ya = as_array(x, names[0]), as_array(y, names[1])
-    if is_torch_array(xa) or is_torch_array(ya):
-        _same_library(xa, ya, names)
     if xa.ndim >= 1 and ya.ndim >= 1 and xa.shape[0] != ya.shape[0]:
         raise ValueError(
             f"{names[0]} and {names[1]} must have the same number of rows (examples); got "
