@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._core.measures import MEASURES, estimator_name
+from ._core.npyfile import open_activations
 from .exceptions import CKAUndefinedWarning
 
 EXAMPLES = """\
@@ -41,6 +42,10 @@ Rows of every array are examples, in the same order in both files; trailing dime
 flattened. Exit status: 0 on success, 1 when CKA is undefined for the two arrays (a constant
 input: the reason is printed), 2 on unreadable or mismatched input.
 """
+
+
+#: The most permutations or bootstrap resamples one run may ask for.
+MAX_DRAWS = 1_000_000
 
 
 class InputError(Exception):
@@ -79,10 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="RBF bandwidth as a multiple of the median distance (default 1.0)",
     )
     parser.add_argument(
-        "--permutations", type=int, default=0, metavar="N", help="permutation test with N draws"
+        "--permutations",
+        default="0",
+        metavar="N",
+        help=f"permutation test with N draws (at most {MAX_DRAWS:,}; default 0: none)",
     )
     parser.add_argument(
-        "--bootstrap", type=int, default=0, metavar="N", help="confidence interval from N resamples"
+        "--bootstrap",
+        default="0",
+        metavar="N",
+        help=f"confidence interval from N resamples (at most {MAX_DRAWS:,}; default 0: none)",
     )
     parser.add_argument(
         "--confidence", type=float, default=0.95, help="interval level (default 0.95)"
@@ -126,10 +137,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _draws(text: str, option: str) -> int:
+    """The count given to ``option``: a whole number (``1000`` or ``1e3``) from 0 to MAX_DRAWS."""
+    try:
+        value = float(text)
+        count = int(value) if math.isfinite(value) and value == int(value) else None
+    except ValueError:
+        count = None
+    if count is None:
+        raise InputError(f"{option} must be a whole number of draws, e.g. 999; got {text!r}")
+    if count < 0:
+        raise InputError(f"{option} must be 0 or more; got {count}")
+    if count > MAX_DRAWS:
+        raise InputError(
+            f"{option} must be at most {MAX_DRAWS:,} (each draw recomputes the measure; a "
+            f"p-value resolution of 1e-6 is far below any test's need); got {count:,}"
+        )
+    return count
+
+
 def _check_options(args: argparse.Namespace) -> None:
-    if args.permutations < 0:
-        raise InputError(f"--permutations must be 0 or more; got {args.permutations}")
-    if args.bootstrap < 0 or args.bootstrap == 1:
+    args.permutations = _draws(str(args.permutations), "--permutations")
+    args.bootstrap = _draws(str(args.bootstrap), "--bootstrap")
+    if args.bootstrap == 1:
         raise InputError(f"--bootstrap must be 0 or at least 2; got {args.bootstrap}")
     if args.plot:  # before any work: a missing matplotlib is a one-line error, not a traceback
         try:
@@ -162,20 +192,8 @@ def _confounder(args: argparse.Namespace) -> np.ndarray | None:
 
 
 def _load(path: str) -> np.ndarray | dict[str, np.ndarray]:
-    """An array from .npy, or a {name: array} dict from .npz (no pickles)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        loaded = np.load(p, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise InputError(f"{path}: not a readable .npy/.npz file ({err})") from None
-    if isinstance(loaded, np.ndarray):
-        return loaded
-    with loaded:
-        if not loaded.files:
-            raise InputError(f"{path}: the .npz file holds no arrays")
-        return {name: loaded[name] for name in loaded.files}
+    """A .npy file's array (memory-mapped, read in blocks) or a .npz file's {name: array}."""
+    return open_activations(path)
 
 
 def _pair(args: argparse.Namespace) -> int:

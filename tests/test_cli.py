@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import struct
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
 
 from cka_sim import CKAResult, kernel_cka, linear_cka
-from cka_sim.__main__ import main
+from cka_sim.__main__ import MAX_DRAWS, main
+from cka_sim._core.npyfile import open_activations
 
 
 @pytest.fixture
@@ -75,7 +80,7 @@ def test_npz_layers_matrix_plot_and_save(tmp_path, capsys) -> None:
     ("make", "extra", "message"),
     [
         ("missing", [], "no such file"),
-        ("garbage", [], "not a readable .npy/.npz file"),
+        ("garbage", [], "not a .npy or .npz file"),
         ("short", [], "same number of rows"),
         ("ok", ["--bootstrap", "1"], "--bootstrap must be 0 or at least 2"),
         ("ok", ["--confidence", "1.5"], "--confidence must lie strictly between 0 and 1"),
@@ -158,3 +163,120 @@ def test_measure_option_errors(pair, capsys, extra, message) -> None:
     px, py, _, _ = pair
     assert main([str(px), str(py), *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def _npy_bytes(header: bytes, data: bytes = b"") -> bytes:
+    """A version 1.0 .npy file with the given header text (padded as NumPy pads it)."""
+    header += b" " * (-(len(header) + 11) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + data
+
+
+def _forged(shape: tuple[int, ...]) -> bytes:
+    header = f"{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    return _npy_bytes(header, np.zeros(6).tobytes())
+
+
+def _npz_with(member: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("layer.npy", member)
+    return buffer.getvalue()
+
+
+def _write_file(tmp_path, kind: str):
+    """A path of the faulty kind ``kind`` (made in ``tmp_path``)."""
+    path = tmp_path / f"{kind}.npy"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "malformed header":  # an unclosed tuple: tokenize.TokenError in NumPy
+        path.write_bytes(_npy_bytes(b"{'descr': '<f8', 'fortran_order': False, 'shape': (3,"))
+    elif kind == "huge shape":
+        path.write_bytes(_forged((10**12, 10**6)))
+    elif kind == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "object array":
+        np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    elif kind == "truncated":
+        path.write_bytes(_forged((100, 10)))
+    elif kind in ("npz huge member", "npz truncated member"):
+        path = tmp_path / f"{kind}.npz"
+        shape = (10**12, 10**6) if kind == "npz huge member" else (100, 10)
+        path.write_bytes(_npz_with(_forged(shape)))
+    return path
+
+
+FAULTS = {
+    "directory": "is a directory, not a regular file",
+    "fifo": "is a FIFO (named pipe), not a regular file",
+    "malformed header": "its header is malformed",
+    "huge shape": "declares shape (1000000000000, 1000000) of float64 (8,000,000,000,000,000,000",
+    "random bytes": "not a .npy or .npz file",
+    "object array": "holds Python objects (dtype object)",
+    "truncated": "declares shape (100, 10) of float64 (8,000 bytes), but the file holds only 48",
+    "npz huge member": "['layer.npy']: its header declares shape (1000000000000, 1000000)",
+    "npz truncated member": "['layer.npy']: its header declares shape (100, 10)",
+}
+
+
+@pytest.mark.parametrize("kind", FAULTS)
+def test_a_faulty_file_is_named_for_what_it_is_in_one_line(pair, tmp_path, capsys, kind) -> None:
+    px, _, _, _ = pair
+    bad = _write_file(tmp_path, kind)
+    first = tmp_path / "x.npz" if bad.suffix == ".npz" else px
+    if bad.suffix == ".npz":
+        np.savez(first, layer=np.zeros((3, 2)))
+    assert main([str(first), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cka-sim: error: {bad}") and FAULTS[kind] in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "allow_pickle" not in err and "no such file" not in err
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("1e11", f"--permutations must be at most {MAX_DRAWS:,}"),
+        (str(10**11), "got 100,000,000,000"),
+        ("2.5", "--permutations must be a whole number of draws"),
+        ("many", "--permutations must be a whole number of draws"),
+        ("-3", "--permutations must be 0 or more"),
+        ("inf", "--permutations must be a whole number of draws"),
+    ],
+)
+def test_permutations_are_bounded_in_one_line(pair, capsys, given, message) -> None:
+    px, py, _, _ = pair
+    assert main([str(px), str(py), "--permutations", given]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cka-sim: error:") and message in err and err.count("\n") == 1
+
+
+def test_counts_in_scientific_notation_run(pair, capsys) -> None:
+    px, py, _, _ = pair
+    assert main([str(px), str(py), "--permutations", "1.9e1", "--seed", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_permutations"] == 19
+    assert main([str(px), str(py), "--bootstrap", f"{MAX_DRAWS + 1}"]) == 2
+    assert "--bootstrap must be at most" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_npy_files_are_memory_mapped_and_read_as_saved(tmp_path, capsys, order) -> None:
+    rng = np.random.default_rng(3)
+    x = np.asarray(rng.standard_normal((60, 7)), order=order)
+    y = (rng.standard_normal((60, 3)) + x[:, :3]).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    mapped = open_activations(tmp_path / "x.npy")
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    assert np.array_equal(mapped, x)
+    assert main([str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--json"]) == 0
+    value = json.loads(capsys.readouterr().out)["cka"]
+    assert value == pytest.approx(linear_cka(x, y), rel=1e-12)
+
+
+def test_an_empty_array_file_is_read_and_refused_by_the_estimator(tmp_path, capsys) -> None:
+    np.save(tmp_path / "e.npy", np.zeros((0, 3)))
+    assert open_activations(tmp_path / "e.npy").shape == (0, 3)
+    assert main([str(tmp_path / "e.npy"), str(tmp_path / "e.npy")]) == 2
+    assert "is empty" in capsys.readouterr().err
