@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from .hooks import ActivationStore, _restore_training_modes, record_activations
-from .inputs import InputKey, _model_device, _run, extract_inputs
+from .._core.prepare import PreparedGram
+from .hooks import ActivationStore, _Recording, _restore_training_modes
+from .inputs import BatchKeysDroppedWarning, InputKey, _call_arguments, _model_device, _run
+from .samples import SampleRule, batch_mask
 
 
 class _Capture:
@@ -32,8 +35,15 @@ class _Capture:
         names_b: list[str],
         input_key: InputKey | None,
         prepare: Callable[[torch.Tensor], Any] | None,
+        rule: SampleRule | None = None,
+        mask: Any = "auto",
+        select: tuple[Any, Any] = (None, None),
     ) -> None:
         self.models = (model_a, model_b)
+        self.rule = rule if rule is not None else SampleRule()
+        self.mask_source = mask
+        self.select = select
+        self.warned: set[int] = set()
         self.names_a, self.names_b = names_a, names_b
         self.same_model = model_a is model_b
         self.device_a, self.device_b = _model_device(model_a), _model_device(model_b)
@@ -43,48 +53,118 @@ class _Capture:
 
     def __enter__(self) -> _Capture:
         model_a, model_b = self.models
-        stack, transform = self._stack, self._transform
+        stack = self._stack
         stack.enter_context(_restore_training_modes(model_a, model_b))
         model_a.eval()
         model_b.eval()
         if self.same_model:
             union = list(dict.fromkeys(self.names_a + self.names_b))
             self.store_a = self.store_b = stack.enter_context(
-                record_activations(model_a, union, transform=transform)
+                self._recording(model_a, union, _merged(self.select, self.names_a, self.names_b))
             )
         else:
             self.store_a = stack.enter_context(
-                record_activations(model_a, self.names_a, transform=transform)
+                self._recording(model_a, self.names_a, self.select[0])
             )
             self.store_b = stack.enter_context(
-                record_activations(model_b, self.names_b, transform=transform)
+                self._recording(model_b, self.names_b, self.select[1])
             )
         return self
+
+    def _recording(self, model: nn.Module, names: list[str], select: Any) -> _Recording:
+        """The hooks of one model: select, then the sample rule, then ``prepare`` (or a copy)."""
+        return _Recording(
+            model, names, select, detach=True, clone=True, transform=self._transform, rule=self.rule
+        )
 
     def __exit__(self, *exc: Any) -> None:
         self._stack.close()
 
     def run(self, batch: Any, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """The recorded outputs of both models on one batch (model B's on model A's device)."""
-        inputs = extract_inputs(batch, self.input_key)
-        self.inputs = inputs
-        from_callable = callable(self.input_key)
+        calls = [_call_arguments(model, batch, self.input_key) for model in self.models]
+        self.inputs = calls[0][:2]
+        self.rule.mask = (
+            batch_mask(self.mask_source, batch, calls[0][1]) if self.rule.uses_mask else None
+        )
         self.clear()
-        _run(self.models[0], inputs, self.device_a, from_callable)
-        if not self.same_model:
-            _run(self.models[1], inputs, self.device_b, from_callable)
+        for side, (model, device, call) in enumerate(
+            zip(self.models, (self.device_a, self.device_b), calls, strict=True)
+        ):
+            if side == 1 and self.same_model:
+                break
+            self._warn_dropped(side, call[2])
+            _run(model, call[0], call[1], device)
         acts_a = _collect(self.store_a, self.names_a, "layers_a", index)
         if self.same_model and self.names_b == self.names_a:
             acts_b = acts_a  # one mapping: the accumulator forms each Gram once
         else:
             acts_b = _collect(self.store_b, self.names_b, "layers_b", index)
         if self.device_b != self.device_a:
-            acts_b = {name: t.to(self.device_a) for name, t in acts_b.items()}
+            acts_b = {name: _to(t, self.device_a) for name, t in acts_b.items()}
+        _check_batch(acts_a, acts_b, index, self.rule.mode)
         return acts_a, acts_b
+
+    def _warn_dropped(self, side: int, dropped: list[str]) -> None:
+        if dropped and side not in self.warned:
+            self.warned.add(side)
+            model = self.models[side]
+            warnings.warn(
+                f"compare_models: the dict batch's keys {dropped} are not parameters of "
+                f"{type(model).__name__}.forward and were not passed to model_{'ab'[side]}; "
+                "pass input_key=callable(batch) to choose its arguments yourself",
+                BatchKeysDroppedWarning,
+                stacklevel=5,
+            )
 
     def clear(self) -> None:
         self.store_a.clear()
         self.store_b.clear()
+
+
+def _merged(select: tuple[Any, Any], names_a: list[str], names_b: list[str]) -> Any:
+    """One selector rule for one model recorded once for both sides (they must agree)."""
+    a, b = select
+    if a is b or b is None:
+        return a
+    if a is None:
+        return b
+    raise ValueError(
+        "model_a and model_b are the same object, recorded once: give one select= for both"
+    )
+
+
+def _to(unit: Any, device: torch.device) -> Any:
+    if isinstance(unit, PreparedGram):
+        return PreparedGram(unit.gram.to(device), unit.scale)
+    return unit.to(device)
+
+
+def _array(unit: Any) -> torch.Tensor:
+    return unit.gram if isinstance(unit, PreparedGram) else unit
+
+
+def _check_batch(acts_a: dict[str, Any], acts_b: dict[str, Any], index: int, mode: str) -> None:
+    """Refuse, naming the layer and the batch, values that are not finite and row counts that
+    differ between layers (the two models must give the same samples)."""
+    sides = [("model_a", acts_a)] + ([] if acts_b is acts_a else [("model_b", acts_b)])
+    units = [(side, name, _array(u)) for side, acts in sides for name, u in acts.items()]
+    finite = torch.stack([torch.isfinite(t).all() for _, _, t in units])
+    if not bool(finite.all()):
+        side, name, _ = units[int(torch.nonzero(~finite)[0])]
+        raise ValueError(
+            f"layer {name!r} of {side} gave NaN or infinity in batch {index} (counting from 0); "
+            "check the model and that batch's inputs"
+        )
+    rows = {f"{side}[{name!r}]": int(t.shape[0]) for side, name, t in units}
+    if len(set(rows.values())) != 1:
+        raise ValueError(
+            f"batch {index}: the layers give different numbers of samples with samples={mode!r}: "
+            f"{rows}. Both models must give every layer the same samples: with 'tokens' the same "
+            "tokens (one tokeniser, one mask), with 'positions' the same map size (pass grid= "
+            "to pool every map to one size), with 'examples' and 'pooled' a batch dimension "
+            "first"
+        )
 
 
 def _collect(

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -16,11 +16,26 @@ from torch import nn
 
 from .._core.check import check_choice
 from .._core.measures import Measure, check_measure
+from .._core.memory import check_budget, resolve_budget
 from ..result import CKAResult
 from .capture import _Capture
+from .confounder import ConfounderRule, confounder_rule
 from .inputs import InputKey
 from .layers import LayerSpec, _check_module, _or_default, _resolve_layers
-from .outputs import first_tensor
+from .outputs import Selector
+from .samples import MaskSource, Pooling, SampleMode, SampleRule, check_mask_source, sample_rule
+
+# What to do when a comparison does not fit (the MemoryError's advice).
+_EXACT_ADVICE = (
+    "Use estimator='minibatch' (memory set by the batch size, not the widths), "
+    "samples='positions' (the channels of a conv map as features, not every pixel), or fewer or "
+    "narrower layer pairs"
+)
+_MINIBATCH_ADVICE = (
+    "Use smaller batches (the minibatch estimator keeps one samples x samples Gram per layer: "
+    "with samples='tokens' a batch is all its tokens), fewer layers, or estimator='exact' for "
+    "narrow layers"
+)
 
 
 def _measure_settings(
@@ -46,28 +61,12 @@ def _measure_settings(
     return measure, estimator, bool(debiased)
 
 
-def _model_input(batch: Any, inputs: Any) -> torch.Tensor:
-    """The default confounder of a batch: the model input (its first tensor)."""
-    tensor = first_tensor(inputs)
-    if tensor is None:
-        raise ValueError(
-            "measure='dcka' uses the model input as the confounder, but the input of this batch "
-            "holds no tensor; pass confounder=callable(batch) returning one"
-        )
-    return tensor
-
-
 def _make_accumulator(
     estimator: str, debiased: bool, memory_budget_bytes: int | None, measure: str = "cka"
 ) -> Any:
     if estimator == "minibatch":
         from ..accumulators import MinibatchCKA
 
-        if memory_budget_bytes is not None:
-            raise ValueError(
-                "memory_budget_bytes applies to estimator='exact' only (the minibatch estimator's "
-                "memory depends on the batch size, not on the layer widths); leave it as None"
-            )
         return MinibatchCKA(debiased=debiased)
     from ..accumulators import StreamingCKAMatrix
 
@@ -96,9 +95,14 @@ def compare_models(
     device: str | torch.device | None = None,
     progress: bool = True,
     input_key: InputKey | None = None,
-    memory_budget_bytes: int | None = None,
+    memory_budget_bytes: int | Literal["auto"] | None = "auto",
     measure: Measure = "cka",
-    confounder: Callable[[Any], Any] | None = None,
+    confounder: Callable[[Any], Any] | Literal["input"] | None = None,
+    samples: SampleMode = "examples",
+    mask: MaskSource = "auto",
+    pooling: Pooling = "mean",
+    grid: int | tuple[int, ...] | None = None,
+    select: Selector | Mapping[str, Selector] | tuple[Any, Any] | None = None,
 ) -> CKAResult:
     r"""Linear CKA between every layer of ``model_a`` and every layer of ``model_b``.
 
@@ -123,13 +127,34 @@ def compare_models(
     progress : bool, default True
         A tqdm progress bar (rank 0 only under ``torch.distributed``).
     input_key : int, str or callable, optional
-        How to find the model input in a batch, as in :func:`extract_inputs`.
-    memory_budget_bytes : int, optional
-        For ``estimator="exact"``: a ``MemoryError`` at the first batch beyond it.
+        How to find the model input in a batch, as in :func:`extract_inputs`. Without it a dict
+        batch is passed whole, as keyword arguments: the keys ``forward`` names as parameters
+        (a ``BatchKeysDroppedWarning`` names the others).
+    memory_budget_bytes : "auto", int or None, default "auto"
+        Refuse with a ``MemoryError`` naming the bytes, before allocating, when the estimator's
+        memory would exceed it: ``"auto"`` is half the memory available now (of the CUDA device
+        for a model there); None: no check.
     measure : {"cka", "dcka", "procrustes"}, default "cka"
         CKA, deconfounded CKA (Cui et al. 2022) or the Procrustes similarity (Ding et al. 2021).
-    confounder : callable, optional
-        For ``"dcka"``: ``confounder(batch)``; default the flattened model input.
+    confounder : callable or "input", optional
+        For ``"dcka"``: ``confounder(batch)`` (one row per sample); ``"input"``: the flattened
+        model input; default the model input, sketched to 1024 features when it is wider.
+    samples : {"examples", "tokens", "positions", "pooled"}, default "examples"
+        What a sample (a row of the CKA data) is: an example (each output flattened), every
+        non-padded token of a (batch, tokens, features) output, every spatial position of an
+        (N, C, H, W) map, or one row per example pooled over its non-padded tokens.
+    mask : "auto", str, tensor, callable or None, default "auto"
+        The (batch, tokens) token mask of ``"tokens"`` and ``"pooled"``: ``"auto"`` is the
+        ``attention_mask`` the model is called with (or the batch's), a str a key of the dict
+        batch, a callable ``mask(batch)``; None keeps every token.
+    pooling : {"mean", "first", "last"} or callable, default "mean"
+        For ``"pooled"``: the mean, first or last token in the mask, or ``pooling(output, mask)``.
+    grid : int or tuple of int, optional
+        For ``"positions"``: pool each map to this size first (adaptive average pooling), so
+        maps of different sizes give the same positions.
+    select : int, str, callable, mapping or (select_a, select_b), optional
+        Which tensor of a layer's output, as in :func:`record_activations` (``"pooler_output"``,
+        ``"logits"``); a mapping keyed by layer name serves both models; a pair, one each.
 
     Returns
     -------
@@ -142,8 +167,11 @@ def compare_models(
     TypeError
         For a non-module model, an unsupported batch, or a layer output without a tensor.
     ValueError
-        For an unknown layer name (close matches are listed), an unknown choice, or batches too
-        small for the debiased minibatch estimator. (``MemoryError``: see ``memory_budget_bytes``.)
+        For an unknown layer name (close matches are listed), an unknown choice, batches too
+        small for the debiased minibatch estimator, a layer whose output holds NaN (the layer
+        and the batch are named), or models that do not give the same samples.
+    MemoryError
+        Before allocating, when the estimator would need more than ``memory_budget_bytes``.
 
     References
     ----------
@@ -179,28 +207,85 @@ def _compare(
     input_key: InputKey | None,
     memory_budget_bytes: int | None,
     measure: str,
-    confounder: Callable[[Any], Any] | None,
+    confounder: Callable[[Any], Any] | str | None,
+    samples: str,
+    mask: Any,
+    pooling: Any,
+    grid: Any,
+    select: Any,
 ) -> CKAResult:
     """:func:`compare_models`: check, then capture -> accumulate -> result."""
     _check_module(model_a, "model_a")
     _check_module(model_b, "model_b")
-    settings = _measure_settings(measure, estimator, debiased, confounder)
+    settings = _measure_settings(measure, estimator, debiased, None)
     measure, estimator, debiased = settings
+    rule = sample_rule(samples, pooling, grid)
+    check_mask_source(mask, rule)
+    confounder_of = confounder_rule(measure, confounder, rule.mode)
+    _move_to(device, model_a, model_b)
+    budget = resolve_budget(memory_budget_bytes, _first_device(model_a))
     names_a = _layer_names(model_a, layers_a, "layers_a")
     names_b = _layer_names(model_b, layers_b, "layers_b")
-    _move_to(device, model_a, model_b)
+    selects = _split_select(select, names_a, names_b, model_a is model_b)
     world_size = _distributed_world()
-    accumulator = _make_accumulator(estimator, debiased, memory_budget_bytes, measure)
+    accumulator = _make_accumulator(estimator, debiased, budget, measure)
     # capture -> accumulate -> result
-    prepare = _preparing(accumulator) if estimator == "minibatch" else None
-    confounder_of = _confounder_rule(measure, confounder)
-    with _Capture(model_a, model_b, names_a, names_b, input_key, prepare) as capture:
+    layers = len(names_a) + (0 if model_a is model_b and names_a == names_b else len(names_b))
+    prepare = _preparing(accumulator, budget, layers) if estimator == "minibatch" else None
+    capture = _Capture(model_a, model_b, names_a, names_b, input_key, prepare, rule, mask, selects)
+    with capture:
         n_batches, dtypes = _accumulate(
-            accumulator, capture, loader, progress, world_size, confounder_of
+            accumulator, capture, loader, progress, world_size, confounder_of, budget
         )
     result = _computed(accumulator, world_size, names_a, names_b)
     result.metadata.update(_metadata(capture, settings, dtypes, n_batches, world_size))
+    result.metadata.update(_sample_metadata(rule, mask, confounder_of))
     return result
+
+
+def _first_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _split_select(select: Any, names_a: list[str], names_b: list[str], same: bool) -> Any:
+    """``(select_a, select_b)``: a pair as given, one selector for both, or a mapping split by
+    the layer names of each model."""
+    if isinstance(select, tuple):
+        if len(select) != 2:
+            raise ValueError(
+                f"select as a tuple must be (select_a, select_b); got {len(select)} entries"
+            )
+        return select
+    if not isinstance(select, Mapping):
+        return select, select
+    unknown = [key for key in select if key not in names_a and key not in names_b]
+    if unknown:
+        raise ValueError(
+            f"select has entries for {unknown}, which are not compared layers; they are "
+            f"{names_a} (model_a) and {names_b} (model_b)"
+        )
+    if same:
+        return dict(select), None
+    return (
+        {k: v for k, v in select.items() if k in names_a},
+        {k: v for k, v in select.items() if k in names_b},
+    )
+
+
+def _sample_metadata(rule: SampleRule, mask: Any, confounder: ConfounderRule | None) -> dict:
+    """What a sample was, for the result's metadata."""
+    out: dict[str, Any] = {"samples": rule.mode}
+    if rule.uses_mask:
+        out["mask"] = mask if isinstance(mask, str) or mask is None else type(mask).__name__
+    if rule.mode == "pooled":
+        out["pooling"] = rule.pooling if isinstance(rule.pooling, str) else "callable"
+    if rule.grid is not None:
+        out["grid"] = list(rule.grid)
+    if confounder is not None:
+        out["confounder"] = confounder.description
+    return out
 
 
 def _layer_names(model: nn.Module, layers: Iterable[LayerSpec] | None, argument: str) -> list[str]:
@@ -214,13 +299,6 @@ def _move_to(device: str | torch.device | None, *models: nn.Module) -> None:
         device = torch.device(device)
         for model in models:
             model.to(device)
-
-
-def _confounder_rule(measure: str, confounder: Callable[[Any], Any] | None) -> Any:
-    """How :func:`_accumulate` finds a batch's confounder: None unless ``measure="dcka"``."""
-    if measure != "dcka":
-        return None
-    return confounder if confounder is not None else _model_input
 
 
 def _computed(
@@ -272,12 +350,13 @@ def _accumulate(
     loader: Iterable[Any],
     progress: bool,
     world_size: int | None,
-    confounder_of: Callable[..., Any] | None = None,
+    confounder_of: ConfounderRule | None = None,
+    budget: int | None = None,
 ) -> tuple[int, set[str]]:
     """Feed every batch's recorded layers to the accumulator; the batch count and dtypes seen.
 
-    ``confounder_of`` (``measure="dcka"``): the confounder of a batch, from the batch (a user's
-    callable) or from the batch and the model input (the default, :func:`_model_input`).
+    ``confounder_of`` (``measure="dcka"``): the confounder of a batch. The exact accumulator's
+    memory is checked against ``budget`` at the first batch, before its state is allocated.
     """
     try:
         from tqdm.auto import tqdm
@@ -296,11 +375,13 @@ def _accumulate(
         with torch.inference_mode():
             for batch in bar:
                 acts_a, acts_b = capture.run(batch, n_batches)
-                dtypes.update(str(t.dtype) for t in (*acts_a.values(), *acts_b.values()))
-                if confounder_of is None:
+                dtypes.update(str(_dtype(t)) for t in (*acts_a.values(), *acts_b.values()))
+                z = None if confounder_of is None else confounder_of(batch, capture)
+                if n_batches == 0 and capture._transform is None:
+                    _check_exact_memory(accumulator, acts_a, acts_b, z, budget)
+                if z is None:
                     accumulator.update(acts_a, acts_b)
                 else:
-                    z = _batch_confounder(confounder_of, batch, capture)
                     accumulator.update(acts_a, acts_b, z)
                 # Free this batch's activations before the next forward pass, not after it.
                 del acts_a, acts_b
@@ -311,29 +392,51 @@ def _accumulate(
     return n_batches, dtypes
 
 
-def _batch_confounder(confounder_of: Callable[..., Any], batch: Any, capture: _Capture) -> Any:
-    """The confounder of one batch on model A's device, detached."""
-    if confounder_of is _model_input:
-        z = _model_input(batch, capture.inputs)
-    else:
-        z = confounder_of(batch)
-    if not isinstance(z, torch.Tensor):
-        z = torch.as_tensor(z)
-    return z.detach().to(capture.device_a)
+def _dtype(unit: Any) -> Any:
+    return unit.gram.dtype if hasattr(unit, "gram") else unit.dtype
 
 
-def _preparing(accumulator: Any) -> Callable[[torch.Tensor], Any]:
-    """The hook transform: a layer output flattened per example and prepared for ``accumulator``.
+def _check_exact_memory(
+    accumulator: Any, acts_a: dict, acts_b: dict, z: Any, budget: int | None
+) -> None:
+    """The exact accumulator's memory, from the first batch's widths, against ``budget``."""
+    widths_a = [int(t[0].numel()) for t in acts_a.values()]
+    shared = acts_a is acts_b
+    widths_b = None if shared else [int(t[0].numel()) for t in acts_b.values()]
+    need = accumulator.estimate_memory(
+        widths_a,
+        widths_b,
+        debiased=accumulator.debiased,
+        shared=shared,
+        confounder_width=0 if z is None else int(z[0].numel()),
+    )
+    check_budget(
+        need,
+        budget,
+        f"compare_models(estimator='exact') with layer widths {widths_a} x "
+        f"{widths_a if widths_b is None else widths_b}"
+        + ("" if z is None else f" and a {int(z[0].numel())}-wide confounder"),
+        _EXACT_ADVICE,
+    )
 
-    Half precision is upcast to float32 and integers to float64 first, as the accumulators do.
-    An output that cannot be a batch is cloned instead, for ``update`` to report.
+
+def _preparing(accumulator: Any, budget: int | None, layers: int) -> Callable[[torch.Tensor], Any]:
+    """The hook transform: a layer's (samples, features) rows prepared for ``accumulator``.
+
+    Before a Gram is formed, the batch's Grams (``layers`` of them, samples x samples, float64
+    with a copy in the input dtype) are checked against ``budget``.
     """
 
-    def prepare(tensor: torch.Tensor) -> Any:
-        if tensor.dim() == 0 or tensor.shape[0] == 0 or tensor[0].numel() == 0:
-            return tensor.clone()
-        flat = tensor.reshape(tensor.shape[0], -1) if tensor.dim() != 2 else tensor
-        return accumulator.prepare(flat, "layer output")
+    def prepare(rows: torch.Tensor) -> Any:
+        m = int(rows.shape[0])
+        check_budget(
+            16 * layers * m * m,
+            budget,
+            f"compare_models(estimator='minibatch') with {layers} layers and batches of {m} "
+            "samples",
+            _MINIBATCH_ADVICE,
+        )
+        return accumulator.prepare(rows, "layer output")
 
     return prepare
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from .layers import LayerSpec, _check_module, _resolve_layers
 from .outputs import Selector, _select, _selectors
+from .samples import MASK_KEY, MaskSource, Pooling, SampleMode, SampleRule, as_mask, sample_rule
 
 
 class LayerCalledTwiceWarning(RuntimeWarning):
@@ -156,19 +157,30 @@ def _capture_hook(
     detach: bool,
     clone: bool,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    rule: SampleRule | None = None,
 ) -> Callable[[nn.Module, Any, Any], None]:
     def hook(module: nn.Module, args: Any, output: Any) -> None:
         tracker.called(name)
         tensor = _select(output, selector, name)
         if detach:
             tensor = tensor.detach()
+        source = tensor
+        if rule is not None:
+            tensor = rule.rows(tensor, name)
         if transform is not None:
             tensor = transform(tensor)
-        elif clone:
+        elif clone and _shares_memory(tensor, source):
             tensor = tensor.clone()
         store._put(name, tensor)
 
     return hook
+
+
+def _shares_memory(tensor: torch.Tensor, source: torch.Tensor) -> bool:
+    """Whether ``tensor`` (the output or what the sample rule made of it) is a view of ``source``."""
+    if tensor is source:
+        return True
+    return tensor.untyped_storage().data_ptr() == source.untyped_storage().data_ptr()
 
 
 @contextlib.contextmanager
@@ -191,6 +203,10 @@ def record_activations(
     detach: bool = True,
     clone: bool = True,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    samples: SampleMode = "examples",
+    mask: MaskSource = "auto",
+    pooling: Pooling = "mean",
+    grid: int | tuple[int, ...] | None = None,
 ) -> Iterator[ActivationStore]:
     """Record the outputs of named modules while the model runs.
 
@@ -224,6 +240,21 @@ def record_activations(
         Applied to each recorded output (after ``select`` and ``detach``) and stored instead of
         a clone; it must return a new tensor (not a view of its input), which then serves as the
         copy (:func:`compare_models` prepares each layer's batch this way).
+    samples : {"examples", "tokens", "positions", "pooled"}, default "examples"
+        What a stored row is. ``"examples"``: the output as recorded (no reshaping). The others
+        store a (samples, features) matrix: every token of a ``(batch, tokens, features)`` output
+        that the mask keeps (``"tokens"``), every spatial position of an ``(N, C, H, W)`` map
+        (``"positions"``), or one row per example pooled over its tokens (``"pooled"``); see
+        ``docs/model_comparison.md``.
+    mask : "auto", None or tensor, default "auto"
+        The (batch, tokens) mask of ``"tokens"`` and ``"pooled"``: ``"auto"`` takes the
+        ``attention_mask`` keyword argument of each call of ``model``, when there is one; None
+        keeps every token; a tensor is used for every call.
+    pooling : {"mean", "first", "last"} or callable, default "mean"
+        For ``"pooled"``: the mean of the tokens in the mask, the first or the last of them, or
+        ``pooling(output, mask)`` returning a (batch, ...) tensor (``mask`` may be None).
+    grid : int or tuple of int, optional
+        For ``"positions"``: adaptive average pooling of each map to this size first.
 
     Yields
     ------
@@ -234,7 +265,8 @@ def record_activations(
     ------
     ValueError
         A name that is not in ``named_modules()`` (the message lists close matches), an index out
-        of range, or a layer requested twice.
+        of range, a layer requested twice, or an unknown ``samples``/``pooling``; inside the
+        block, an output whose shape does not fit ``samples`` or the mask (the layer is named).
 
     Warns
     -----
@@ -258,7 +290,24 @@ def record_activations(
     >>> {name: tuple(t.shape) for name, t in acts.items()}
     {'0': (5, 8), '2': (5, 2)}
     """
-    recording = _Recording(model, layers, select, detach=detach, clone=clone, transform=transform)
+    rule = None if samples == "examples" and grid is None else sample_rule(samples, pooling, grid)
+    if rule is not None and mask is not None and not (isinstance(mask, str) and mask == "auto"):
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(
+                "record_activations: mask must be 'auto', None or a (batch, tokens) tensor; got "
+                f"{type(mask).__name__}"
+            )
+        rule.mask = as_mask(mask)
+    recording = _Recording(
+        model,
+        layers,
+        select,
+        detach=detach,
+        clone=clone,
+        transform=transform,
+        rule=rule,
+        mask_from_call=rule is not None and isinstance(mask, str) and rule.uses_mask,
+    )
     with _restore_training_modes(model), recording as store:
         yield store
 
@@ -280,6 +329,8 @@ class _Recording:
         detach: bool,
         clone: bool,
         transform: Callable[[torch.Tensor], torch.Tensor] | None,
+        rule: SampleRule | None = None,
+        mask_from_call: bool = False,
     ) -> None:
         _check_module(model, "model")
         resolved = _resolve_layers(model, layers, "layers")
@@ -298,15 +349,27 @@ class _Recording:
                 detach=detach,
                 clone=clone,
                 transform=transform,
+                rule=rule,
             )
             self.hooks.append((module, hook))
+        self.rule = rule if mask_from_call else None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def _mask_from_call(self, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+        """Take the ``attention_mask`` keyword argument of this call as the token mask."""
+        assert self.rule is not None
+        found = kwargs.get(MASK_KEY)
+        self.rule.mask = None if found is None else as_mask(found)
 
     def __enter__(self) -> ActivationStore:
         try:
             handles = self._handles
             handles.append(self.model.register_forward_pre_hook(self.tracker.start, prepend=True))
             handles.append(self.model.register_forward_hook(self.tracker.stop, always_call=True))
+            if self.rule is not None:
+                handles.append(
+                    self.model.register_forward_pre_hook(self._mask_from_call, with_kwargs=True)
+                )
             for module, hook in self.hooks:
                 handles.append(module.register_forward_hook(hook))
         except BaseException:

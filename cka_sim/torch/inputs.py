@@ -6,6 +6,7 @@ caller's ``input_key``); :func:`_run` moves it to the model's device and calls t
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -124,6 +125,51 @@ def _from_sequence(batch: tuple[Any, ...] | list[Any], input_key: int | str | No
     return batch[index]
 
 
+class BatchKeysDroppedWarning(UserWarning):
+    """Some entries of a dict batch were not passed to the model.
+
+    :func:`~cka_sim.torch.compare_models` passes a dict batch to a model whole, as keyword
+    arguments, keeping the keys its ``forward`` names as parameters; the others (labels, ids of
+    the examples) are dropped and named in this warning. Pass ``input_key=callable`` to choose the
+    arguments yourself.
+    """
+
+
+def _forward_parameters(model: nn.Module) -> set[str]:
+    """The names ``model.forward`` accepts as keyword arguments (``**kwargs`` not counted)."""
+    try:
+        parameters = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in parameters if p.kind in kinds}
+
+
+def _call_arguments(
+    model: nn.Module, batch: Any, input_key: InputKey | None
+) -> tuple[tuple[Any, ...], dict[str, Any], list[str]]:
+    """``(args, kwargs, dropped keys)`` of the call ``model(*args, **kwargs)`` for one batch.
+
+    A dict batch without ``input_key`` is passed whole as keyword arguments: every key that
+    ``model.forward`` names as a parameter (``input_ids``, ``attention_mask``, ...). When it names
+    none of them, the input found by :func:`extract_inputs` is passed positionally. Either way the
+    keys left out are returned, for a :class:`BatchKeysDroppedWarning`.
+    """
+    if input_key is None and isinstance(batch, Mapping):
+        accepted = _forward_parameters(model)
+        kwargs = {key: value for key, value in batch.items() if key in accepted}
+        if kwargs:
+            return (), kwargs, [str(key) for key in batch if key not in kwargs]
+        found = _from_mapping(batch, None)
+        return (found,), {}, [str(key) for key, value in batch.items() if value is not found]
+    inputs = extract_inputs(batch, input_key)
+    if callable(input_key) and isinstance(inputs, Mapping):
+        return (), dict(inputs), []
+    if callable(input_key) and isinstance(inputs, tuple):
+        return inputs, {}, []
+    return (inputs,), {}, []
+
+
 def _to_device(value: Any, device: torch.device) -> Any:
     if isinstance(value, torch.Tensor):
         return value.to(device, non_blocking=True)
@@ -134,11 +180,7 @@ def _to_device(value: Any, device: torch.device) -> Any:
     return value
 
 
-def _run(model: nn.Module, inputs: Any, device: torch.device, from_callable: bool) -> None:
-    inputs = _to_device(inputs, device)
-    if from_callable and isinstance(inputs, Mapping):
-        model(**inputs)
-    elif from_callable and isinstance(inputs, tuple):
-        model(*inputs)
-    else:
-        model(inputs)
+def _run(
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], device: torch.device
+) -> None:
+    model(*_to_device(args, device), **_to_device(kwargs, device))
