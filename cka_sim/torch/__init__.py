@@ -30,6 +30,7 @@ from .hooks import ActivationStore, LayerCalledTwiceWarning, record_activations
 # the API page documents beside __all__, and the type aliases of the signatures (``X as X``: a
 # re-export outside __all__).
 from .inputs import INPUT_KEYS as INPUT_KEYS
+from .inputs import BatchKeysDroppedWarning
 from .inputs import InputKey as InputKey
 from .inputs import extract_inputs as extract_inputs
 from .layers import LayerSpec as LayerSpec
@@ -39,6 +40,7 @@ from .outputs import first_tensor as first_tensor
 
 __all__ = [
     "ActivationStore",
+    "BatchKeysDroppedWarning",
     "LayerCalledTwiceWarning",
     "compare_models",
     "default_layers",
