@@ -112,6 +112,10 @@ def test_accumulators_and_matrix_give_the_numpy_values(data, library) -> None:
         return acc.compute().values
 
     assert np.allclose(minibatch(convert), minibatch(np.asarray), rtol=0, atol=TOL)
+    matrix = cka_sim.StreamingCKAMatrix()
+    for rows in (slice(0, 15), slice(15, 40)):
+        matrix.update({"x": convert(x[rows])}, {"y": convert(y[rows])})
+    assert abs(matrix.compute().values[0, 0] - cka_sim.linear_cka(x, y)) <= TOL
     layers = {"x": x, "y": y}
     expected = cka_sim.cka_matrix(layers, layers).values
     got = cka_sim.cka_matrix({k: convert(v) for k, v in layers.items()}, layers).values
@@ -169,3 +173,18 @@ def test_other_library_names_the_library_and_nothing_else(data) -> None:
 def test_an_unconvertible_object_names_what_is_supported() -> None:
     with pytest.raises(TypeError, match=r"torch tensors .*JAX, CuPy and array-api-strict"):
         cka_sim.linear_cka([[1.0, 2.0], [3.0]], [[1.0], [2.0]])
+
+
+def test_an_array_on_another_device_is_refused_by_name(data) -> None:
+    other = xps.Device("device1")
+    x, y = (xps.asarray(data[k], device=other) for k in "xy")
+    with pytest.raises(TypeError, match=r"x \(array_api_strict array\) could not be copied.*CPU"):
+        cka_sim.linear_cka(x, y)
+
+
+def test_bootstrap_reads_array_api_strict_arrays(data) -> None:
+    x, y = data["x"], data["y"]
+    got = cka_sim.bootstrap_ci(xps.asarray(x), xps.asarray(y), n_resamples=30, seed=0)
+    expected = cka_sim.bootstrap_ci(x, y, n_resamples=30, seed=0)
+    assert abs(got.confidence_interval.low - expected.confidence_interval.low) <= TOL
+    assert abs(got.confidence_interval.high - expected.confidence_interval.high) <= TOL

@@ -89,9 +89,10 @@ def to_host(value: Any, name: str) -> np.ndarray:
     try:
         array = value.get() if library == "cupy" else np.asarray(value)
     except (TypeError, ValueError, RuntimeError) as err:
+        reason = str(err).rstrip(". ")
         raise TypeError(
-            f"{name} ({library} array) could not be copied to a NumPy array: {err}. Move it to "
-            "the CPU first, or convert it with np.asarray"
+            f"{name} ({library} array) could not be copied to a NumPy array: {reason}. Move it "
+            "to the CPU device first"
         ) from err
     if array.dtype.name == "bfloat16":
         array = array.astype(np.float32)
