@@ -383,25 +383,30 @@ def test_one_dimensional_outputs_agree_between_estimators():
 
 
 def test_infeasible_exact_comparison_fails_fast_with_the_bytes():
-    wide = nn.Sequential(*[nn.Linear(4, 65536) for _ in range(7)])
+    class Wide(nn.Module):
+        """A 131,072-wide layer that costs nothing to run (a broadcast view)."""
 
-    # seven parallel 65,536-wide layers: every one reads the input
+        def forward(self, x):
+            return x[:, :1].expand(-1, 2**17) * 1.0
+
+    # four parallel 131,072-wide layers (every one reads the input): about 4.4 TB exact
     class Parallel(nn.Module):
         def __init__(self):
             super().__init__()
-            self.heads = wide
+            self.heads = nn.ModuleList([Wide() for _ in range(4)])
 
         def forward(self, x):
             return [head(x) for head in self.heads]
 
-    model = Parallel()
-    names = [f"heads.{i}" for i in range(7)]
+    model, other = Parallel(), Parallel()
+    names = [f"heads.{i}" for i in range(4)]
+    x = [torch.randn(1, 4)]
     start = time.perf_counter()
     with pytest.raises(MemoryError, match=r"bytes .*estimator='minibatch'"):
         compare_models(
             model,
-            Parallel(),
-            [torch.randn(8, 4)],
+            other,
+            x,
             layers_a=names,
             layers_b=names,
             estimator="exact",
@@ -412,11 +417,11 @@ def test_infeasible_exact_comparison_fails_fast_with_the_bytes():
         compare_models(
             model,
             model,
-            [torch.randn(64, 4)],
+            [torch.randn(16, 4)],
             layers_a=names[:2],
             layers_b=names[:2],
             estimator="minibatch",
-            memory_budget_bytes=2**16,
+            memory_budget_bytes=2**12,
             progress=False,
         )
 

@@ -9,7 +9,9 @@ pair as a :class:`~cka_sim.result.CKAResult`.
 This package imports torch; ``import cka_sim`` does not. See ``docs/model_comparison.md``. Its
 modules: ``layers`` (which modules: names, indices, the default list), ``outputs`` (which tensor
 of a module's output), ``hooks`` (:func:`record_activations`), ``inputs`` (how a batch reaches a
-model), ``capture`` (both models, one batch at a time) and ``compare`` (:func:`compare_models`).
+model), ``samples`` (what one row is: example, token, position, pool), ``capture`` (both models,
+one batch at a time), ``confounder`` (dCKA's), ``probe`` and ``summary`` (:func:`layer_table`) and
+``compare`` (:func:`compare_models`).
 """
 
 from __future__ import annotations
@@ -37,12 +39,16 @@ from .layers import LayerSpec as LayerSpec
 from .layers import default_layers
 from .outputs import Selector as Selector
 from .outputs import first_tensor as first_tensor
+from .summary import LayerInfo, LayerTable, layer_table
 
 __all__ = [
     "ActivationStore",
     "BatchKeysDroppedWarning",
     "LayerCalledTwiceWarning",
+    "LayerInfo",
+    "LayerTable",
     "compare_models",
     "default_layers",
+    "layer_table",
     "record_activations",
 ]

@@ -149,9 +149,16 @@ def _check_batch(acts_a: dict[str, Any], acts_b: dict[str, Any], index: int, mod
     differ between layers (the two models must give the same samples)."""
     sides = [("model_a", acts_a)] + ([] if acts_b is acts_a else [("model_b", acts_b)])
     units = [(side, name, _array(u)) for side, acts in sides for name, u in acts.items()]
-    finite = torch.stack([torch.isfinite(t).all() for _, _, t in units])
-    if not bool(finite.all()):
-        side, name, _ = units[int(torch.nonzero(~finite)[0])]
+    # sum first (one reduction per layer, one synchronisation); scan only a sum that is not
+    # finite, which may also come from finite values that overflow
+    sums = torch.stack([t.sum(dtype=torch.float64) for _, _, t in units])
+    bad = (
+        []
+        if bool(torch.isfinite(sums).all())
+        else [i for i, (_, _, t) in enumerate(units) if not bool(torch.isfinite(t).all())]
+    )
+    if bad:
+        side, name, _ = units[bad[0]]
         raise ValueError(
             f"layer {name!r} of {side} gave NaN or infinity in batch {index} (counting from 0); "
             "check the model and that batch's inputs"

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
@@ -224,8 +225,9 @@ def _compare(
     confounder_of = confounder_rule(measure, confounder, rule.mode)
     _move_to(device, model_a, model_b)
     budget = resolve_budget(memory_budget_bytes, _first_device(model_a))
-    names_a = _layer_names(model_a, layers_a, "layers_a")
-    names_b = _layer_names(model_b, layers_b, "layers_b")
+    first, loader = _peeked(loader, layers_a is None or layers_b is None)
+    names_a = _layer_names(model_a, layers_a, "layers_a", first, input_key)
+    names_b = _layer_names(model_b, layers_b, "layers_b", first, input_key)
     selects = _split_select(select, names_a, names_b, model_a is model_b)
     world_size = _distributed_world()
     accumulator = _make_accumulator(estimator, debiased, budget, measure)
@@ -288,9 +290,39 @@ def _sample_metadata(rule: SampleRule, mask: Any, confounder: ConfounderRule | N
     return out
 
 
-def _layer_names(model: nn.Module, layers: Iterable[LayerSpec] | None, argument: str) -> list[str]:
-    """The names of the requested layers (or of :func:`default_layers`), checked, in order."""
-    return [name for name, _ in _resolve_layers(model, _or_default(model, layers), argument)]
+def _layer_names(
+    model: nn.Module,
+    layers: Iterable[LayerSpec] | None,
+    argument: str,
+    batch: Any = None,
+    input_key: InputKey | None = None,
+) -> list[str]:
+    """The names of the requested layers (or of :func:`default_layers` on ``batch``), checked."""
+    chosen = _or_default(model, layers, batch, input_key)
+    return [name for name, _ in _resolve_layers(model, chosen, argument)]
+
+
+def _peeked(loader: Iterable[Any], peek: bool) -> tuple[Any, Iterable[Any]]:
+    """The loader's first batch (None unless ``peek``) and the loader, that batch included."""
+    if not peek:
+        return None, loader
+    iterator = iter(loader)
+    try:
+        first = next(iterator)
+    except StopIteration:
+        return None, []
+    total = _length(loader)
+
+    class _Rest:
+        def __iter__(self) -> Any:
+            return itertools.chain([first], iterator)
+
+        def __len__(self) -> int:
+            if total is None:
+                raise TypeError("the loader has no length")
+            return total
+
+    return first, _Rest()
 
 
 def _move_to(device: str | torch.device | None, *models: nn.Module) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import operator
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -92,20 +93,28 @@ def _resolve_layers(
     return resolved
 
 
-def default_layers(model: nn.Module) -> list[str]:
-    """The layers :func:`compare_models` uses when none are given.
+def default_layers(model: nn.Module, batch: Any = None, *, input_key: Any = None) -> list[str]:
+    """The layers :func:`compare_models` uses when none are given: the block outputs.
 
-    Every leaf module (one with no child modules) that owns parameters, in
-    ``named_modules()`` order: convolutions, linear layers, normalisation layers with an affine
-    part, embeddings. Parameter-free leaves (activations, pooling, dropout, ``Flatten``) are left
-    out because they often repeat the previous layer (dropout in eval mode), are reused at several
-    places (one ``nn.ReLU()`` called twice), or are functional calls with no module at all. Name
-    them explicitly to compare them.
+    A block is a child, itself with submodules, of an ``nn.Sequential`` or ``nn.ModuleList``
+    that holds at least two children of its class: the residual blocks of a ResNet
+    (``layer1.0``), the transformer layers of BERT (``encoder.layer.3``), GPT-2 (``h.3``) or a
+    ViT (``blocks.3``). Where blocks nest, the innermost are taken. A model without such blocks
+    (a plain stack of layers) gets every leaf module that owns parameters instead: convolutions,
+    linear and normalisation layers, embeddings, in ``named_modules()`` order.
+
+    With an example ``batch`` the model runs once on it, and layers whose output has no batch
+    dimension (its first dimension is not the batch's example count, such as BERT's
+    ``embeddings.position_embeddings``) are left out, with a warning naming them.
 
     Parameters
     ----------
     model : torch.nn.Module
         The model.
+    batch : Any, optional
+        An example batch, as the loader of :func:`compare_models` yields it.
+    input_key : int, str or callable, optional
+        How to find the model input in ``batch``, as in :func:`compare_models`.
 
     Returns
     -------
@@ -117,10 +126,15 @@ def default_layers(model: nn.Module) -> list[str]:
     TypeError
         If ``model`` is not a ``torch.nn.Module``.
 
+    Warns
+    -----
+    UserWarning
+        Naming the layers left out because their output has no batch dimension.
+
     References
     ----------
     Kornblith, Norouzi, Lee & Hinton (2019), *Similarity of Neural Network Representations
-    Revisited*, ICML.
+    Revisited*, ICML (block outputs, the layers compared there).
 
     Examples
     --------
@@ -128,20 +142,60 @@ def default_layers(model: nn.Module) -> list[str]:
     >>> from cka_sim.torch import default_layers
     >>> default_layers(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2)))
     ['0', '3']
+    >>> block = lambda: nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    >>> default_layers(nn.Sequential(nn.Linear(2, 4), block(), block(), nn.Linear(4, 1)))
+    ['1', '2']
     """
     _check_module(model, "model")
-    return [
+    names = _block_names(model) or [
         name
         for name, module in model.named_modules()
         if next(module.children(), None) is None
         and next(module.parameters(recurse=False), None) is not None
     ]
+    if batch is None or not names:
+        return names
+    from .probe import probe_outputs
+
+    outputs, n = probe_outputs(model, batch, names, input_key)
+    skipped = {
+        name: tuple(t.shape)
+        for name, t in outputs.items()
+        if n is not None and (t.dim() == 0 or int(t.shape[0]) != n)
+    }
+    if skipped:
+        warnings.warn(
+            f"default_layers({type(model).__name__}): left out {list(skipped)}, whose outputs "
+            f"{list(skipped.values())} have no batch dimension of {n} examples",
+            UserWarning,
+            stacklevel=2,
+        )
+    return [name for name in names if name not in skipped]
 
 
-def _or_default(model: nn.Module, layers: Iterable[LayerSpec] | None) -> Iterable[LayerSpec]:
+def _block_names(model: nn.Module) -> list[str]:
+    """The innermost repeated blocks of ``model`` (see :func:`default_layers`), in order."""
+    found = []
+    for name, module in model.named_modules():
+        if not isinstance(module, (nn.Sequential, nn.ModuleList)):
+            continue
+        children = list(module.named_children())
+        classes = [type(child) for _, child in children]
+        for child_name, child in children:
+            if classes.count(type(child)) >= 2 and next(child.children(), None) is not None:
+                found.append(f"{name}.{child_name}" if name else child_name)
+    return [name for name in found if not any(other.startswith(name + ".") for other in found)]
+
+
+def _or_default(
+    model: nn.Module,
+    layers: Iterable[LayerSpec] | None,
+    batch: Any = None,
+    input_key: Any = None,
+) -> Iterable[LayerSpec]:
     if layers is not None:
         return layers
-    found = default_layers(model)
+    found = default_layers(model, batch, input_key=input_key)
     if not found:
         raise ValueError(
             f"{type(model).__name__} has no leaf module with parameters, so there is no default "
