@@ -270,6 +270,10 @@ def test_npy_files_are_memory_mapped_and_read_as_saved(tmp_path, capsys, order) 
     mapped = open_activations(tmp_path / "x.npy")
     assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
     assert np.array_equal(mapped, x)
+    for version in ((2, 0), (3, 0)):
+        with open(tmp_path / "v.npy", "wb") as f:
+            np.lib.format.write_array(f, x, version=version)
+        assert np.array_equal(open_activations(tmp_path / "v.npy"), x)
     assert main([str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--json"]) == 0
     value = json.loads(capsys.readouterr().out)["cka"]
     assert value == pytest.approx(linear_cka(x, y), rel=1e-12)

@@ -99,10 +99,8 @@ def _header(f: IO[bytes], label: str) -> tuple[tuple[int, ...], bool, np.dtype[A
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
+        else:  # 2.0, or 3.0: the same layout with a UTF-8 header (only non-Latin-1 field names)
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            shape, fortran, dtype = np.lib.format._read_array_header(f, version)
     except Exception as err:  # the parser raises many kinds (TokenError, SyntaxError, ...)
         reason = " ".join(str(err).split())[:200]
         if "allow_pickle" in reason:  # NumPy's advice for a long header: unsafe for a forged one
