@@ -25,6 +25,7 @@ from vae_zoo.study.representations import (  # noqa: E402
     unit_layers,
 )
 from vae_zoo.study.stages import transfer as transfer_stage  # noqa: E402
+from vae_zoo.study.stages.common import strict_json  # noqa: E402
 
 TINY = StudyConfig(
     datasets=("digits", "mnist"),
@@ -154,7 +155,9 @@ def test_results_schema_and_outputs(finished_study):
         "figures/samples.png",
     } <= set(saved["figures"])
     assert set(saved["probe_accuracy"]) == {"digits", "mnist"}
-    assert json.dumps(results["claims"]) == json.dumps(saved["claims"])
+    # the file is strict JSON: an undefined number (NaN in memory) is written as null
+    assert json.dumps(strict_json(results["claims"])) == json.dumps(saved["claims"])
+    assert "NaN" not in (out / "results.json").read_text()
     assert saved["rules_version"] == saved["claims"][0]["evidence"]["rules_version"]
     assert (
         "G" in saved["claims"][0]["evidence"] and "deconfounded_G" in saved["claims"][0]["evidence"]
@@ -243,7 +246,9 @@ def test_rerun_recomputes_nothing(finished_study):
     # each invocation says which code it ran, and the report lists them
     history = again["timings"]["per_invocation"]
     assert len(history) == again["timings"]["invocations"] >= 2
-    assert all(entry["git_commit"] == again["provenance"]["git_commit"] for entry in history)
+    assert history[-1]["git_commit"] == again["provenance"]["git_commit"]
+    assert all(len(entry["git_commit"]) in (40, len("unknown")) for entry in history)
+    assert [entry["finished"] for entry in history[-2:]] == [True, True]
     assert "| 2 | `" in (out / "report.md").read_text()
 
 
@@ -424,3 +429,49 @@ def test_heatmaps_have_the_floor_panel(finished_study):
     floor, pairs = groups["random"]
     assert pairs == len(TINY.datasets) * 2 * 2 * 2  # per set: 4 trained x 2 untrained, both ways
     assert floor.shape == (len(names), len(names))
+
+
+def test_damaged_checkpoints_are_trained_again_and_nothing_stale_is_reported(finished_study):
+    from vae_zoo.storage import sha256_file
+
+    # in place: a transfer checkpoint names its source's path, so a copy would differ
+    out, results = finished_study
+    zoo_ckpt = out / "zoo" / "digits" / "s0" / "checkpoint.pt"
+    original = sha256_file(zoo_ckpt)
+    # a flipped bit that still loads: only the manifest can tell
+    payload = torch.load(zoo_ckpt, weights_only=True)
+    weight = payload["model"]["encoder.mu.weight"]
+    weight.view(-1)[0] = -weight.view(-1)[0]
+    torch.save(payload, zoo_ckpt)
+    for cka_file in (out / "cka").glob("digits*.npz"):
+        cka_file.unlink()  # a dependent output, recomputed from the checkpoint
+    transfer_ckpt = sorted(out.glob("transfer/**/checkpoint.pt"))[0]
+    transfer_ckpt.write_bytes(transfer_ckpt.read_bytes()[:100])  # truncated
+    again = run_study(TINY, out, progress=False)
+    assert sha256_file(zoo_ckpt) == original  # seeded: trained again, the same weights
+    assert torch.load(transfer_ckpt, weights_only=True)["step"] > 0
+    assert json.dumps(again["claims"]) == json.dumps(results["claims"])
+
+
+def test_a_retrained_checkpoint_that_differs_is_refused(finished_study, tmp_path, monkeypatch):
+    import shutil
+
+    from vae_zoo.study.stages import zoo as zoo_stage
+
+    source, _ = finished_study
+    out = tmp_path / "study"
+    shutil.copytree(source, out)
+    ckpt = out / "zoo" / "mnist" / "s1" / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:-10])
+    real = zoo_stage._run_training
+
+    def other_weights(job):  # as if training were not reproducible on this machine
+        done = real(job)
+        payload = torch.load(Path(done) / "checkpoint.pt", weights_only=True)
+        payload["model"]["encoder.mu.bias"] += 1.0
+        torch.save(payload, Path(done) / "checkpoint.pt")
+        return done
+
+    monkeypatch.setattr(zoo_stage, "_run_training", other_weights)
+    with pytest.raises(ValueError, match="new weights differ from the recorded ones"):
+        run_study(TINY, out, progress=False)

@@ -25,6 +25,7 @@ Reads use ``torch.load(weights_only=True)``: no arbitrary code runs when loading
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,12 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     ['format', 'model', 'model_config', 'version']
     """
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    atomic_write(path, lambda f: torch.save(payload, f))
+    # Serialise in memory first: torch's zip writer reports a failed write (a full disk) as a
+    # RuntimeError ("unexpected pos"), while a plain file write raises the OSError (ENOSPC)
+    # that the study turns into its one-line error. A checkpoint is a few MB.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

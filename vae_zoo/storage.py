@@ -155,6 +155,7 @@ def write_json(
     *,
     sort_keys: bool = False,
     default: Callable[[Any], Any] | None = None,
+    allow_nan: bool = True,
 ) -> None:
     """Write ``obj`` as indented JSON (with a final newline) to ``path`` atomically.
 
@@ -168,11 +169,16 @@ def write_json(
         Sort the keys of every dict.
     default : callable, optional
         Converts objects JSON cannot serialise, as in :func:`json.dumps`.
+    allow_nan : bool, default True
+        Write non-finite floats as the ``NaN``/``Infinity`` tokens Python reads back; False
+        refuses them (strict JSON, RFC 8259, has no such tokens).
 
     Raises
     ------
     TypeError
         If ``obj`` is not JSON-serialisable (nothing is written).
+    ValueError
+        If ``allow_nan`` is False and ``obj`` holds a non-finite float (nothing is written).
     OSError
         As :func:`atomic_path`.
 
@@ -194,7 +200,8 @@ def write_json(
       "b": 1
     }
     """
-    text = json.dumps(obj, indent=2, sort_keys=sort_keys, default=default) + "\n"
+    text = json.dumps(obj, indent=2, sort_keys=sort_keys, default=default, allow_nan=allow_nan)
+    text += "\n"
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
@@ -358,6 +365,37 @@ class Manifest:
             {"format": _MANIFEST_FORMAT, "version": 1, "files": self._files},
             sort_keys=True,
         )
+
+    def recorded(self, path: str | os.PathLike[str]) -> str | None:
+        """The checksum recorded for a file, or None if it was never recorded.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The output.
+
+        Returns
+        -------
+        str or None
+            The SHA-256 in hexadecimal, as :func:`sha256_file` gave it when recorded.
+        """
+        return self._files.get(self._key(path))
+
+    def damaged(self, path: str | os.PathLike[str]) -> bool:
+        """Tell whether a file was recorded but is now missing, unreadable or changed.
+
+        A file that was never recorded is not damaged, only unfinished.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The output to check.
+
+        Returns
+        -------
+        bool
+        """
+        return self.recorded(path) is not None and not self.verified(path)
 
     def verified(self, path: str | os.PathLike[str]) -> bool:
         """Tell whether a file exists and still has the checksum recorded for it.

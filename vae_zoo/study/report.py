@@ -339,9 +339,12 @@ def _provenance(results: Mapping[str, Any]) -> list[str]:
     if timings.get("total_wall_seconds") is not None:
         text += (
             f"; wall time {timings['total_wall_seconds']} s over "
-            f"{timings.get('invocations', '?')} invocation(s), per stage "
-            f"{timings.get('stage_seconds_total')}"
+            f"{timings.get('invocations', '?')} invocation(s)"
         )
+        cut = timings.get("interrupted_invocations")
+        if cut:
+            text += f" ({cut} cut short, counted to their last record)"
+        text += f", per stage {timings.get('stage_seconds_total')}"
     lines = ["## Provenance", "", text + ".", ""]
     history = timings.get("per_invocation", [])
     if len(history) > 1:  # a resumed study: which code computed which stage
@@ -354,6 +357,8 @@ def _provenance(results: Mapping[str, Any]) -> list[str]:
             if entry.get("uncommitted_changes"):
                 commit += " (with uncommitted changes)"
             stages = ", ".join(f"{k} {v:.0f}" for k, v in entry.get("stages", {}).items())
+            for k, v in entry.get("running", {}).items():
+                stages += f"{', ' if stages else ''}{k} {v:.0f} (cut short)"
             lines.append(f"| {i} | {commit} | {entry.get('wall_seconds')} | {stages} |")
         lines.append("")
     return lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,28 +109,27 @@ def run_study(config: StudyConfig, out_dir: str | Path, *, progress: bool = True
 
 
 def _run_locked(config: StudyConfig, out_dir: str | Path, *, progress: bool) -> dict[str, Any]:
-    start = time.perf_counter()
     study = Study(config, out_dir, progress=progress)
     for line in start_lines(config.to_dict()):  # toy-size verdicts test the pipeline
         study.log(line)
-    timer = _StageTimer()
-    with timer("zoo"):
-        checkpoints = study.train_zoo()
-        models = study.models(checkpoints)
-    with timer("cka"):
-        study.measure_cka(checkpoints)
-    with timer("transfer"):
-        study.run_transfers(checkpoints)
-    with timer("probes"):
-        probes = study.run_probes(models)
-    study.log("[5/5] verdicts, figures and report")
-    with timer("analysis"):
-        results = analyse(study, models, probes)
-    elapsed = round(time.perf_counter() - start, 1)
-    results["provenance"] = {**provenance(), "finished": _utc_now()}
-    results["timings"] = _record_timings(study.out, timer.seconds, elapsed, results["provenance"])
+    with _InvocationTimings(study.out / "timings.json", provenance()) as timer:
+        with timer("zoo"):
+            checkpoints = study.train_zoo()
+            models = study.models(checkpoints)
+        with timer("cka"):
+            study.measure_cka(checkpoints)
+        with timer("transfer"):
+            study.run_transfers(checkpoints)
+        with timer("probes"):
+            probes = study.run_probes(models)
+        study.log("[5/5] verdicts, figures and report")
+        with timer("analysis"):
+            results = analyse(study, models, probes)
+        results["provenance"] = {**provenance(), "finished": _utc_now()}
+        results["timings"] = timer.finish()
     write_json(study.out / "results.json", results)
     write_report(study.out / "report.md", results)
+    elapsed = results["timings"]["wall_seconds_this_invocation"]
     study.log(f"done in {elapsed:.0f} s: {study.out / 'report.md'}")
     for line in final_verdict_lines(results):  # beside the committed full run's, if not one
         study.log(line)
@@ -141,46 +141,98 @@ def _utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-class _StageTimer:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
+class _InvocationTimings:
+    """This invocation's entry in ``timings.json``, kept on disk while the study runs.
+
+    The entry is written when the invocation starts, again when each stage ends, and every
+    :attr:`HEARTBEAT_SECONDS` from a background thread (``running``: the stage in progress and
+    its seconds so far). An invocation that is killed therefore keeps its finished stages and
+    its wall time up to its last record (``finished: false``), and a resumed study's total
+    counts it, short by at most one heartbeat.
+    """
+
+    HEARTBEAT_SECONDS = 30.0
+
+    def __init__(self, path: Path, code: dict[str, Any]) -> None:
+        self.path = path
+        self.history = json.loads(path.read_text()) if path.exists() else []
+        self.entry: dict[str, Any] = {
+            "started": _utc_now(),
+            "finished": False,
+            "stages": {},
+            "wall_seconds": 0.0,
+            "git_commit": code.get("git_commit", "unknown"),
+            "uncommitted_changes": bool(code.get("uncommitted_changes")),
+        }
+        self._start = time.perf_counter()
+        self._stage: tuple[str, float] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self) -> _InvocationTimings:
+        self._save()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.HEARTBEAT_SECONDS):
+            try:
+                self._save()
+            except OSError:
+                return  # a full disk: the stage itself reports it
+
+    def _save(self) -> None:
+        with self._lock:
+            now = time.perf_counter()
+            self.entry["wall_seconds"] = round(now - self._start, 1)
+            if self._stage is None:
+                self.entry.pop("running", None)
+            else:
+                name, since = self._stage
+                self.entry["running"] = {name: round(now - since, 1)}
+            write_json(self.path, [*self.history, self.entry])
 
     @contextlib.contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
         start = time.perf_counter()
+        self._stage = (stage, start)
         try:
             yield
         finally:
-            self.seconds[stage] = round(time.perf_counter() - start, 1)
+            self._stage = None
+            self.entry["stages"][stage] = round(time.perf_counter() - start, 1)
+            self._save()
 
-
-def _record_timings(
-    out: Path, stages: dict[str, float], elapsed: float, code: dict[str, Any]
-) -> dict[str, Any]:
-    """Append this invocation's stage times and code (commit, uncommitted changes) to
-    ``timings.json``; return the summary, with every invocation's entry: a resumed study says
-    which commit computed which stage."""
-    path = out / "timings.json"
-    history = json.loads(path.read_text()) if path.exists() else []
-    history.append(
-        {
-            "stages": stages,
-            "wall_seconds": elapsed,
-            "git_commit": code.get("git_commit", "unknown"),
-            "uncommitted_changes": bool(code.get("uncommitted_changes")),
+    def finish(self) -> dict[str, Any]:
+        """Mark the invocation finished; return ``results.json``'s ``timings``: every
+        invocation's entry (a resumed study says which commit computed which stage, and which
+        invocations were cut short) and the sums over them."""
+        self.entry["finished"] = True
+        self._save()
+        history = [*self.history, self.entry]
+        return {
+            "per_invocation": history,
+            "stage_seconds_this_invocation": dict(self.entry["stages"]),
+            "wall_seconds_this_invocation": self.entry["wall_seconds"],
+            "invocations": len(history),
+            "interrupted_invocations": sum(1 for h in history if h.get("finished") is False),
+            "total_wall_seconds": round(sum(h["wall_seconds"] for h in history), 1),
+            "stage_seconds_total": {
+                stage: round(
+                    sum(
+                        h["stages"].get(stage, h.get("running", {}).get(stage, 0.0))
+                        for h in history
+                    ),
+                    1,
+                )
+                for stage in STAGES
+            },
         }
-    )
-    write_json(path, history)
-    return {
-        "per_invocation": history,
-        "stage_seconds_this_invocation": stages,
-        "wall_seconds_this_invocation": elapsed,
-        "invocations": len(history),
-        "total_wall_seconds": round(sum(h["wall_seconds"] for h in history), 1),
-        "stage_seconds_total": {
-            stage: round(sum(h["stages"].get(stage, 0.0) for h in history), 1) for stage in STAGES
-        },
-    }
 
 
 def provenance() -> dict[str, Any]:

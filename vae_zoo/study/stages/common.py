@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +22,29 @@ __all__ = ["StudyContext", "check_config", "check_datasets", "write_json", "writ
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (see :mod:`vae_zoo.storage`)."""
-    storage.write_json(path, data, default=_json_default)
+    """Write strict JSON atomically (see :mod:`vae_zoo.storage`): NumPy values become plain
+    numbers and lists, and a non-finite number (an undefined quantity, such as G where the
+    ceiling equals the floor) becomes ``null``, as RFC 8259 has no NaN."""
+    storage.write_json(path, strict_json(data), allow_nan=False)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
+def strict_json(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays, tuples and dataclasses made plain, and every
+    non-finite float replaced by None (``null``)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
     if isinstance(value, np.ndarray):
-        return value.tolist()
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 

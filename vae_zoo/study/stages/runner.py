@@ -79,6 +79,16 @@ class Stage:
         """After the last job: write what is left; return the files to record."""
         return []
 
+    def outputs(self, job: Any) -> list[Path]:
+        """The files a finished ``job`` leaves whose damage means its run must start over:
+        one that was recorded in the manifest and no longer has its checksum (see
+        :func:`run_stage`). By default none."""
+        return []
+
+    def restart(self, job: Any) -> None:
+        """Remove what ``job`` left, so that it runs again from the start (called for a job
+        whose :meth:`outputs` are damaged)."""
+
     def describe(self, job: Any) -> str:
         """A job's short name in a progress line: the last two parts of its output path
         (``out_dir`` or ``out``, suffix dropped: ``mnist-to-digits/freeze2``, ``cka/mnist``),
@@ -134,14 +144,50 @@ def run_stage(
     log(message)
     _flush()
     terminal = is_terminal() if terminal is None else terminal
+    damaged = _restart_damaged(stage, todo, manifest, log)
     display = _Progress(stage, message, len(jobs), len(jobs) - len(todo), progress, terminal, log)
     for job, result, seconds in _results(stage.worker(), todo, 1 if stage.in_process else workers):
-        for path in stage.collect(result):
+        collected = stage.collect(result)
+        _check_retrained_weights(damaged.get(id(job), {}))
+        for path in collected:
             manifest.record(path)
         display.update(stage.describe(job), seconds)
     for path in stage.close(todo):
         manifest.record(path)
     display.close()
+
+
+def _restart_damaged(
+    stage: Stage, todo: Sequence[Any], manifest: storage.Manifest, log: Callable[[str], None]
+) -> dict[int, dict[Path, str]]:
+    """Start over every job of ``todo`` whose outputs were recorded and have changed since
+    (a truncated or overwritten checkpoint, a flipped bit); return, per job (by ``id``), the
+    checksums that were recorded for its damaged files."""
+    damaged: dict[int, dict[Path, str]] = {}
+    for job in todo:
+        bad = {p: manifest.recorded(p) for p in stage.outputs(job) if manifest.damaged(p)}
+        if bad:
+            names = ", ".join(p.name for p in bad)
+            log(
+                f"[{stage.name}] {stage.describe(job)}: {names} changed since it was recorded "
+                "(damaged); the run starts over"
+            )
+            stage.restart(job)
+            damaged[id(job)] = {p: digest for p, digest in bad.items() if digest is not None}
+    return damaged
+
+
+def _check_retrained_weights(recorded: dict[Path, str]) -> None:
+    """After a damaged run has been trained again: its weights must be the ones recorded
+    (training is seeded), or what later stages computed from the old weights no longer
+    matches them."""
+    for path, digest in recorded.items():
+        if path.suffix == ".pt" and storage.sha256_file(path) != digest:
+            raise ValueError(
+                f"{path} was damaged and trained again, but the new weights differ from the "
+                "recorded ones, so outputs computed from the old weights (CKA, transfers, "
+                "probes) may not match them; run the study in a fresh --out directory"
+            )
 
 
 def _flush() -> None:

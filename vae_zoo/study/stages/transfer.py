@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ...checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpoint
 from ...train import TrainConfig
 from ...transfer import Recipe, transfer
 from ...zoo import DatasetLoader
@@ -173,6 +175,7 @@ class _TransferJob:
 
 def _run_transfer(job: _TransferJob) -> str:
     torch.set_num_threads(job.config.threads or 1)
+    _discard_unreadable_checkpoint(Path(job.out_dir))
     train = _cached_load(job.loader, job.target, "train", job.size)
     test = _cached_load(job.loader, job.target, "test", job.size)
     transfer(
@@ -190,6 +193,23 @@ def _run_transfer(job: _TransferJob) -> str:
 
 def _transfer_file(run_dir: str | Path) -> Path:
     return Path(run_dir) / "transfer.json"
+
+
+def _run_outputs(run_dir: str | Path) -> list[Path]:
+    """What a finished transfer leaves for the manifest: its losses and final checkpoint."""
+    return [_transfer_file(run_dir), Path(run_dir) / CHECKPOINT_NAME]
+
+
+def _discard_unreadable_checkpoint(run_dir: Path) -> None:
+    """Start a run over when its checkpoint cannot be read (truncated, overwritten): it cannot
+    be resumed, and the run is seeded, so training it again gives the same model."""
+    checkpoint = run_dir / CHECKPOINT_NAME
+    if not checkpoint.is_file():
+        return
+    try:
+        read_checkpoint(checkpoint)
+    except CheckpointError:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _read_transfer(run_dir: Path) -> dict[int, float]:
@@ -332,7 +352,14 @@ class TransferStage(Stage):
         return jobs
 
     def is_done(self, job: _TransferJob, verified: Verified) -> bool:
-        return verified(_transfer_file(job.out_dir))
+        return all(verified(path) for path in self.outputs(job))
+
+    def outputs(self, job: _TransferJob) -> list[Path]:
+        """The run's losses and its final checkpoint (claim 4's probes load it)."""
+        return _run_outputs(job.out_dir)
+
+    def restart(self, job: _TransferJob) -> None:
+        shutil.rmtree(job.out_dir, ignore_errors=True)
 
     def announce(self, jobs: Sequence[_TransferJob], todo: Sequence[_TransferJob]) -> str:
         """``[3/5] transfer: N runs, S steps in all (T to run); graded test n runs x s steps,
@@ -352,7 +379,7 @@ class TransferStage(Stage):
         return _run_transfer  # looked up at each run, so a test can stand in for it
 
     def collect(self, result: str) -> list[Path]:
-        return [_transfer_file(result)]
+        return _run_outputs(result)
 
 
 def graded_losses(ctx: StudyContext) -> dict[tuple[str, str], dict[str, float]]:

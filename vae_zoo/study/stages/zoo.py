@@ -14,6 +14,7 @@ the start (a kept checkpoint cannot be written again otherwise).
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,9 @@ def _restart_if_a_snapshot_is_lost(run_dir: Path, config: TrainConfig) -> None:
         return
     try:
         step = int(read_checkpoint(checkpoint)["step"])
-    except (CheckpointError, KeyError):
-        return  # train() reports a damaged checkpoint itself
+    except (CheckpointError, KeyError):  # unreadable (truncated, overwritten): train again
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
     for kept in config.keep_checkpoints:
         if kept > step:
             break
@@ -182,6 +184,12 @@ class ZooStage(Stage):
 
     def collect(self, result: str) -> list[Path]:
         return _run_outputs(Path(result), _kept_lengths(self.ctx))
+
+    def outputs(self, job: _TrainJob) -> list[Path]:
+        return _run_outputs(Path(job.out_dir), _kept_lengths(self.ctx))
+
+    def restart(self, job: _TrainJob) -> None:
+        shutil.rmtree(job.out_dir, ignore_errors=True)
 
     def checkpoints(self) -> dict[str, Path]:
         """``{model_id: checkpoint}`` of every zoo model."""
