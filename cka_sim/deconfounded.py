@@ -138,6 +138,7 @@ def _dcka(x: Array, y: Array, z: Array, xp: Any, method: str, debiased: bool) ->
     if method == "gram":
         t = xp.matrix_transpose
         k, l, kz = (xp.astype((u.x - u.centre) @ t(u.x - u.centre), xp.float64) for u in units)
+        k, l, kz = (scaled(g, xp)[0] for g in (k, l, kz))  # their products in range
         return _dcka_of_grams(k, l, kz, xp, debiased, ("x", "y"), depth=1)
     one_batch = Moments.of_batch(units, DCKA_PAIRS, debiased, xp)
     return dcka_pair(one_batch, one_batch.n, debiased, ("x", "y"), "confounder", depth=1)
@@ -235,7 +236,7 @@ def residual_hsic(
 
     :math:`h(K - \alpha_X K_Z, L - \alpha_Y K_Z)` for the biased or the unbiased ``h``.
     """
-    return h_xy - alpha_y * h_xz - alpha_x * h_yz + alpha_x * alpha_y * h_zz
+    return h_xy - alpha_y * h_xz - alpha_x * h_yz + alpha_x * (alpha_y * h_zz)  # in range
 
 
 @dataclass
