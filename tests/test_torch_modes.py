@@ -16,6 +16,8 @@ from cka_sim import linear_cka  # noqa: E402
 from cka_sim.torch import (  # noqa: E402
     BatchKeysDroppedWarning,
     compare_models,
+    default_layers,
+    layer_table,
     record_activations,
 )
 
@@ -442,3 +444,50 @@ def test_dcka_default_confounder_is_sketched_when_wide():
     assert abs(sketched.values[0, 0] - full.values[0, 0]) < 0.1
     with pytest.raises(ValueError, match="one row per sample"):
         compare_models(net_a, net_b, x, samples="positions", **kw)
+
+
+def test_default_layers_pick_blocks_and_skip_outputs_without_a_batch_dimension():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return x + torch.tanh(self.lin(x))
+
+    class WithTable(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Linear(3, 4)
+            self.table = nn.Embedding(5, 4)  # looked up once per batch, not per example
+            self.blocks = nn.ModuleList([Block(), Block(), Block()])
+
+        def forward(self, x):
+            h = self.stem(x) + self.table(torch.zeros(1, dtype=torch.long))
+            for block in self.blocks:
+                h = block(h)
+            return h
+
+    model = WithTable()
+    assert default_layers(model) == ["blocks.0", "blocks.1", "blocks.2"]
+    flat = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    assert default_layers(flat) == ["0", "2"]  # no repeated blocks: parameterised leaves
+
+    class Leaves(WithTable):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList([nn.Identity()])
+
+    with pytest.warns(UserWarning, match=r"left out \['table'\]"):
+        assert default_layers(Leaves(), torch.randn(6, 3)) == ["stem"]
+    with pytest.warns(UserWarning, match="table"):
+        result = compare_models(
+            Leaves(), Leaves(), [torch.randn(6, 3)], estimator="exact", progress=False
+        )
+    assert result.row_names == ["stem"]
+    table = layer_table(model, torch.randn(6, 3), ["stem", "table", "blocks.0"])
+    assert [(i.name, i.shape, i.width) for i in table] == [
+        ("stem", (6, 4), 4),
+        ("table", (1, 4), 4),
+        ("blocks.0", (6, 4), 4),
+    ]
