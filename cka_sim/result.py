@@ -5,9 +5,14 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
+import stat
+import tokenize
 import uuid
+import warnings
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,17 +20,29 @@ from typing import IO, Any
 
 import numpy as np
 
-#: Version 2 adds the SHA-256 of every array to the header; version 1 files still load.
-_FORMAT_VERSION = 2
+#: The file format :meth:`CKAResult.save` writes. Version 1: arrays and a JSON header. Version 2
+#: adds the SHA-256 of every array to the header. Version 3 adds the ``cka_sim_version`` field and
+#: the ``checksum`` entry, the SHA-256 of the header's text, so that one checksum covers the names,
+#: the estimator, the metadata and (through their recorded checksums) the arrays. Versions 1 and
+#: 2 still load, with a warning saying what their format cannot check.
+_FORMAT_VERSION = 3
 _OPTIONAL_ARRAYS = ("ci_low", "ci_high", "pvalues")
+#: Deflate never expands data by more than this factor (1032:1 is its limit), so an entry whose
+#: declared size exceeds its compressed size times this is damaged or crafted.
+_MAX_DEFLATE_RATIO = 1032
+
+
+def _current_version() -> str:
+    """The version of the running cka_sim."""
+    from ._version import __version__
+
+    return __version__
 
 
 def default_metadata(**extra: Any) -> dict[str, Any]:
     """Provenance recorded with every result: package version and UTC date, plus ``extra``."""
-    from ._version import __version__
-
     meta: dict[str, Any] = {
-        "cka_sim_version": __version__,
+        "cka_sim_version": _current_version(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     meta.update(extra)
@@ -54,6 +71,10 @@ class CKAResult:
         Per-cell confidence interval bounds, where computed.
     pvalues : numpy.ndarray, optional
         Per-cell permutation-test p-values, where computed.
+    cka_sim_version : str or None, optional
+        The version of cka_sim that computed the values, so that a published number can be tied
+        to the code that made it; by default the running version. A result loaded from a file
+        keeps the version that saved it (``None`` for an old file that did not record one).
 
     Raises
     ------
@@ -88,6 +109,7 @@ class CKAResult:
     ci_low: np.ndarray | None = None
     ci_high: np.ndarray | None = None
     pvalues: np.ndarray | None = None
+    cka_sim_version: str | None = field(default_factory=_current_version)
 
     def __post_init__(self) -> None:
         for attr in ("row_names", "col_names"):
@@ -166,13 +188,15 @@ class CKAResult:
             "ci_low": listify(self.ci_low),
             "ci_high": listify(self.ci_high),
             "pvalues": listify(self.pvalues),
+            "cka_sim_version": self.cka_sim_version,
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the result to an ``.npz`` file (arrays + a JSON header; no pickle).
 
-        The header records every field and the SHA-256 of each array, which :meth:`load`
-        checks. The file is written to a temporary name and renamed, so it is never left
+        The header records every field and the SHA-256 of each array; the ``checksum`` entry
+        holds the SHA-256 of the header, so one checksum covers the whole file. :meth:`load`
+        checks both. The file is written to a temporary name and renamed, so it is never left
         half-written; it gets the usual permissions (``0o666`` minus the umask).
 
         Parameters
@@ -206,15 +230,25 @@ class CKAResult:
             "estimator": self.estimator,
             "n_examples": int(self.n_examples),
             "metadata": self.metadata,
+            "cka_sim_version": self.cka_sim_version,
             "sha256": {name: _digest(array) for name, array in arrays.items()},
         }
-        arrays["header"] = np.array(json.dumps(header))
+        text = json.dumps(header)
+        arrays["header"] = np.array(text)
+        arrays["checksum"] = np.array(_text_digest(text))
         _write_atomic(path, lambda handle: np.savez(handle, **arrays))
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CKAResult:
         """Read a result written by :meth:`save`.
+
+        Before anything is allocated, each array's declared shape and dtype are checked against
+        the bytes the file holds. A file of the current format (3) must match its checksums: the
+        header's (row and column names, estimator, metadata, version) and every array's. Files
+        of older formats still load, with a :class:`UserWarning` that says what they cannot
+        check: format 2 has no checksum of the header (an edited name or estimator goes
+        unnoticed), format 1 none at all. Save such a result again to protect it.
 
         Parameters
         ----------
@@ -224,25 +258,37 @@ class CKAResult:
         Returns
         -------
         CKAResult
-            The result as saved.
+            The result as saved, with the ``cka_sim_version`` that saved it.
 
         Raises
         ------
+        FileNotFoundError
+            If there is no file at ``path``.
         ValueError
-            When the file is not a complete ``CKAResult`` file (empty, truncated, another
-            format), a header field is missing or of the wrong type, or an array's SHA-256
-            differs from the one recorded when it was saved.
+            When the file is not a complete ``CKAResult`` file (empty, truncated, not a regular
+            file, another format, an array that declares more data than the file holds, a header
+            nested too deeply to be a ``CKAResult``'s), a header field is missing or of the wrong
+            type, or the header's or an array's SHA-256 differs from the one recorded when it
+            was saved.
+
+        Warns
+        -----
+        UserWarning
+            For a file of format 1 or 2, which this version reads but cannot fully verify.
         """
-        header, arrays = _read_npz(path)
-        _check_header(header, path)
+        text, checksum, arrays = _read_npz(path)
+        if checksum is not None and checksum != _text_digest(text):
+            raise ValueError(
+                f"{path}: the header (layer names, estimator, metadata) does not match the "
+                "checksum recorded when it was saved; the file is corrupt or was edited, save "
+                "the result again"
+            )
+        header = _parse_header(text, path)
+        _check_header(header, path, has_checksum=checksum is not None)
         if header["format_version"] >= 2:
-            digests = header["sha256"]
-            for name in sorted(set(digests) | set(arrays)):
-                if name not in arrays or digests.get(name) != _digest(arrays[name]):
-                    raise ValueError(
-                        f"{path}: the {name!r} array does not match the checksum recorded when "
-                        "it was saved; the file is corrupt, save the result again"
-                    )
+            _check_arrays(header["sha256"], arrays, path)
+        if header["format_version"] < _FORMAT_VERSION:
+            _warn_old_format(header["format_version"], path)
         try:
             return cls(
                 values=arrays["values"],
@@ -251,6 +297,7 @@ class CKAResult:
                 estimator=header["estimator"],
                 n_examples=header["n_examples"],
                 metadata=header["metadata"],
+                cka_sim_version=_saved_version(header),
                 **{k: v for k, v in arrays.items() if k != "values"},
             )
         except ValueError as err:
@@ -274,9 +321,10 @@ class CKAResult:
         return heatmap(self, **kwargs)
 
     def __repr__(self) -> str:
+        version = self.cka_sim_version if self.cka_sim_version is not None else "unknown"
         return (
             f"CKAResult({self.shape[0]} x {self.shape[1]}, estimator={self.estimator!r}, "
-            f"n_examples={self.n_examples})"
+            f"n_examples={self.n_examples}, cka_sim {version})"
         )
 
 
@@ -307,43 +355,123 @@ def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _read_npz(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The JSON header and the arrays of a result file, or a ValueError saying what is wrong."""
+def _text_digest(text: str) -> str:
+    """SHA-256 of a header's text (UTF-8)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _read_npz(path: str | os.PathLike[str]) -> tuple[str, str | None, dict[str, np.ndarray]]:
+    """The header text, the header checksum (None before format 3) and the arrays of a result
+    file, or a ValueError saying what is wrong."""
+    what = f"{path} is not a CKAResult file written by CKAResult.save"
+    mode = os.stat(path).st_mode  # FileNotFoundError for a missing file, as open() would
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise ValueError(f"{what}: it is {kind}")
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        if handle.read(6) == b"\x93NUMPY":
+            raise ValueError(f"{what}: it holds a single array, not an .npz archive")
+        handle.seek(0)
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                entries = {
+                    info.filename[: -len(".npy")]: info
+                    for info in archive.infolist()
+                    if info.filename.endswith(".npy")
+                }
+                missing = {"header", "values"} - set(entries)
+                if missing:
+                    raise ValueError(f"{what}: it has no {sorted(missing)} entries")
+                read = {
+                    name: _read_entry(archive, entries[name], size, what)
+                    for name in ("header", "checksum", "values", *_OPTIONAL_ARRAYS)
+                    if name in entries
+                }
+        except (OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as err:
+            raise ValueError(
+                f"{what}: it is empty, truncated or not an .npz archive ({err})"
+            ) from err
+    text = _as_text(read.pop("header"), "header", what)
+    checksum = _as_text(read.pop("checksum"), "checksum", what) if "checksum" in read else None
+    return text, checksum, read
+
+
+def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int, what: str) -> Any:
+    """One ``.npy`` entry, once its declared shape and dtype fit the bytes the file holds."""
+    name = info.filename[: -len(".npy")]
+    ratio = 1 if info.compress_type == zipfile.ZIP_STORED else _MAX_DEFLATE_RATIO
+    if info.compress_size > size or info.file_size > ratio * info.compress_size:
+        raise ValueError(
+            f"{what}: its {name!r} entry declares {info.file_size} bytes, more than the "
+            f"{size}-byte file can hold"
+        )
+    try:
+        with archive.open(info) as entry:
+            version = np.lib.format.read_magic(entry)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"its {name!r} entry is .npy format {version}, not 1.0 or 2.0")
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(entry)
+            declared = dtype.itemsize * math.prod(shape)
+            if dtype.hasobject or declared > info.file_size:
+                raise ValueError(
+                    f"its {name!r} entry declares shape {shape} of {dtype} "
+                    + (
+                        "(Python objects), not plain numbers or text"
+                        if dtype.hasobject
+                        else f"({declared} bytes), but holds only {info.file_size} bytes"
+                    )
+                )
+        with archive.open(info) as entry:
+            return np.lib.format.read_array(entry, allow_pickle=False)
+    except (ValueError, SyntaxError, tokenize.TokenError, RecursionError, MemoryError) as err:
+        raise ValueError(f"{what}: {err}") from err
+
+
+def _as_text(array: np.ndarray, name: str, what: str) -> str:
+    """The text of a 0-d string entry (the header, the checksum)."""
+    if array.ndim != 0 or array.dtype.kind != "U":
+        raise ValueError(
+            f"{what}: its {name!r} entry is a {array.dtype} array of shape {array.shape}, not text"
+        )
+    return str(array)
+
+
+def _parse_header(text: str, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The header as a dict, or a ValueError (also for one nested too deeply to parse)."""
     what = f"{path} is not a CKAResult file written by CKAResult.save"
     try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError(f"{what}: it holds a single array, not an .npz archive")
-        with data:
-            missing = {"header", "values"} - set(data.files)
-            if missing:
-                raise ValueError(f"{what}: it has no {sorted(missing)} entries")
-            arrays = {k: data[k] for k in ("values", *_OPTIONAL_ARRAYS) if k in data.files}
-            text = data["header"]
-    except FileNotFoundError:
-        raise
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
-        raise ValueError(f"{what}: it is empty, truncated or not an .npz archive ({err})") from err
-    except ValueError as err:
-        if str(err).startswith(what):
-            raise
-        raise ValueError(f"{what}: it is not an .npz archive of plain arrays") from err
-    try:
-        header = json.loads(str(text))
+        header = json.loads(text)
+    except RecursionError:
+        raise ValueError(
+            f"{what}: its header is nested too deeply to be a CKAResult header"
+        ) from None
     except ValueError as err:
         raise ValueError(f"{what}: its header is not JSON ({err})") from err
     if not isinstance(header, dict):
         raise ValueError(f"{what}: its header is a JSON {type(header).__name__}, not an object")
-    return header, arrays
+    return header
 
 
-def _check_header(header: dict[str, Any], path: str | os.PathLike[str]) -> None:
+def _check_header(
+    header: dict[str, Any], path: str | os.PathLike[str], *, has_checksum: bool
+) -> None:
     """Raise ValueError naming the first header field that is missing or of the wrong type."""
     version = header.get("format_version")
-    if version not in (1, _FORMAT_VERSION):
+    if version not in (1, 2, _FORMAT_VERSION) or isinstance(version, bool):
         raise ValueError(
-            f"{path}: unsupported CKAResult format {version!r}; this cka_sim reads versions 1 "
-            f"and {_FORMAT_VERSION}"
+            f"{path}: unsupported CKAResult format {version!r}; this cka_sim reads versions "
+            f"1 to {_FORMAT_VERSION}"
+        )
+    if version >= 3 and not has_checksum:
+        raise ValueError(
+            f"{path}: a CKAResult file of format {version} must have a 'checksum' entry; the "
+            "file is damaged, save the result again"
         )
     checks: dict[str, tuple[Callable[[Any], bool], str]] = {
         "row_names": (_is_name_list, "a list of strings"),
@@ -357,6 +485,8 @@ def _check_header(header: dict[str, Any], path: str | os.PathLike[str]) -> None:
     }
     if version >= 2:
         checks["sha256"] = (lambda v: isinstance(v, dict), "an object of array checksums")
+    if version >= 3:
+        checks["cka_sim_version"] = (lambda v: v is None or isinstance(v, str), "a string")
     for key, (valid, expected) in checks.items():
         if key not in header:
             raise ValueError(f"{path}: the CKAResult header has no {key!r} field")
@@ -364,6 +494,43 @@ def _check_header(header: dict[str, Any], path: str | os.PathLike[str]) -> None:
             raise ValueError(
                 f"{path}: the CKAResult header's {key!r} must be {expected}, got {header[key]!r}"
             )
+
+
+def _check_arrays(
+    digests: dict[str, Any], arrays: dict[str, np.ndarray], path: str | os.PathLike[str]
+) -> None:
+    """Raise ValueError naming the first array missing or differing from its recorded SHA-256."""
+    for name in sorted(set(digests) | set(arrays)):
+        if name not in arrays or digests.get(name) != _digest(arrays[name]):
+            raise ValueError(
+                f"{path}: the {name!r} array does not match the checksum recorded when it was "
+                "saved; the file is corrupt, save the result again"
+            )
+
+
+def _warn_old_format(version: int, path: str | os.PathLike[str]) -> None:
+    """Say what a file of an older format cannot check."""
+    unchecked = (
+        "no checksums: damage to its values or its header cannot be detected"
+        if version == 1
+        else "no checksum of its header: an edited layer name, estimator or metadata cannot "
+        "be detected (its arrays were checked)"
+    )
+    warnings.warn(
+        f"{path} is a CKAResult file of format {version}, which has {unchecked}; save it again "
+        f"to write format {_FORMAT_VERSION}",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def _saved_version(header: dict[str, Any]) -> str | None:
+    """The cka_sim version that saved a file: a header field since format 3, before that the
+    metadata's ``cka_sim_version`` when it is there."""
+    if "cka_sim_version" in header:
+        return header["cka_sim_version"]
+    saved = header["metadata"].get("cka_sim_version")
+    return saved if isinstance(saved, str) else None
 
 
 def _is_name_list(value: Any) -> bool:
