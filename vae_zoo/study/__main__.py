@@ -1,4 +1,4 @@
-"""``python -m vae_zoo.study``: reproduce the paper's four claims with measured verdicts."""
+"""``python -m vae_zoo.study``: reproduce the paper's claims with measured verdicts."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m vae_zoo.study",
         description=(
             "Train a zoo of VAEs on several datasets, compare them with CKA, transfer them "
-            "between datasets and test the four claims of Bonheme & Grześ (2023). Resumable: "
+            "between datasets and test the claims of Bonheme & Grześ (2023). Resumable: "
             "run the same command again to continue an interrupted study."
         ),
         epilog=(

@@ -54,8 +54,8 @@ def iv(d: Mapping[str, Any] | None, spec: str = ".3f") -> str:
     """An interval ``{"estimate", "low", "high"}`` as ``0.300 [0.200, 0.390]``."""
     if not d or "estimate" not in d:
         return NOT_RECORDED
-    if not math.isfinite(float(d["estimate"])):
-        return "undefined"
+    if d["estimate"] is None or not math.isfinite(float(d["estimate"])):
+        return "undefined"  # None: an undefined number as results.json writes it (null)
     return f"{fmt(d['estimate'], spec)} [{fmt(d.get('low'), spec)}, {fmt(d.get('high'), spec)}]"
 
 

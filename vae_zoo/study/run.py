@@ -102,7 +102,7 @@ def run_study(config: StudyConfig, out_dir: str | Path, *, progress: bool = True
     >>> from vae_zoo.study import quick_config, run_study
     >>> results = run_study(quick_config(), "runs/study-quick")  # doctest: +SKIP
     >>> [claim["id"] for claim in results["claims"]]  # doctest: +SKIP
-    ['encoders-generic', 'decoders-specific', 'retrain-which', 'visual-transfer-check']
+    ['encoders-generic', 'decoders-specific', 'retrain-which', 'paper-recipe', 'visual-transfer-check']
     """
     with lock_directory(out_dir):
         return _run_locked(config, out_dir, progress=progress)
