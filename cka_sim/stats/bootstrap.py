@@ -59,8 +59,25 @@ def bootstrap_ci(
     :math:`\theta^*_b` by the chosen ``method``. Unlike the ordinary bootstrap's resamples, a
     half-sample holds no example twice, so every replicate is the same estimator on fewer
     examples, and ``c`` gives the replicates the spread of the full-data estimate (the
-    argument and the coverage in simulation: ``docs/statistics.md``). Biased CKA's intervals
-    cover less often when features are many: prefer ``debiased=True`` for inference.
+    argument and the coverage in simulation: ``docs/statistics.md``). This is subsampling
+    without replacement at :math:`m = n/2` with the :math:`\sqrt{m}` rescaling of Politis &
+    Romano (1994), valid for the U-statistics behind debiased CKA and dCKA.
+
+    **Coverage** (``python -m benchmarks.coverage``, table in ``docs/statistics.md``): for
+    debiased CKA and debiased dCKA the nominal 95 % interval covers the population value about
+    as often as it says at n >= 100. Biased CKA and the Procrustes similarity cannot get there
+    unless features are few compared with examples: their own bias (of order p/n) exceeds their
+    standard error, so every interval around the estimate, however it is resampled, misses the
+    population value (with or without replacement, the replicates are shifted by the same
+    amount). Use ``debiased=True`` for inference; read biased CKA's and Procrustes' intervals
+    as the precision of a biased estimate, not as intervals for the population value.
+
+    **Undefined half-samples.** A half-sample on which a layer or the confounder has all rows
+    equal (dead units; a confounder that varies on few examples) leaves the statistic
+    undefined. It is redrawn: more half-samples are drawn from the same generator until ``B``
+    are defined, at most ``10 B`` in all, and the first ``B`` defined ones are kept, in the
+    order drawn. The number skipped is ``n_redrawn`` in the result, and a ``RuntimeWarning``
+    reports it; with fewer than ``B`` defined in ``10 B`` draws the interval is NaN.
 
     Parameters
     ----------
@@ -84,9 +101,10 @@ def bootstrap_ci(
     -------
     BootstrapResult
         ``statistic``, ``confidence_interval``, ``standard_error``, ``bootstrap_distribution``
-        (the ``B`` replicates :math:`\theta^*_b`) and ``interval_method`` (``"basic-widened"``
-        where BCa fell back). NaN throughout, with a :class:`~cka_sim.CKAUndefinedWarning`,
-        when CKA is undefined.
+        (the ``B`` replicates :math:`\theta^*_b`), ``interval_method`` (``"basic-widened"``
+        where BCa fell back) and ``n_redrawn`` (half-samples redrawn because the statistic was
+        undefined on them). NaN throughout, with a :class:`~cka_sim.CKAUndefinedWarning`,
+        when CKA is undefined on the full data.
 
     Raises
     ------

@@ -90,7 +90,11 @@ def cka_matrix_with_uncertainty(
         With ``ci_low``, ``ci_high`` and ``pvalues`` (per cell, not corrected for the number of
         cells) unless skipped, and the settings in ``metadata``, whose
         ``"interval_fallback_cells"`` lists the ``[row, column]`` cells where BCa fell back (see
-        ``method``). A constant layer gives a NaN row or column with a ``CKAUndefinedWarning``.
+        ``method``) and ``"redrawn_resamples"`` the (La, Lb) counts of half-samples redrawn per
+        cell because the statistic was undefined on them (the rule of
+        :func:`~cka_sim.stats.bootstrap_ci`; None without intervals). A constant layer gives a
+        NaN row or column with a ``CKAUndefinedWarning``, and so does any other cell that is
+        undefined on all the data.
 
     Raises
     ------
