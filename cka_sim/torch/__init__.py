@@ -39,14 +39,12 @@ from .layers import LayerSpec as LayerSpec
 from .layers import default_layers
 from .outputs import Selector as Selector
 from .outputs import first_tensor as first_tensor
-from .summary import LayerInfo, LayerTable, layer_table
+from .summary import layer_table
 
 __all__ = [
     "ActivationStore",
     "BatchKeysDroppedWarning",
     "LayerCalledTwiceWarning",
-    "LayerInfo",
-    "LayerTable",
     "compare_models",
     "default_layers",
     "layer_table",

@@ -107,90 +107,61 @@ def compare_models(
 ) -> CKAResult:
     r"""Linear CKA between every layer of ``model_a`` and every layer of ``model_b``.
 
-    Both models see the same batches in eval mode under ``torch.inference_mode()``, recorded as
-    by :func:`record_activations`; every option in full: ``docs/model_comparison.md``.
-
     Parameters
     ----------
     model_a, model_b : torch.nn.Module
         The models; the same object twice runs one forward pass per batch.
     loader : iterable of batches
-        Tensors, ``(x, y, ...)`` tuples or lists, or dicts (see ``input_key``).
+        Tensors, ``(x, y, ...)`` tuples or lists, or dicts (passed whole, see ``input_key``).
     layers_a, layers_b : sequence of str or int, optional
         Rows and columns: exact module names or indices; default :func:`default_layers`.
     estimator : {"minibatch", "exact"}, optional
-        Nguyen et al.'s minibatch estimator (a different quantity, batches of at least 4) or
-        full-data CKA; default ``"minibatch"`` for CKA, ``"exact"`` for the other measures.
+        Nguyen et al.'s minibatch estimator or full-data CKA (default for measures but CKA).
     debiased : bool, optional
         Unbiased HSIC₁ (Song et al. 2012); default True for CKA and dCKA.
     device : str or torch.device, optional
-        Where to run; default each model's own device. Given, both models are moved there.
+        Where to run (both models are moved there); default each model's own device.
     progress : bool, default True
         A tqdm progress bar (rank 0 only under ``torch.distributed``).
     input_key : int, str or callable, optional
-        How to find the model input in a batch, as in :func:`extract_inputs`. Without it a dict
-        batch is passed whole, as keyword arguments: the keys ``forward`` names as parameters
-        (a ``BatchKeysDroppedWarning`` names the others).
+        As in :func:`extract_inputs`; without it a dict goes whole, as the keys ``forward`` names.
     memory_budget_bytes : "auto", int or None, default "auto"
-        Refuse with a ``MemoryError`` naming the bytes, before allocating, when the estimator's
-        memory would exceed it: ``"auto"`` is half the memory available now (of the CUDA device
-        for a model there); None: no check.
+        ``MemoryError`` before allocating more; ``"auto"``: half the free memory; None: no check.
     measure : {"cka", "dcka", "procrustes"}, default "cka"
         CKA, deconfounded CKA (Cui et al. 2022) or the Procrustes similarity (Ding et al. 2021).
     confounder : callable or "input", optional
-        For ``"dcka"``: ``confounder(batch)`` (one row per sample); ``"input"``: the flattened
-        model input; default the model input, sketched to 1024 features when it is wider.
-    samples : {"examples", "tokens", "positions", "pooled"}, default "examples"
-        What a sample (a row of the CKA data) is: an example (each output flattened), every
-        non-padded token of a (batch, tokens, features) output, every spatial position of an
-        (N, C, H, W) map, or one row per example pooled over its non-padded tokens.
-    mask : "auto", str, tensor, callable or None, default "auto"
-        The (batch, tokens) token mask of ``"tokens"`` and ``"pooled"``: ``"auto"`` is the
-        ``attention_mask`` the model is called with (or the batch's), a str a key of the dict
-        batch, a callable ``mask(batch)``; None keeps every token.
-    pooling : {"mean", "first", "last"} or callable, default "mean"
-        For ``"pooled"``: the mean, first or last token in the mask, or ``pooling(output, mask)``.
-    grid : int or tuple of int, optional
-        For ``"positions"``: pool each map to this size first (adaptive average pooling), so
-        maps of different sizes give the same positions.
+        For ``"dcka"``: ``confounder(batch)``; default the input, sketched to 1024 features.
+    samples, mask, pooling, grid : str, optional
+        A row is an example (default), a token ``mask`` keeps (``"tokens"``), a map position after
+        ``grid`` pooling (``"positions"``), tokens pooled by ``pooling`` (``"pooled"``).
     select : int, str, callable, mapping or (select_a, select_b), optional
-        Which tensor of a layer's output, as in :func:`record_activations` (``"pooler_output"``,
-        ``"logits"``); a mapping keyed by layer name serves both models; a pair, one each.
+        Which tensor of a layer's output (``"pooler_output"``), as in :func:`record_activations`.
 
     Returns
     -------
     CKAResult
-        ``values[i, j]`` for ``layers_a[i]`` and ``layers_b[j]``, over every process's shard under
-        ``torch.distributed``; ``metadata`` records models, layers, estimator, dtype and device.
+        ``values[i, j]`` for ``layers_a[i]``, ``layers_b[j]``, over all processes' shards.
 
     Raises
     ------
     TypeError
         For a non-module model, an unsupported batch, or a layer output without a tensor.
     ValueError
-        For an unknown layer name (close matches are listed), an unknown choice, batches too
-        small for the debiased minibatch estimator, a layer whose output holds NaN (the layer
-        and the batch are named), or models that do not give the same samples.
+        Unknown layer or choice, small batches, NaN (layer, batch named), samples that differ.
     MemoryError
         Before allocating, when the estimator would need more than ``memory_budget_bytes``.
 
     References
     ----------
-    Kornblith et al. (2019), *Similarity of Neural Network Representations Revisited*, ICML.
-    Nguyen, Raghu & Kornblith (2021), *Do Wide and Deep Networks Learn the Same Things?*, ICLR.
+    Kornblith et al. (2019), ICML; Nguyen, Raghu & Kornblith (2021), ICLR (the minibatch CKA).
 
     Examples
     --------
-    >>> import torch
-    >>> from torch.utils.data import DataLoader, TensorDataset
-    >>> from cka_sim.torch import compare_models
-    >>> a = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
-    >>> b = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
-    >>> loader = DataLoader(TensorDataset(torch.randn(256, 8)), batch_size=64)
-    >>> result = compare_models(a, b, loader, layers_a=["1", "2"], layers_b=["1", "2"],
-    ...                         estimator="exact", progress=False)
+    >>> import torch; from cka_sim.torch import compare_models
+    >>> a, b = (torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU()) for _ in "ab")
+    >>> result = compare_models(a, b, torch.randn(256, 8).split(64), progress=False)
     >>> result.shape, result.row_names, result.estimator
-    ((2, 2), ['1', '2'], 'linear-debiased')
+    ((1, 1), ['0'], 'minibatch-debiased')
     """
     return _compare(**locals())  # every argument, by name
 

@@ -210,51 +210,33 @@ def record_activations(
 ) -> Iterator[ActivationStore]:
     """Record the outputs of named modules while the model runs.
 
-    Inside the ``with`` block every call of a recorded module stores its output under the module's
-    fully qualified name, replacing the previous one. On exit, normal or by an exception, the
-    hooks are removed and the ``training`` flag of every submodule is restored to its value on
-    entry.
+    Each call of a recorded module stores its output under its name, replacing the last; on exit
+    (also by an exception) the hooks are removed and every ``training`` flag is restored.
 
     Parameters
     ----------
     model : torch.nn.Module
         The model; its ``named_modules()`` define the names.
     layers : str, int or sequence of them
-        Modules to record. A ``str`` is an exact fully qualified name from
-        ``model.named_modules()`` (``""`` is the model itself, so its final output can be
-        recorded); no short-name or suffix matching is done. An ``int`` indexes
-        ``list(model.named_modules())``, root included at index 0, negative from the end. A module
-        registered under several names may be requested by any of them.
+        Exact fully qualified names from ``model.named_modules()`` (``""``: the model itself; no
+        suffix matching) or ``int`` indices into that list (root at 0, negative from the end). A
+        module registered under several names may be requested by any of them.
     select : int, str, callable or mapping of layer name to one of those, optional
-        Which tensor to keep from an output that is not a tensor. Default: the first tensor
-        found depth-first (:func:`first_tensor`). An ``int`` indexes a tuple, a ``str`` is a key
-        or attribute (``"logits"``), a callable maps the output to a tensor.
+        Which tensor of an output that is not one: default :func:`first_tensor`; an ``int`` indexes
+        a tuple, a ``str`` is a key or attribute (``"logits"``), a callable returns the tensor.
     detach : bool, default True
-        Store outputs detached from the autograd graph. ``False`` keeps the graph (e.g. to
-        backpropagate through a CKA loss).
+        Store outputs detached; ``False`` keeps the graph (to backpropagate through a CKA loss).
     clone : bool, default True
-        Store a copy. Without it an in-place operation after the layer, such as
-        ``nn.ReLU(inplace=True)`` or a residual ``out += identity``, silently changes the stored
-        output.
+        Store a copy: else a later in-place operation (``nn.ReLU(inplace=True)``, a residual
+        ``out += identity``) silently changes the stored output.
     transform : callable, optional
-        Applied to each recorded output (after ``select`` and ``detach``) and stored instead of
-        a clone; it must return a new tensor (not a view of its input), which then serves as the
-        copy (:func:`compare_models` prepares each layer's batch this way).
-    samples : {"examples", "tokens", "positions", "pooled"}, default "examples"
-        What a stored row is. ``"examples"``: the output as recorded (no reshaping). The others
-        store a (samples, features) matrix: every token of a ``(batch, tokens, features)`` output
-        that the mask keeps (``"tokens"``), every spatial position of an ``(N, C, H, W)`` map
-        (``"positions"``), or one row per example pooled over its tokens (``"pooled"``); see
-        ``docs/model_comparison.md``.
-    mask : "auto", None or tensor, default "auto"
-        The (batch, tokens) mask of ``"tokens"`` and ``"pooled"``: ``"auto"`` takes the
-        ``attention_mask`` keyword argument of each call of ``model``, when there is one; None
-        keeps every token; a tensor is used for every call.
-    pooling : {"mean", "first", "last"} or callable, default "mean"
-        For ``"pooled"``: the mean of the tokens in the mask, the first or the last of them, or
-        ``pooling(output, mask)`` returning a (batch, ...) tensor (``mask`` may be None).
-    grid : int or tuple of int, optional
-        For ``"positions"``: adaptive average pooling of each map to this size first.
+        Applied to each output (after ``select``, ``detach`` and ``samples``) and stored instead
+        of a clone: it must return a new tensor, not a view (:func:`compare_models` uses it).
+    samples, mask, pooling, grid : optional
+        ``samples="examples"`` (default) stores outputs as they are; ``"tokens"``, ``"positions"``
+        and ``"pooled"`` store (samples, features) rows as :func:`compare_models` does, with
+        ``mask="auto"`` the ``attention_mask`` keyword of each call (None: every token; or a
+        tensor); ``pooling`` ("mean", "first", "last", callable) and ``grid`` as there.
 
     Yields
     ------
@@ -264,25 +246,21 @@ def record_activations(
     Raises
     ------
     ValueError
-        A name that is not in ``named_modules()`` (the message lists close matches), an index out
-        of range, a layer requested twice, or an unknown ``samples``/``pooling``; inside the
-        block, an output whose shape does not fit ``samples`` or the mask (the layer is named).
+        An unknown name (close matches listed), index or choice, a layer requested twice; inside
+        the block, an output whose shape does not fit ``samples`` or the mask (layer named).
 
     Warns
     -----
     LayerCalledTwiceWarning
-        When a recorded module runs more than once in one forward pass of ``model`` (once per
-        module and ``with`` block).
+        When a recorded module runs twice in one forward pass (once per module and block).
 
     References
     ----------
-    Paszke et al. (2019), *PyTorch: An Imperative Style, High-Performance Deep Learning
-    Library*, NeurIPS (forward hooks, through which the outputs are recorded).
+    Paszke et al. (2019), *PyTorch*, NeurIPS (forward hooks, through which outputs are recorded).
 
     Examples
     --------
-    >>> import torch
-    >>> from torch import nn
+    >>> import torch; from torch import nn
     >>> from cka_sim.torch import record_activations
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     >>> with record_activations(net, ["0", "2"]) as acts:
@@ -290,26 +268,30 @@ def record_activations(
     >>> {name: tuple(t.shape) for name, t in acts.items()}
     {'0': (5, 8), '2': (5, 2)}
     """
-    rule = None if samples == "examples" and grid is None else sample_rule(samples, pooling, grid)
-    if rule is not None and mask is not None and not (isinstance(mask, str) and mask == "auto"):
+    rule, from_call = _rule_of(samples, mask, pooling, grid)
+    recording = _Recording(
+        model, layers, select, detach=detach, clone=clone, transform=transform, rule=rule,
+        mask_from_call=from_call,
+    )  # fmt: skip
+    with _restore_training_modes(model), recording as store:
+        yield store
+
+
+def _rule_of(samples: Any, mask: Any, pooling: Any, grid: Any) -> tuple[SampleRule | None, bool]:
+    """The sample rule of :func:`record_activations` (None: outputs as they are) and whether
+    the mask is read from each call's ``attention_mask``."""
+    if samples == "examples" and grid is None:
+        return None, False
+    rule = sample_rule(samples, pooling, grid)
+    auto = isinstance(mask, str) and mask == "auto"
+    if mask is not None and not auto:
         if not isinstance(mask, torch.Tensor):
             raise TypeError(
                 "record_activations: mask must be 'auto', None or a (batch, tokens) tensor; got "
                 f"{type(mask).__name__}"
             )
         rule.mask = as_mask(mask)
-    recording = _Recording(
-        model,
-        layers,
-        select,
-        detach=detach,
-        clone=clone,
-        transform=transform,
-        rule=rule,
-        mask_from_call=rule is not None and isinstance(mask, str) and rule.uses_mask,
-    )
-    with _restore_training_modes(model), recording as store:
-        yield store
+    return rule, auto and rule.uses_mask
 
 
 class _Recording:

@@ -1,8 +1,9 @@
 """A model's layers with their output shapes, widths and the memory each estimator would need.
 
-:func:`layer_table` runs the model once on an example batch and returns a :class:`LayerTable`:
-one :class:`LayerInfo` per module that ran, printable as a table, to choose the layers and the
-estimator of :func:`~cka_sim.torch.compare_models` before spending any memory.
+:func:`layer_table` runs the model once on an example batch and returns a list of rows, one per
+module that ran (name, kind, shape, samples, width, exact_bytes, minibatch_bytes), that prints as
+a table: to choose the layers and the estimator of :func:`~cka_sim.torch.compare_models` before
+spending any memory.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .samples import SampleMode, batch_mask, sample_rule
 
 
 @dataclass(frozen=True)
-class LayerInfo:
+class _LayerInfo:
     """One layer of :func:`layer_table`.
 
     Attributes
@@ -53,8 +54,8 @@ class LayerInfo:
     minibatch_bytes: int
 
 
-class LayerTable(list):
-    """The rows of :func:`layer_table` (a list of :class:`LayerInfo`), printed as a table."""
+class _LayerTable(list):
+    """The rows of :func:`layer_table` (a list of :class:`_LayerInfo`), printed as a table."""
 
     def __str__(self) -> str:
         header = ("layer", "module", "output shape", "samples", "width", "exact", "minibatch")
@@ -89,7 +90,7 @@ def layer_table(
     samples: SampleMode = "examples",
     input_key: InputKey | None = None,
     grid: int | tuple[int, ...] | None = None,
-) -> LayerTable:
+) -> list:
     """List a model's layers with output shapes, widths and the memory of each estimator.
 
     The model runs once on ``batch`` (eval mode, ``torch.inference_mode()``; modes restored).
@@ -112,9 +113,9 @@ def layer_table(
 
     Returns
     -------
-    LayerTable
-        One :class:`LayerInfo` per layer that ran, in ``named_modules()`` order (or the order
-        given); ``print`` it for a table.
+    list
+        One row per layer that ran (its ``name``, ``kind``, ``shape``, ``samples``, ``width``,
+        ``exact_bytes``, ``minibatch_bytes``), in the order of ``layers``; prints as a table.
 
     Raises
     ------
@@ -139,8 +140,6 @@ def layer_table(
     >>> layer_table(net, torch.randn(16, 3, 8, 8), ["0"], samples="positions")[0].width
     8
     """
-    from ..accumulators import StreamingCKAMatrix
-
     _check_module(model, "model")
     chosen = [n for n, _ in model.named_modules()] if layers is None else layers
     names = [name for name, _ in _resolve_layers(model, chosen, "layers")]
@@ -149,25 +148,29 @@ def layer_table(
     if rule.uses_mask:
         rule.mask = batch_mask("auto", batch, batch if isinstance(batch, dict) else {})
     modules = dict(model.named_modules(remove_duplicate=False))
-    table = LayerTable()
-    for name in names:
-        if name not in outputs:
-            continue
-        output = outputs[name]
-        try:
-            rows = rule.rows(output, name)
-        except ValueError:
-            rows = output.reshape(output.shape[0], -1) if output.dim() else output.reshape(1, 1)
-        m, width = int(rows.shape[0]), int(rows[0].numel()) if rows.shape[0] else 0
-        table.append(
-            LayerInfo(
-                name=name,
-                kind=type(modules[name]).__name__,
-                shape=tuple(int(d) for d in output.shape),
-                samples=m,
-                width=width,
-                exact_bytes=StreamingCKAMatrix.estimate_memory([width], shared=True),
-                minibatch_bytes=16 * m * m,
-            )
-        )
-    return table
+    return _LayerTable(
+        _row(name, type(modules[name]).__name__, outputs[name], rule)
+        for name in names
+        if name in outputs
+    )
+
+
+def _row(name: str, kind: str, output: Any, rule: Any) -> _LayerInfo:
+    """One layer's row: its samples and width under ``rule`` (else as examples), its memory."""
+    from ..accumulators import StreamingCKAMatrix
+
+    try:
+        rows = rule.rows(output, name)
+    except ValueError:
+        rows = output.reshape(output.shape[0], -1) if output.dim() else output.reshape(1, 1)
+    m = int(rows.shape[0])
+    width = int(rows[0].numel()) if m else 0
+    return _LayerInfo(
+        name=name,
+        kind=kind,
+        shape=tuple(int(d) for d in output.shape),
+        samples=m,
+        width=width,
+        exact_bytes=StreamingCKAMatrix.estimate_memory([width], shared=True),
+        minibatch_bytes=16 * m * m,
+    )
