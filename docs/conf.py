@@ -2,7 +2,8 @@
 
 Build it with ``pip install -e ".[docs]" && sphinx-build -W --keep-going docs docs/_build/html``.
 The build needs no network: no intersphinx inventories are fetched, and the gallery's examples use
-only generated data. The pages of the API reference are written from ``api_sections.py`` when the
+only generated data. Nor does the site: MathJax is copied into ``_static`` from a pinned package,
+and the build fails if a page loads a resource from another host (``_ext/offline_math.py``). The pages of the API reference are written from ``api_sections.py`` when the
 build starts, so a name added to a module's ``__all__`` appears even before it is placed in a
 section. The docstring policy (numpydoc validation plus the checks numpydoc lacks) and its
 exemptions, each with its reason, are in ``_ext/docstring_policy.py`` and ``docstring_exemptions.py``.
@@ -41,6 +42,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    "offline_math",  # MathJax served from _static; fails the build on a remote resource
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_autodoc_typehints",
@@ -63,6 +65,10 @@ exclude_patterns = [
     "auto_examples/*.json",
     "auto_examples/*.md5",
     "**/*.codeobj.json",
+    # execution-time tables of older builds: sphinx-gallery's page loads jQuery and DataTables
+    # from a CDN, so it is no longer written (write_computation_times below)
+    "sg_execution_times.rst",
+    "auto_examples/sg_execution_times.rst",
 ]
 templates_path = ["_templates"]
 
@@ -142,6 +148,9 @@ sphinx_gallery_conf = {
     "image_scrapers": ("matplotlib",),
     "within_subsection_order": "FileNameSortKey",
     "show_memory": False,
+    # Its sg_execution_times pages load scripts from a CDN; the site works offline without them
+    # (offline_math fails the build on a remote resource). CI prints the build's time instead.
+    "write_computation_times": False,
     "abort_on_example_error": False,
     "only_warn_on_example_error": False,
 }
