@@ -156,9 +156,8 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
         Use the unbiased HSIC₁ (needs ``n >= 4``). Prefer it when features outnumber examples:
         biased CKA of independent data approaches 1 as ``p / n`` grows.
     method : {"auto", "features", "gram"}, default "auto"
-        ``"features"`` uses the p x p products (O(n p²) time, O(p²) memory), ``"gram"`` the
-        n x n Grams (O(n² p) time, O(n²) memory); ``"auto"`` picks the one with fewer flops.
-        Both give the same number.
+        The same number by the p x p products (``"features"``: O(n p²) time, O(p²) memory) or
+        the n x n Grams (``"gram"``: O(n² p), O(n²)); ``"auto"`` picks the one of fewer flops.
 
     Returns
     -------
@@ -209,7 +208,8 @@ def linear_cka(x: Any, y: Any, *, debiased: bool = False, method: Method = "auto
         return present(_linear_grams(units, xp, debiased), from_torch_view=from_view)
     moments = Moments.of_batch(units, [(0, 1)], debiased, xp)
     (h_xx, h_yy), (h_xy,) = moments.hsic_terms()
-    flat, bounds = (units[0].constant, units[1].constant), tuple(moments.self_bounds())
+    flat = (units[0].constant, units[1].constant)
+    bounds = tuple(moments.self_bounds()) if debiased else (0.0, 0.0)
     h = ratio(h_xy, h_xx, h_yy, n=moments.n, debiased=debiased, constant=flat, bounds=bounds)
     return present(h, from_torch_view=from_view)
 
@@ -288,12 +288,11 @@ def kernel_cka(
             return present(xp.sum(xm[:1, :1]) * float("nan"))
     if callable(kernel):  # the caller's Grams get the full checks; built-in ones are valid
         grams = [_call_kernel(kernel, a, name) for a, name in ((xm, "x"), (ym, "y"))]
-        eps = max(epsilon(getattr(g, "dtype", "float64")) for g in grams)
         k, l, xp = check_gram_pair(*grams, min_size=4 if debiased else 2)
     else:
         p = (threshold, degree, gamma, coef0)
         k, l = (_builtin_gram(a, kernel, s, *p, xp) for a, s in zip((xm, ym), sigmas, strict=True))
-        eps = max(epsilon(xm.dtype), epsilon(ym.dtype))  # the products ran in the input dtype
+    eps = max(epsilon(getattr(a, "dtype", None)) for a in (grams if callable(kernel) else (xm, ym)))
     return present(cka_of_grams(k, l, xp, debiased=debiased, names=("x", "y"), eps=eps))
 
 

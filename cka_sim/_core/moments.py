@@ -40,7 +40,7 @@ from array_api_compat import array_namespace, device, is_torch_array
 
 from .backend import Array, gram
 from .prepare import Centred
-from .rounding import epsilon, rounding_bound, term_magnitude
+from .rounding import EPSILON, rounding_bound, term_magnitude
 
 #: Bytes of the pass's workspace (one block of rows of every unit): a few MiB stay in the cache.
 WORKSPACE_BYTES = 8 * 2**20
@@ -265,7 +265,8 @@ def _about_mean(
         widths.append(int(c.shape[0]))
     m = Moments(widths, pairs, debiased)
     m.n, f64 = n, xp.float64
-    m.eps = [epsilon(c.dtype) for c in centres]
+    for i, c in enumerate(centres):  # the products' precision, by dtype
+        m.eps[i] = EPSILON.get(str(c.dtype).removeprefix("torch."), EPSILON["float32"])
     delta, S, C = [], [], []
     for c, col in zip(centres, sums.col, strict=True):
         delta.append(col / n)
@@ -343,7 +344,7 @@ class Moments:
         self.n = 0
         self.mean: list[Array] = []
         #: Per unit, the machine epsilon of the dtype its products ran in (the coarsest seen).
-        self.eps: list[float] = [epsilon("float64")] * len(self.widths)
+        self.eps: list[float] = [EPSILON["float64"]] * len(self.widths)
         for f in FIELDS:
             setattr(self, f.name, [])
 
