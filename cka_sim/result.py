@@ -79,7 +79,8 @@ class CKAResult:
     Raises
     ------
     TypeError
-        If ``row_names`` or ``col_names`` is a string instead of a list of names.
+        If ``row_names`` or ``col_names`` is a string instead of a list of names, or
+        ``cka_sim_version`` is neither a string nor ``None``.
     ValueError
         If ``values`` (or ``ci_low``, ``ci_high``, ``pvalues``) does not have one row per row
         name and one column per column name.
@@ -118,6 +119,10 @@ class CKAResult:
                     f"{attr} must be a list of layer names, not the string "
                     f"{getattr(self, attr)!r}: pass [{getattr(self, attr)!r}] for one layer"
                 )
+        if self.cka_sim_version is not None and not isinstance(self.cka_sim_version, str):
+            raise TypeError(
+                f"cka_sim_version must be a version string or None, not {self.cka_sim_version!r}"
+            )
         self.values = np.asarray(self.values, dtype=np.float64)
         self.row_names = [str(name) for name in self.row_names]
         self.col_names = [str(name) for name in self.col_names]

@@ -251,6 +251,11 @@ def test_changed_values_fail_the_checksum(result, tmp_path):
         CKAResult.load(path)
 
 
+def test_a_version_that_is_not_a_string_is_refused():
+    with pytest.raises(TypeError, match="cka_sim_version must be a version string or None"):
+        CKAResult(np.eye(1), ["a"], ["b"], "linear", 4, cka_sim_version=(0, 1))
+
+
 def test_a_string_of_names_is_refused():
     with pytest.raises(TypeError, match="row_names must be a list of layer names"):
         CKAResult(
