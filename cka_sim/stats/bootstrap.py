@@ -64,8 +64,8 @@ def bootstrap_ci(
     Romano (1994), valid for the U-statistics behind debiased CKA and dCKA.
 
     **Coverage** (``python -m benchmarks.coverage``, table in ``docs/statistics.md``): for
-    debiased CKA and debiased dCKA the nominal 95 % interval covers the population value about
-    as often as it says at n >= 100. Biased CKA and the Procrustes similarity cannot get there
+    debiased CKA the nominal 95 % interval covers the population value 92-99 % of the time at
+    every shape tried, and so does debiased dCKA up to p/n = 1 (at p/n = 2 it covers 62-75 %). Biased CKA and the Procrustes similarity cannot get there
     unless features are few compared with examples: their own bias (of order p/n) exceeds their
     standard error, so every interval around the estimate, however it is resampled, misses the
     population value (with or without replacement, the replicates are shifted by the same
