@@ -58,9 +58,15 @@ class Tiny10(nn.Module):
         self.layers = (*names, "pool")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.activations(x)[-1])
+
+    def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The outputs of the compared layers, in depth order, for images ``x``."""
+        outputs = []
         for name in self.layers:
             x = getattr(self, name)(x)
-        return self.output(x)
+            outputs.append(x)
+        return outputs
 
 
 class MLP(nn.Module):
@@ -95,7 +101,13 @@ class MLP(nn.Module):
         self.layers = tuple(names)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.activations(x)[-1])
+
+    def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The outputs of the compared layers, in depth order, for images ``x``."""
+        outputs = []
         x = x.flatten(1)
         for name in self.layers:
             x = getattr(self, name)(x)
-        return self.output(x)
+            outputs.append(x)
+        return outputs

@@ -82,8 +82,6 @@ def train_one(
     import torch
     import torch.nn.functional as F
 
-    from cka_sim.torch import record_activations
-
     from .nets import MLP, Tiny10
 
     torch.set_num_threads(1)
@@ -102,9 +100,10 @@ def train_one(
         optimiser.step()
     model.eval()
     x = torch.from_numpy(evaluation[0]).float() / 255
-    with torch.no_grad(), record_activations(model, list(model.layers)) as store:
-        logits = model(x)
-        acts = [store[name].flatten(1).double().numpy() for name in model.layers]
+    with torch.no_grad():
+        outputs = model.activations(x)
+        logits = model.output(outputs[-1])
+    acts = [out.flatten(1).double().numpy() for out in outputs]
     grams = [np.asarray(gram_linear(a)) for a in acts]
     return {
         "accuracy": float((logits.argmax(1).numpy() == evaluation[1]).mean()),
