@@ -394,6 +394,7 @@ class Manifest:
         Returns
         -------
         bool
+            True for a recorded file that no longer has its checksum.
         """
         return self.recorded(path) is not None and not self.verified(path)
 

@@ -61,8 +61,7 @@ def cka_matrix_with_uncertainty(
     ``pvalues`` from :func:`~cka_sim.stats.permutation_test`. One set of half-samples and one set
     of permutations serve every cell, so the cells' uncertainties are computed on the same
     resamples (their errors are correlated, as they are in the data) and indices are drawn once
-    per layer. Cost: (B_resample + B_perm) x La x Lb numerator evaluations, O(n p_a p_b) each in
-    feature form or O(n²) in Gram form (chosen from the layer widths; one n x n matrix a layer).
+    per layer. Cost: (B_resample + B_perm) x La x Lb numerators, O(n p_a p_b) or O(n²) each.
 
     Parameters
     ----------
@@ -88,13 +87,10 @@ def cka_matrix_with_uncertainty(
     -------
     CKAResult
         With ``ci_low``, ``ci_high`` and ``pvalues`` (per cell, not corrected for the number of
-        cells) unless skipped, and the settings in ``metadata``, whose
-        ``"interval_fallback_cells"`` lists the ``[row, column]`` cells where BCa fell back (see
-        ``method``) and ``"redrawn_resamples"`` the (La, Lb) counts of half-samples redrawn per
-        cell because the statistic was undefined on them (the rule of
-        :func:`~cka_sim.stats.bootstrap_ci`; None without intervals). A constant layer gives a
-        NaN row or column with a ``CKAUndefinedWarning``, and so does any other cell that is
-        undefined on all the data.
+        cells) unless skipped; ``metadata`` holds the settings, ``"interval_fallback_cells"``
+        (cells where BCa fell back) and ``"redrawn_resamples"`` (per-cell counts of redrawn
+        half-samples, the rule of :func:`~cka_sim.stats.bootstrap_ci`). A cell undefined on
+        all the data (a constant layer) is NaN with a ``CKAUndefinedWarning``.
 
     Raises
     ------

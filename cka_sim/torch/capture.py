@@ -11,8 +11,15 @@ import torch
 from torch import nn
 
 from .._core.prepare import PreparedGram
-from .hooks import ActivationStore, _Recording, _restore_training_modes
-from .inputs import BatchKeysDroppedWarning, InputKey, _call_arguments, _model_device, _run
+from .hooks import ActivationStore, _Recording
+from .inputs import (
+    BatchKeysDroppedWarning,
+    InputKey,
+    _call_arguments,
+    _model_device,
+    _restore_training_modes,
+    _run,
+)
 from .samples import SampleRule, batch_mask
 
 

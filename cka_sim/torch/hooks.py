@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .inputs import _restore_training_modes
 from .layers import LayerSpec, _check_module, _resolve_layers
 from .outputs import Selector, _select, _selectors
 from .samples import MASK_KEY, MaskSource, Pooling, SampleMode, SampleRule, as_mask, sample_rule
@@ -181,17 +182,6 @@ def _shares_memory(tensor: torch.Tensor, source: torch.Tensor) -> bool:
     if tensor is source:
         return True
     return tensor.untyped_storage().data_ptr() == source.untyped_storage().data_ptr()
-
-
-@contextlib.contextmanager
-def _restore_training_modes(*models: nn.Module) -> Iterator[None]:
-    """Restore every submodule's ``training`` flag on exit (also on exceptions)."""
-    saved = [(module, module.training) for model in models for module in model.modules()]
-    try:
-        yield
-    finally:
-        for module, flag in saved:
-            module.training = flag
 
 
 @contextlib.contextmanager

@@ -6,8 +6,9 @@ caller's ``input_key``); :func:`_run` moves it to the model's device and calls t
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -184,3 +185,14 @@ def _run(
     model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], device: torch.device
 ) -> None:
     model(*_to_device(args, device), **_to_device(kwargs, device))
+
+
+@contextlib.contextmanager
+def _restore_training_modes(*models: nn.Module) -> Iterator[None]:
+    """Restore every submodule's ``training`` flag on exit (also on exceptions)."""
+    saved = [(module, module.training) for model in models for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, flag in saved:
+            module.training = flag

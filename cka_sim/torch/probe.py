@@ -12,8 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .hooks import _restore_training_modes
-from .inputs import InputKey, _call_arguments, _model_device, _run
+from .inputs import InputKey, _call_arguments, _model_device, _restore_training_modes, _run
 from .outputs import first_tensor
 
 
