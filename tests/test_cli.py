@@ -276,7 +276,7 @@ def test_npy_files_are_memory_mapped_and_read_as_saved(tmp_path, capsys, order) 
         assert np.array_equal(open_activations(tmp_path / "v.npy"), x)
     assert main([str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--json"]) == 0
     value = json.loads(capsys.readouterr().out)["cka"]
-    assert value == pytest.approx(linear_cka(x, y), rel=1e-12)
+    assert value == pytest.approx(linear_cka(x, y), rel=1e-12, abs=1e-12)
 
 
 def test_an_empty_array_file_is_read_and_refused_by_the_estimator(tmp_path, capsys) -> None:

@@ -4,9 +4,9 @@ it is undefined.
 A representation's CKA is undefined when its self-HSIC is zero: biased, only constant features
 have it (the prepare stage makes their centred rows exact zeros, so the zero is exact);
 debiased, when the estimate lies at or below its rounding bound (:mod:`cka_sim._core.rounding`,
-the one rule of every path). No epsilon is added and nothing is clamped. :func:`ratio` serves one pair, :func:`ratio_matrix` every
-pair of two lists of layers; both square-root each self term first, since the product of two
-self-HSICs can leave the float64 range.
+the one rule of every path). No epsilon is added and nothing is clamped. :func:`ratio` serves
+one pair, :func:`ratio_matrix` every pair of two lists of layers; both square-root each self
+term first, since the product of two self-HSICs can leave the float64 range.
 """
 
 from __future__ import annotations

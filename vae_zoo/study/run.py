@@ -223,16 +223,14 @@ class _InvocationTimings:
             "interrupted_invocations": sum(1 for h in history if h.get("finished") is False),
             "total_wall_seconds": round(sum(h["wall_seconds"] for h in history), 1),
             "stage_seconds_total": {
-                stage: round(
-                    sum(
-                        h["stages"].get(stage, h.get("running", {}).get(stage, 0.0))
-                        for h in history
-                    ),
-                    1,
-                )
-                for stage in STAGES
+                stage: round(sum(_stage_seconds(h, stage) for h in history), 1) for stage in STAGES
             },
         }
+
+
+def _stage_seconds(entry: dict[str, Any], stage: str) -> float:
+    """A stage's seconds in one invocation: finished, or cut short while it ran."""
+    return entry["stages"].get(stage, entry.get("running", {}).get(stage, 0.0))
 
 
 def provenance() -> dict[str, Any]:

@@ -7,12 +7,14 @@ import dataclasses
 import functools
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ... import storage
+from ...checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpoint
 from ...datasets import ImageDataset
 from ...train import TrainConfig
 from ...zoo import DatasetLoader
@@ -46,6 +48,20 @@ def strict_json(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, bool)):
         return value
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def checkpoint_step_or_restart(run_dir: Path) -> int | None:
+    """The step of a run's checkpoint, or None when it has none. A checkpoint that cannot be
+    read (truncated, overwritten) cannot be resumed, so the run directory is removed and the
+    run starts over: it is seeded, and trains the same model again."""
+    checkpoint = run_dir / CHECKPOINT_NAME
+    if not checkpoint.is_file():
+        return None
+    try:
+        return int(read_checkpoint(checkpoint)["step"])
+    except (CheckpointError, KeyError):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return None
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> None:

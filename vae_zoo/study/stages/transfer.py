@@ -36,13 +36,13 @@ from typing import Any
 
 import torch
 
-from ...checkpoint import CHECKPOINT_NAME, CheckpointError, read_checkpoint
+from ...checkpoint import CHECKPOINT_NAME
 from ...train import TrainConfig
 from ...transfer import Recipe, transfer
 from ...zoo import DatasetLoader
 from ..config import ENCODER_BLOCKS, GRADED_DEPTHS
 from ..sampling import long_scratch_seed, scratch_seed, transfer_seed
-from .common import StudyContext, _cached_load
+from .common import StudyContext, _cached_load, checkpoint_step_or_restart
 from .runner import Stage, Verified
 
 __all__ = [
@@ -175,7 +175,7 @@ class _TransferJob:
 
 def _run_transfer(job: _TransferJob) -> str:
     torch.set_num_threads(job.config.threads or 1)
-    _discard_unreadable_checkpoint(Path(job.out_dir))
+    checkpoint_step_or_restart(Path(job.out_dir))  # an unreadable checkpoint: start over
     train = _cached_load(job.loader, job.target, "train", job.size)
     test = _cached_load(job.loader, job.target, "test", job.size)
     transfer(
@@ -198,18 +198,6 @@ def _transfer_file(run_dir: str | Path) -> Path:
 def _run_outputs(run_dir: str | Path) -> list[Path]:
     """What a finished transfer leaves for the manifest: its losses and final checkpoint."""
     return [_transfer_file(run_dir), Path(run_dir) / CHECKPOINT_NAME]
-
-
-def _discard_unreadable_checkpoint(run_dir: Path) -> None:
-    """Start a run over when its checkpoint cannot be read (truncated, overwritten): it cannot
-    be resumed, and the run is seeded, so training it again gives the same model."""
-    checkpoint = run_dir / CHECKPOINT_NAME
-    if not checkpoint.is_file():
-        return
-    try:
-        read_checkpoint(checkpoint)
-    except CheckpointError:
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _read_transfer(run_dir: Path) -> dict[int, float]:

@@ -27,7 +27,7 @@ from ...train import RESULT_NAME, TrainConfig, is_complete, read_metrics, snapsh
 from ...zoo import DatasetLoader
 from ..analysis import RANDOM
 from ..sampling import init_seed, random_seed
-from .common import StudyContext, _cached_load
+from .common import StudyContext, _cached_load, checkpoint_step_or_restart
 from .runner import Stage, Verified
 
 __all__ = ["ZooModel", "ZooStage", "load_models", "model_records", "zoo_models", "zoo_snapshots"]
@@ -109,13 +109,8 @@ def _restart_if_a_snapshot_is_lost(run_dir: Path, config: TrainConfig) -> None:
     """Start a run over when its checkpoint has passed a kept step whose copy is missing or
     unreadable: training can write the copy only when it passes that step again (and, being
     seeded, trains the same model)."""
-    checkpoint = run_dir / CHECKPOINT_NAME
-    if not checkpoint.is_file():
-        return
-    try:
-        step = int(read_checkpoint(checkpoint)["step"])
-    except (CheckpointError, KeyError):  # unreadable (truncated, overwritten): train again
-        shutil.rmtree(run_dir, ignore_errors=True)
+    step = checkpoint_step_or_restart(run_dir)
+    if step is None:
         return
     for kept in config.keep_checkpoints:
         if kept > step:
